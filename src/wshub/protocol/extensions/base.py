@@ -1,0 +1,82 @@
+"""The interfaces between extensions, the handshake and the frame layer (RFC 6455 §9).
+
+A factory takes part in the opening handshake and, when negotiation succeeds, creates an
+:class:`Extension` instance that lives as long as the connection. The frame layer calls
+the instance for every message; the handshake code only talks to the factories.
+
+The only extension wshub ships is permessage-deflate, so the data interface is the one a
+per-message compression extension needs (RFC 7692 §6): whole messages are compressed,
+and the payloads of a compressed message — the frames after one with RSV1 set — are
+decompressed frame by frame with a bound on the output.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from wshub.protocol.headers import ExtensionParam
+
+__all__ = ["ClientExtensionFactory", "Extension", "ServerExtensionFactory"]
+
+
+class Extension(Protocol):
+    """A negotiated extension, one instance per connection."""
+
+    #: The extension token, e.g. ``"permessage-deflate"``.
+    name: str
+
+    def decompress(self, data: bytes, *, fin: bool, max_size: int | None) -> bytes:
+        """Decompress the payload of one data frame of a compressed message.
+
+        Args:
+            data: the frame's payload.
+            fin: whether this frame ends the message.
+            max_size: how many bytes this call may produce at most; ``None`` for no limit.
+
+        Raises:
+            PayloadTooBig: the output would exceed ``max_size``; the extension stops
+                before producing more than ``max_size + 1`` bytes.
+            ProtocolError: the data is corrupt (close code 1007).
+        """
+        ...
+
+    def compress(self, data: bytes) -> bytes:
+        """Compress one whole message; the caller sets RSV1 on its first frame."""
+        ...
+
+
+class ServerExtensionFactory(Protocol):
+    """Negotiates an extension on the server side of the handshake."""
+
+    #: The extension token this factory answers to.
+    name: str
+
+    def accept(
+        self, offer_params: list[ExtensionParam]
+    ) -> tuple[list[ExtensionParam], Extension] | None:
+        """Consider one offer from the client.
+
+        Returns:
+            ``None`` when this offer is not acceptable (the next offer is tried), else the
+            parameters of the response and the extension instance for the connection.
+        """
+        ...
+
+
+class ClientExtensionFactory(Protocol):
+    """Negotiates an extension on the client side of the handshake."""
+
+    #: The extension token this factory offers.
+    name: str
+
+    def offer(self) -> list[ExtensionParam]:
+        """Return the parameters of our offer."""
+        ...
+
+    def accept(self, response_params: list[ExtensionParam]) -> Extension:
+        """Check the server's response to our offer and create the extension instance.
+
+        Raises:
+            NegotiationError: the response does not fit our offer.
+        """
+        ...

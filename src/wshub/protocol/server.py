@@ -1,0 +1,220 @@
+"""The server side of the opening handshake (RFC 6455 §4.2).
+
+:func:`accept_request` checks a parsed upgrade request and builds the 101 response, or
+raises :class:`~wshub.exceptions.InvalidRequest` with the status to answer with;
+:func:`reject_response` turns that refusal into the response to send. Nothing here does
+I/O: the transport parses the request with :class:`~wshub.protocol.http11.RequestParser`,
+calls these functions and writes the bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wshub.exceptions import InvalidRequest
+from wshub.protocol.extensions.base import Extension, ServerExtensionFactory
+from wshub.protocol.headers import Headers, parse_extensions, parse_tokens, serialize_extension
+from wshub.protocol.http11 import Request, Response
+
+__all__ = [
+    "GUID",
+    "Accepted",
+    "accept_key",
+    "accept_request",
+    "is_upgrade_request",
+    "reject_response",
+]
+
+#: The GUID appended to the key before hashing (RFC 6455 §1.3).
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+# The headers that tell a client which upgrade and version we speak (RFC 6455 §4.2.2,
+# RFC 9110 §15.5.22 for 426).
+_UPGRADE_REQUIRED_HEADERS = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Version", "13"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The outcome of a successful handshake, on either side.
+
+    Attributes:
+        response: the 101 response (built by the server, received by the client).
+        subprotocol: the negotiated subprotocol, or ``None``.
+        extensions: the negotiated extension instances, in the order they apply to
+            outgoing data (the order of the response header, RFC 6455 §9.1).
+    """
+
+    response: Response
+    subprotocol: str | None
+    extensions: list[Extension]
+
+
+def accept_key(key: str) -> str:
+    """Compute ``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2).
+
+    It proves that the server read the key, so that a non-WebSocket server cannot be
+    tricked into accepting a connection.
+    """
+    digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _has_token(headers: Headers, name: str, token: str) -> bool:
+    return any(value.lower() == token for value in parse_tokens(headers.get_all(name)))
+
+
+def is_upgrade_request(request: Request) -> bool:
+    """Tell whether ``request`` asks for a WebSocket upgrade (``Upgrade: websocket``).
+
+    The transport uses it to tell plain HTTP requests from upgrades; it does not
+    validate the upgrade (:func:`accept_request` does).
+    """
+    return _has_token(request.headers, "Upgrade", "websocket")
+
+
+def _check_key(headers: Headers) -> str:
+    keys = headers.get_all("Sec-WebSocket-Key")
+    if len(keys) != 1:
+        raise InvalidRequest(400, "missing or repeated Sec-WebSocket-Key")
+    key = keys[0].strip()
+    # RFC 6455 §4.1: the key is 16 random bytes, base64-encoded.
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise InvalidRequest(400, "invalid Sec-WebSocket-Key") from None
+    if len(raw) != 16:
+        raise InvalidRequest(400, "invalid Sec-WebSocket-Key")
+    return key
+
+
+def _check_origin(headers: Headers, origins: Sequence[str | None]) -> None:
+    values = headers.get_all("Origin")
+    if len(values) > 1:
+        raise InvalidRequest(400, "repeated Origin header")
+    origin = values[0] if values else None
+    # RFC 6455 §10.2: the Origin header is what lets a server refuse pages of other sites.
+    if origin not in origins:
+        raise InvalidRequest(403, "origin not allowed")
+
+
+def _select_subprotocol(headers: Headers, subprotocols: Sequence[str] | None) -> str | None:
+    if not subprotocols:
+        return None
+    offered = set(parse_tokens(headers.get_all("Sec-WebSocket-Protocol")))
+    # Server preference order; with no match, send no header and let the client decide
+    # whether to go on without a subprotocol (RFC 6455 §4.2.2).
+    for subprotocol in subprotocols:
+        if subprotocol in offered:
+            return subprotocol
+    return None
+
+
+def _negotiate_extensions(
+    headers: Headers, factories: Sequence[ServerExtensionFactory]
+) -> tuple[list[str], list[Extension]]:
+    values = headers.get_all("Sec-WebSocket-Extensions")
+    if not values or not factories:
+        return [], []
+    try:
+        offers = parse_extensions(values)
+    except ValueError:
+        raise InvalidRequest(400, "invalid Sec-WebSocket-Extensions header") from None
+    accepted_headers: list[str] = []
+    accepted: list[Extension] = []
+    for factory in factories:
+        # RFC 6455 §9.1: the client lists offers in preference order; the first one this
+        # factory can accept wins, and an unacceptable one falls through to the next.
+        for name, params in offers:
+            if name != factory.name:
+                continue
+            result = factory.accept(params)
+            if result is not None:
+                response_params, extension = result
+                accepted_headers.append(serialize_extension(name, response_params))
+                accepted.append(extension)
+                break
+    return accepted_headers, accepted
+
+
+def accept_request(
+    request: Request,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str | None] | None = None,
+    extensions: Sequence[ServerExtensionFactory] = (),
+    server_header: str | None = "wshub",
+) -> Accepted:
+    """Validate an upgrade request and build the 101 response (RFC 6455 §4.2.1-§4.2.2).
+
+    Args:
+        request: the parsed request.
+        subprotocols: subprotocols we speak, in our order of preference; ``None`` or
+            empty to negotiate none.
+        origins: allowed ``Origin`` values; ``None`` allows any. Put ``None`` in the list
+            to allow requests without ``Origin`` (non-browser clients).
+        extensions: extension factories in our order of preference.
+        server_header: value of the ``Server`` header; ``None`` to omit it.
+
+    Returns:
+        The 101 response with the negotiated subprotocol and extensions.
+
+    Raises:
+        InvalidRequest: the request cannot be upgraded; ``status`` says why: 405 not a
+            GET, 426 no ``Upgrade: websocket`` or an unsupported version, 400 a missing
+            or malformed header, 403 an origin not allowed.
+    """
+    headers = request.headers
+    if request.method != "GET":
+        raise InvalidRequest(405, "method not allowed", [("Allow", "GET")])
+    if not _has_token(headers, "Upgrade", "websocket"):
+        raise InvalidRequest(426, "upgrade required", list(_UPGRADE_REQUIRED_HEADERS))
+    if not _has_token(headers, "Connection", "upgrade"):
+        raise InvalidRequest(400, "missing Connection: Upgrade")
+    if len(headers.get_all("Host")) != 1:
+        raise InvalidRequest(400, "missing or repeated Host header")
+    # The version is checked before the key so that a client of another version learns
+    # which one we speak (RFC 6455 §4.2.2 item 4).
+    if headers.get_all("Sec-WebSocket-Version") != ["13"]:
+        raise InvalidRequest(
+            426, "unsupported WebSocket version", [("Sec-WebSocket-Version", "13")]
+        )
+    key = _check_key(headers)
+    if origins is not None:
+        _check_origin(headers, origins)
+    subprotocol = _select_subprotocol(headers, subprotocols)
+    extension_headers, accepted = _negotiate_extensions(headers, extensions)
+
+    response_headers = Headers()
+    response_headers.add("Upgrade", "websocket")
+    response_headers.add("Connection", "Upgrade")
+    response_headers.add("Sec-WebSocket-Accept", accept_key(key))
+    if subprotocol is not None:
+        response_headers.add("Sec-WebSocket-Protocol", subprotocol)
+    if extension_headers:
+        response_headers.add("Sec-WebSocket-Extensions", ", ".join(extension_headers))
+    if server_header is not None:
+        response_headers.add("Server", server_header)
+    return Accepted(Response(101, "", response_headers), subprotocol, accepted)
+
+
+def reject_response(error: InvalidRequest, *, server_header: str | None = "wshub") -> Response:
+    """Build the response for a refused request.
+
+    The body is the short fixed reason carried by ``error``, never internal details.
+    ``Connection: close`` is added unless ``error`` brings its own ``Connection`` header
+    (a 426 names the upgrade), since the transport closes after a refusal.
+    """
+    headers = Headers(error.headers)
+    if "Connection" not in headers:
+        headers.add("Connection", "close")
+    if server_header is not None:
+        headers.add("Server", server_header)
+    return Response.text(error.status, error.reason + "\n", headers)
