@@ -1,0 +1,123 @@
+# wshub developer entry points. `make help` lists them; README.md explains them.
+#
+# Everything runs in the project's own virtualenv, $(VENV), created on first use with
+# `python3 -m venv` and (re)installed when pyproject.toml changes. The shared harnesses
+# (Autobahn|Testsuite, the benchmark driver) live in $(SHARED), beside the repository.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV ?= .venv
+SHARED ?= $(CURDIR)/../shared
+# coverage thresholds (branch coverage): the whole package, and the sans-I/O core
+COV_FAIL_UNDER ?= 85
+PROTOCOL_COV_FAIL_UNDER ?= 95
+# the optional compiled speedup; when it imports, the protocol tests run a second time with it
+# switched off by $(NO_EXTENSIONS_ENV)=1, so that the pure-Python path stays tested too
+SPEEDUPS_MODULE ?= wshub._speedups
+NO_EXTENSIONS_ENV ?= WSHUB_NO_EXTENSIONS
+PROTOCOL_TESTS ?= tests/protocol
+# extra arguments for pytest, e.g. make test PYTEST_ARGS='-x -k frames'
+PYTEST_ARGS ?=
+
+BIN := $(abspath $(VENV))/bin
+PY := $(BIN)/python
+# what an install depends on: reinstall when one of these changes
+INSTALL_INPUTS := pyproject.toml $(wildcard setup.py)
+export PY SHARED
+
+.PHONY: help run install install-test test deps lint typecheck coverage \
+	compliance compliance-quick bench bench-quick clean
+
+help:
+	@echo "make run               install into $(VENV) and start 'wshub serve' (http://127.0.0.1:8765/)"
+	@echo "make test              lint (ruff), type-check (mypy --strict), tests under coverage"
+	@echo "make compliance        Autobahn|Testsuite, all 517 cases, our server and our client"
+	@echo "make compliance-quick  the same without 9.*, 12.*, 13.* (about a minute)"
+	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~15 min)"
+	@echo "make bench-quick       1-run smoke test of the benchmark"
+	@echo "make clean             remove caches, coverage data and reports (keeps $(VENV))"
+	@echo "variables: VENV=$(VENV) SHARED=$(SHARED) COV_FAIL_UNDER=$(COV_FAIL_UNDER)" \
+		"PROTOCOL_COV_FAIL_UNDER=$(PROTOCOL_COV_FAIL_UNDER) PYTEST_ARGS=..."
+
+# ---- virtualenv -------------------------------------------------------------------------------
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(INSTALL_INPUTS) | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(INSTALL_INPUTS) | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# ---- the main job -----------------------------------------------------------------------------
+
+run: $(VENV)/.installed
+	$(BIN)/wshub serve
+
+# ---- tests ------------------------------------------------------------------------------------
+
+test: $(VENV)/.installed-test
+	@$(MAKE) deps
+	@$(MAKE) lint
+	@$(MAKE) typecheck
+	@$(MAKE) coverage
+
+# test dependencies that are not Python packages (chromium, redis-server)
+deps:
+	scripts/ensure-test-deps.sh
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# the package as configured in pyproject.toml, then the scripts (one folder per run: both folders
+# have a server.py, which mypy would take for one duplicated module)
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+	$(BIN)/mypy --strict compliance
+	$(BIN)/mypy --strict benchmarks
+
+coverage: $(VENV)/.installed-test
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	@if $(PY) -c 'import $(SPEEDUPS_MODULE)' 2>/dev/null; then \
+		echo "== pure-Python path: $(NO_EXTENSIONS_ENV)=1 pytest $(PROTOCOL_TESTS)"; \
+		echo "$(NO_EXTENSIONS_ENV)=1 $(BIN)/coverage run -m pytest $(PROTOCOL_TESTS) $(PYTEST_ARGS)"; \
+		$(NO_EXTENSIONS_ENV)=1 $(BIN)/coverage run -m pytest $(PROTOCOL_TESTS) $(PYTEST_ARGS); \
+	else \
+		echo "== no compiled $(SPEEDUPS_MODULE): the run above tested the pure-Python path"; \
+	fi
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report --fail-under=$(COV_FAIL_UNDER)
+	@echo "== sans-I/O core (src/wshub/protocol), must be >= $(PROTOCOL_COV_FAIL_UNDER)%"
+	$(BIN)/coverage report --include='src/wshub/protocol/*' --fail-under=$(PROTOCOL_COV_FAIL_UNDER)
+
+# ---- Autobahn|Testsuite (scripts/compliance.sh; summary in compliance/SUMMARY.md) -------------
+
+compliance: $(VENV)/.installed
+	scripts/compliance.sh
+
+compliance-quick: $(VENV)/.installed
+	scripts/compliance.sh --quick
+
+# ---- benchmarks (scripts/bench.sh; results in benchmarks/RESULTS.md) --------------------------
+
+bench: $(VENV)/.installed
+	scripts/bench.sh
+
+bench-quick: $(VENV)/.installed
+	scripts/bench.sh --quick
+
+clean:
+	rm -rf .coverage .coverage.* htmlcov .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+		compliance/reports benchmarks/out build dist

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmark wshub side by side with its peers in the shared harness (../shared/bench) and write
+# benchmarks/RESULTS.md from the harness's results.json (benchmarks/report.py).
+#
+# Usage: scripts/bench.sh [--quick]          (`make bench`, `make bench-quick`)
+#   --quick    1 run of 1 s per cell (smoke test); writes benchmarks/out/quick/RESULTS.md instead
+#              of the committed benchmarks/RESULTS.md
+# Environment:
+#   SHARED       folder holding bench/ (default: ../shared beside the repository)
+#   PY           Python with wshub installed (default: .venv/bin/python)
+#   BENCH_WORK   where the harness's setup.sh installs the peers (default /tmp/bench-work)
+#   BENCH_SERVERS  servers to run, in order (default: wshub and every peer, c-echo last)
+#   BENCH_ARGS   more options for run.py (e.g. '--scenarios pp100_32,bcast1000_64 --reps 5')
+# The full run takes about 15 minutes and wants an otherwise idle machine (run.py waits for one).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="${SHARED:-$ROOT/../shared}"
+PY="${PY:-$ROOT/.venv/bin/python}"
+BENCH="$SHARED/bench"
+export BENCH_WORK="${BENCH_WORK:-/tmp/bench-work}"
+SERVERS="${BENCH_SERVERS:-wshub,websockets,aiohttp,picows+uvloop,node-ws,socketify,c-echo}"
+
+OUT="$ROOT/benchmarks/out"
+REPORT="$ROOT/benchmarks/RESULTS.md"
+OPTS=()
+case "${1:-}" in
+  --quick) OPTS+=(--quick); OUT="$OUT/quick"; REPORT="$OUT/RESULTS.md" ;;
+  "") ;;
+  *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
+[ -x "$BENCH/run.py" ] || { echo "bench: no harness at $BENCH (set SHARED=)" >&2; exit 2; }
+[ -x "$PY" ] || { echo "bench: no Python at $PY (run make bench)" >&2; exit 2; }
+
+T0=$(date +%s)
+echo "bench: installing the peers into $BENCH_WORK ($BENCH/setup.sh)"
+"$BENCH/setup.sh"
+mkdir -p "$OUT"
+# shellcheck disable=SC2206  # BENCH_ARGS is a list of options on purpose
+EXTRA=(${BENCH_ARGS:-})
+# run.py runs the command with bash -c, with $PORT and $APP set: keep them unexpanded here
+python3 "$BENCH/run.py" --out "$OUT" "${OPTS[@]}" "${EXTRA[@]}" \
+  --server "wshub=$PY $ROOT/benchmarks/server.py --port \$PORT --app \$APP" \
+  --servers "$SERVERS"
+"$PY" "$ROOT/benchmarks/report.py" "$OUT/results.json" --out "$REPORT"
+echo "bench: done in $(($(date +%s) - T0)) s; $REPORT"
