@@ -1,0 +1,20 @@
+"""asyncio transport: the WebSocket server and client on top of ``wshub.protocol``."""
+
+from __future__ import annotations
+
+from .client import ClientConnection, Connect, connect
+from .connection import WebSocketConnection
+from .runner import run
+from .server import Server, ServerConnection, broadcast, serve
+
+__all__ = [
+    "ClientConnection",
+    "Connect",
+    "Server",
+    "ServerConnection",
+    "WebSocketConnection",
+    "broadcast",
+    "connect",
+    "run",
+    "serve",
+]

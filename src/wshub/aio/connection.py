@@ -1,0 +1,643 @@
+"""The asyncio side of one WebSocket connection, shared by server and client.
+
+A connection object *is* the ``asyncio.Protocol``: bytes from the transport go
+straight into the sans-I/O core, and the core's frames go straight to
+``transport.write``. There is no Task and no Queue per message:
+
+* callback style: a plain ``on_message(ws, message)`` runs inline, inside
+  ``data_received``; coroutine callbacks are awaited in order by one Task per
+  connection, created only when such a callback exists;
+* modern style: messages wait in a bounded deque for ``recv()`` / ``async for``;
+  above ``max_queue`` unread messages the transport stops reading (backpressure
+  reaches the peer through TCP).
+
+Sending never buffers without bound: the transport's write buffer has a
+high-water mark (``write_limit``); ``send()`` waits below it, and ``send_nowait``
+(for plain callbacks) leaves the decision to the caller through ``writable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import struct
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    ProtocolError,
+)
+from ..protocol.connection import Connection as Core
+from ..protocol.connection import State
+from ..protocol.http11 import Request, Response
+
+__all__ = ["Callbacks", "ConnectionOptions", "WebSocketConnection"]
+
+Message = str | bytes
+_OPEN = State.OPEN
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
+class Callbacks:
+    """The event-style callbacks of a server or client, resolved once.
+
+    Whether each callback is a coroutine function is decided here, once per
+    server, so the receive path only tests a flag.
+    """
+
+    __slots__ = (
+        "on_close",
+        "on_close_async",
+        "on_error",
+        "on_error_async",
+        "on_message",
+        "on_message_async",
+        "on_open",
+        "on_open_async",
+    )
+
+    def __init__(
+        self,
+        on_open: Callable[..., Any] | None = None,
+        on_message: Callable[..., Any] | None = None,
+        on_close: Callable[..., Any] | None = None,
+        on_error: Callable[..., Any] | None = None,
+    ) -> None:
+        self.on_open = on_open
+        self.on_message = on_message
+        self.on_close = on_close
+        self.on_error = on_error
+        self.on_open_async = _is_async(on_open)
+        self.on_message_async = _is_async(on_message)
+        self.on_close_async = _is_async(on_close)
+        self.on_error_async = _is_async(on_error)
+
+    @classmethod
+    def from_object(cls, obj: object, **overrides: Callable[..., Any] | None) -> Callbacks:
+        """Take ``on_*`` methods from an object; keyword callbacks win."""
+        found = {
+            name: overrides.get(name) or getattr(obj, name, None)
+            for name in ("on_open", "on_message", "on_close", "on_error")
+        }
+        return cls(**found)
+
+    @property
+    def any(self) -> bool:
+        """Whether any callback is set."""
+        return bool(self.on_open or self.on_message or self.on_close or self.on_error)
+
+
+def _is_async(fn: object) -> bool:
+    if fn is None:
+        return False
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
+    )
+
+
+class ConnectionOptions:
+    """Settings shared by every connection of one server or client (one object, not one per
+    connection, so that an idle connection stays small)."""
+
+    __slots__ = (
+        "callbacks",
+        "close_timeout",
+        "logger",
+        "max_queue",
+        "max_size",
+        "modern",
+        "open_timeout",
+        "ping_interval",
+        "ping_timeout",
+        "write_limit",
+    )
+
+    def __init__(
+        self,
+        *,
+        callbacks: Callbacks,
+        modern: bool,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        write_limit: int = 2**16,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        open_timeout: float | None = 10.0,
+        close_timeout: float | None = 10.0,
+        logger: logging.Logger,
+    ) -> None:
+        if max_size is not None and max_size <= 0:
+            raise ValueError("max_size must be positive or None")
+        if max_queue is not None and max_queue <= 0:
+            raise ValueError("max_queue must be positive or None")
+        if write_limit < 0:
+            raise ValueError("write_limit must not be negative")
+        self.callbacks = callbacks
+        self.modern = modern
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.logger = logger
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """An open (or opening) WebSocket connection; see ``docs/api.md`` for the API."""
+
+    __slots__ = (
+        "__weakref__",
+        "_cb_queue",
+        "_cb_task",
+        "_close_handle",
+        "_closing_handled",
+        "_core",
+        "_drain_waiter",
+        "_id",
+        "_lost",
+        "_lost_waiter",
+        "_messages",
+        "_opts",
+        "_ping_handle",
+        "_pings",
+        "_reading_paused",
+        "_recv_waiter",
+        "_write_paused",
+        "latency",
+        "loop",
+        "request",
+        "response",
+        "subprotocol",
+        "transport",
+    )
+
+    def __init__(self, options: ConnectionOptions) -> None:
+        self._opts = options
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self._core: Core | None = None
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        self.latency = 0.0
+        self._id: str | None = None
+        self._messages: deque[Message] | None = None
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._closing_handled = False
+        self._close_handle: asyncio.TimerHandle | None = None
+        self._ping_handle: asyncio.TimerHandle | None = None
+        self._pings: dict[bytes, tuple[float, asyncio.Future[float] | None]] | None = None
+        self._cb_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
+        self._cb_task: asyncio.Task[None] | None = None
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """A random identifier, made on first use (idle connections stay small)."""
+        if self._id is None:
+            self._id = os.urandom(16).hex()
+        return self._id
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address as the socket reports it, e.g. ``("127.0.0.1", 51234)``."""
+        return self.transport.get_extra_info("peername") if self.transport else None
+
+    @property
+    def open(self) -> bool:
+        """Whether messages can be sent."""
+        return self._core is not None and self._core.state is _OPEN
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received from the peer (1006 if none came); ``None`` while open."""
+        if self._core is None:
+            return 1006 if self._lost else None
+        return self._core.close_code if self._lost else self._core.close_rcvd and self._core.close_rcvd[0]
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received from the peer; ``None`` while open."""
+        if self._core is None:
+            return "" if self._lost else None
+        return self._core.close_reason if self._lost else self._core.close_rcvd and self._core.close_rcvd[1]
+
+    @property
+    def writable(self) -> bool:
+        """Whether the write buffer is below its high-water mark."""
+        return not self._write_paused
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet handed to the kernel."""
+        return self.transport.get_write_buffer_size() if self.transport else 0
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = transport  # type: ignore[assignment]
+        limit = self._opts.write_limit
+        transport.set_write_buffer_limits(high=limit, low=limit // 4)
+
+    def data_received(self, data: bytes) -> None:
+        core = self._core
+        if core is None:
+            self._handshake_data(data)
+            return
+        core.receive_data(data)
+        if core.state is not _OPEN:
+            self._core_closing()
+
+    def eof_received(self) -> bool | None:
+        # Returning a false value makes the transport close itself.
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        for handle in (self._close_handle, self._ping_handle):
+            if handle is not None:
+                handle.cancel()
+        self._close_handle = self._ping_handle = None
+        core = self._core
+        if core is not None:
+            core.receive_eof()
+        if self._recv_waiter is not None and not self._recv_waiter.done():
+            self._recv_waiter.set_result(None)
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        if self._pings:
+            for _, waiter in self._pings.values():
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(self._closed_exc())
+                    waiter.exception()  # the pinger may be gone: mark it retrieved
+            self._pings = None
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+        if core is not None:
+            self._opts.logger.debug(
+                "connection closed: %s %s", core.close_code, core.close_reason or ""
+            )
+            cb = self._opts.callbacks
+            if cb.on_close is not None:
+                self._run_callback(cb.on_close, cb.on_close_async, core.close_code, core.close_reason)
+        self._connection_gone()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- hooks for the server and client -------------------------------------------------------
+
+    def _handshake_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _connection_gone(self) -> None:
+        """Called last in ``connection_lost``; the server forgets the connection here."""
+
+    def _start(self, core: Core) -> None:
+        """Install the core after a successful handshake and wire the receive path."""
+        opts = self._opts
+        self._core = core
+        assert self.transport is not None
+        core.write = self.transport.write
+        core.on_pong = self._on_pong
+        cb = opts.callbacks
+        if opts.modern:
+            self._messages = deque()
+            core.on_message = self._queue_message
+        elif cb.on_message is not None:
+            core.on_message = self._queue_cb_message if cb.on_message_async else self._call_on_message
+        else:
+            core.on_message = _drop
+        core.on_ping = _drop
+        core.on_close = _drop_close
+        if opts.ping_interval is not None:
+            self._ping_handle = self.loop.call_later(opts.ping_interval, self._keepalive)
+        if cb.on_open is not None:
+            self._run_callback(cb.on_open, cb.on_open_async)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _call_on_message(self, message: Message) -> None:
+        cb = self._opts.callbacks
+        try:
+            cb.on_message(self, message)  # type: ignore[misc]
+        except Exception as exc:
+            self._callback_failed(exc)
+
+    def _queue_cb_message(self, message: Message) -> None:
+        cb = self._opts.callbacks
+        assert cb.on_message is not None
+        self._run_callback(cb.on_message, True, message)
+
+    def _queue_message(self, message: Message) -> None:
+        messages = self._messages
+        assert messages is not None
+        messages.append(message)
+        waiter = self._recv_waiter
+        if waiter is not None:
+            self._recv_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        max_queue = self._opts.max_queue
+        if max_queue is not None and len(messages) >= max_queue and not self._reading_paused:
+            self._reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    async def recv(self) -> Message:
+        """Wait for the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally and every message was read.
+            ConnectionClosedError: it closed abnormally.
+            InvalidState: the connection uses ``on_message`` callbacks instead.
+        """
+        messages = self._messages
+        if messages is None:
+            if self._core is None or self._lost:
+                raise self._closed_exc()
+            raise InvalidState("recv() is not available when on_message callbacks are used")
+        while not messages:
+            if self._lost or (self._core is not None and self._core.state is not _OPEN
+                              and self._core.close_rcvd is not None):
+                raise self._closed_exc()
+            if self._recv_waiter is not None:
+                raise InvalidState("recv() is already being awaited")
+            waiter = self._recv_waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                if self._recv_waiter is waiter:
+                    self._recv_waiter = None
+        message = messages.popleft()
+        if self._reading_paused and len(messages) <= (self._opts.max_queue or 0) // 4:
+            self._reading_paused = False
+            if self.transport is not None and not self._lost:
+                self.transport.resume_reading()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosedOK:
+                return
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send_nowait(self, message: Message) -> None:
+        """Frame ``message`` and write it now, without waiting for the buffer to drain.
+
+        For plain callbacks, which cannot await; check ``writable`` to respect the
+        write limit. Raises ``ConnectionClosed`` once the connection is closing.
+        """
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            raise self._closed_exc()
+        core.send(message)
+
+    async def send(self, message: Message) -> None:
+        """Send a message; waits while the write buffer is above ``write_limit``."""
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            raise self._closed_exc()
+        core.send(message)
+        if self._write_paused:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its low-water mark (or the connection is gone)."""
+        while self._write_paused and not self._lost:
+            if self._drain_waiter is None:
+                self._drain_waiter = self.loop.create_future()
+            await asyncio.shield(self._drain_waiter)
+        if self._lost:
+            raise self._closed_exc()
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a ping and wait for its pong; returns the round-trip time in seconds."""
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            raise self._closed_exc()
+        if data is None:
+            data = struct.pack("!I", random.getrandbits(32))
+        if self._pings is None:
+            self._pings = {}
+        if data in self._pings:
+            raise InvalidState("a ping with the same data is already waiting for its pong")
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings[data] = (self.loop.time(), waiter)
+        core.ping(data)
+        return await waiter
+
+    def _on_pong(self, data: bytes) -> None:
+        pings = self._pings
+        if not pings or data not in pings:
+            return  # unsolicited pong (§5.5.3): a heartbeat, nothing to do
+        # A pong acknowledges its ping and every earlier one (§5.5.3).
+        now = self.loop.time()
+        for key in list(pings):
+            sent, waiter = pings.pop(key)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(now - sent)
+            if key == data:
+                self.latency = now - sent
+                break
+        opts = self._opts
+        if opts.ping_interval is not None and self._ping_handle is None and not self._lost:
+            self._ping_handle = self.loop.call_later(opts.ping_interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        """Send a keepalive ping; the peer has ``ping_timeout`` seconds to answer."""
+        self._ping_handle = None
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            return
+        data = struct.pack("!I", random.getrandbits(32))
+        if self._pings is None:
+            self._pings = {}
+        self._pings[data] = (self.loop.time(), None)
+        core.ping(data)
+        timeout = self._opts.ping_timeout
+        if timeout is not None:
+            self._ping_handle = self.loop.call_later(timeout, self._keepalive_timeout, data)
+
+    def _keepalive_timeout(self, data: bytes) -> None:
+        self._ping_handle = None
+        if self._pings is not None and data in self._pings:
+            self._opts.logger.info("keepalive ping timed out; closing the connection (1011)")
+            self._close_now(1011, "keepalive ping timeout")
+
+    # -- closing ------------------------------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Run the closing handshake (§7.1.2) and wait until the connection is gone.
+
+        Waits at most ``close_timeout`` for the peer; then the TCP connection is dropped.
+        """
+        core = self._core
+        if core is None:
+            if self.transport is not None and not self._lost:
+                self.transport.abort()
+        elif core.state is _OPEN:
+            core.close(code, reason)
+            self._core_closing()
+        await self.wait_closed()
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Send a close frame and drop the connection without waiting (dead or hostile peer)."""
+        if self._core is not None and self._core.state is _OPEN:
+            self._core.close(code, reason)
+        if self.transport is not None and not self._lost:
+            self.transport.close()
+            self._arm_close_timer()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        if self._lost:
+            return
+        if self._lost_waiter is None:
+            self._lost_waiter = self.loop.create_future()
+        await asyncio.shield(self._lost_waiter)
+
+    def _arm_close_timer(self) -> None:
+        if self._close_handle is None and not self._lost:
+            timeout = self._opts.close_timeout
+            if timeout is not None:
+                self._close_handle = self.loop.call_later(timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._close_handle = None
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
+
+    def _core_closing(self) -> None:
+        """React to the core leaving OPEN: a close frame was sent or received, or it failed."""
+        core = self._core
+        assert core is not None and self.transport is not None
+        if self._lost:
+            return
+        if not self._closing_handled and core.failure is not None:
+            self._closing_handled = True
+            self._peer_failed(core.failure)
+        if core.close_handshake_done:
+            if self._is_server or core.failure is not None:
+                # §7.1.1: the server closes the TCP connection first.
+                self.transport.close()
+            self._arm_close_timer()
+        elif core.failure is not None:
+            if self._is_server and self.transport.can_write_eof():
+                self.transport.write_eof()
+            self._arm_close_timer()
+        else:
+            self._arm_close_timer()
+
+    @property
+    def _is_server(self) -> bool:
+        return False
+
+    def _peer_failed(self, exc: ProtocolError) -> None:
+        self._opts.logger.info("peer broke the protocol: %d %s", exc.code, exc.reason)
+        cb = self._opts.callbacks
+        if cb.on_error is not None:
+            self._run_callback(cb.on_error, cb.on_error_async, exc)
+
+    def _closed_exc(self) -> ConnectionClosed:
+        core = self._core
+        if core is None:
+            return ConnectionClosedError(1006, "")
+        rcvd = core.close_rcvd
+        sent = core.close_sent
+        code = rcvd[0] if rcvd else 1006
+        reason = rcvd[1] if rcvd else ""
+        if rcvd is not None and rcvd[0] in _OK_CODES and (sent is None or sent[0] in _OK_CODES):
+            return ConnectionClosedOK(code, reason, rcvd_then_sent=core.close_rcvd_then_sent)
+        return ConnectionClosedError(code, reason, rcvd_then_sent=core.close_rcvd_then_sent)
+
+    # -- callbacks ----------------------------------------------------------------------------
+
+    def _run_callback(self, fn: Callable[..., Any], is_async: bool, *args: Any) -> None:
+        """Run a callback now (plain) or in order on this connection's callback Task (async)."""
+        if not is_async:
+            try:
+                fn(self, *args)
+            except Exception as exc:
+                if fn is not self._opts.callbacks.on_error:
+                    self._callback_failed(exc)
+                else:
+                    self._opts.logger.exception("on_error callback failed")
+            return
+        if self._cb_queue is None:
+            self._cb_queue = deque()
+        self._cb_queue.append((fn, args))
+        if self._cb_task is None:
+            self._cb_task = self.loop.create_task(self._run_async_callbacks())
+
+    async def _run_async_callbacks(self) -> None:
+        queue = self._cb_queue
+        assert queue is not None
+        try:
+            while queue:
+                fn, args = queue.popleft()
+                try:
+                    await fn(self, *args)
+                except Exception as exc:
+                    if fn is not self._opts.callbacks.on_error:
+                        self._callback_failed(exc)
+                    else:
+                        self._opts.logger.exception("on_error callback failed")
+        finally:
+            self._cb_task = None
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """A user callback raised: report it, and close with 1011 (no detail to the peer)."""
+        cb = self._opts.callbacks
+        if cb.on_error is not None:
+            self._run_callback(cb.on_error, cb.on_error_async, exc)
+        else:
+            self._opts.logger.error("callback failed", exc_info=exc)
+        if self.open:
+            self._core.close(1011, "")  # type: ignore[union-attr]
+            self._core_closing()
+
+
+def _drop(_: object) -> None:
+    """Discard an event nobody listens to."""
+
+
+def _drop_close(_code: int, _reason: str) -> None:
+    """Discard a close event; the transport reads the core's state instead."""
+
+
+async def _maybe_await(value: Awaitable[Any] | Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value

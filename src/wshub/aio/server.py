@@ -1,0 +1,496 @@
+"""The asyncio WebSocket server: ``serve()``, ``Server``, ``ServerConnection``, ``broadcast()``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from typing import Any
+
+from ..exceptions import ConnectionClosed, InvalidRequest
+from ..protocol.connection import Connection as Core
+from ..protocol.connection import Side, State, frame_message
+from ..protocol.extensions.base import ServerExtensionFactory
+from ..protocol.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from ..protocol.http11 import Request, RequestParser, Response
+from ..protocol.server import accept_request, is_upgrade_request, reject_response
+from .connection import Callbacks, ConnectionOptions, WebSocketConnection
+
+__all__ = ["Server", "ServerConnection", "broadcast", "serve"]
+
+logger = logging.getLogger("wshub.server")
+
+Handler = Callable[["ServerConnection"], Awaitable[None]]
+ProcessRequest = Callable[["ServerConnection", Request], "Response | None | Awaitable[Response | None]"]
+
+
+class _ServerSettings:
+    """Per-server settings that only the handshake needs."""
+
+    __slots__ = (
+        "extensions",
+        "max_connections",
+        "max_request_size",
+        "origins",
+        "process_request",
+        "process_request_async",
+        "subprotocols",
+    )
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] | None,
+        origins: Sequence[str | None] | None,
+        extensions: Sequence[ServerExtensionFactory],
+        max_connections: int | None,
+        max_request_size: int | None,
+        process_request: ProcessRequest | None,
+    ) -> None:
+        self.subprotocols = subprotocols
+        self.origins = origins
+        self.extensions = extensions
+        self.max_connections = max_connections
+        self.max_request_size = max_request_size
+        self.process_request = process_request
+        self.process_request_async = inspect.iscoroutinefunction(process_request)
+
+
+class ServerConnection(WebSocketConnection):
+    """A connection accepted by a :class:`Server`."""
+
+    __slots__ = ("_open_handle", "_parser", "_server", "_task")
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server._options)
+        self._server = server
+        self._parser: RequestParser | None = None
+        self._open_handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def server(self) -> Server:
+        """The server that accepted this connection."""
+        return self._server
+
+    @property
+    def _is_server(self) -> bool:
+        return True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._server._pending.add(self)
+        timeout = self._opts.open_timeout
+        if timeout is not None:
+            self._open_handle = self.loop.call_later(timeout, self._open_timed_out)
+
+    def _open_timed_out(self) -> None:
+        self._open_handle = None
+        if self._core is None and self.transport is not None:
+            logger.info("opening handshake timed out; dropping %s", self.remote_address)
+            self.transport.abort()
+
+    def _connection_gone(self) -> None:
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        self._server._pending.discard(self)
+        self._server.connections.discard(self)
+
+    # -- opening handshake (RFC 6455 §4.2) -------------------------------------------------------
+
+    def _handshake_data(self, data: bytes) -> None:
+        settings = self._server._settings
+        if self._parser is None:
+            if self.request is not None:
+                return  # answering a plain HTTP request or processing one: ignore the rest
+            self._parser = RequestParser(max_request_size=settings.max_request_size)
+        try:
+            request = self._parser.feed(data)
+        except InvalidRequest as exc:
+            self._respond(reject_response(exc))
+            return
+        if request is None:
+            return
+        leftover = self._parser.leftover
+        self._parser = None
+        self.request = request
+        if settings.process_request is not None:
+            if settings.process_request_async:
+                assert self.transport is not None
+                self.transport.pause_reading()
+                self._task = self.loop.create_task(self._process_async(request, leftover))
+                return
+            try:
+                response = settings.process_request(self, request)
+            except Exception:
+                logger.exception("process_request failed")
+                self._respond(Response.text(500, "Internal Server Error\n"))
+                return
+            if response is not None:
+                self._respond(response)  # type: ignore[arg-type]
+                return
+        self._upgrade(request, leftover)
+
+    async def _process_async(self, request: Request, leftover: bytes) -> None:
+        settings = self._server._settings
+        assert settings.process_request is not None and self.transport is not None
+        self._task = None
+        try:
+            response = await settings.process_request(self, request)  # type: ignore[misc]
+        except Exception:
+            logger.exception("process_request failed")
+            response = Response.text(500, "Internal Server Error\n")
+        if self._lost:
+            return
+        if response is not None:
+            self._respond(response)
+            return
+        self.transport.resume_reading()
+        self._upgrade(request, leftover)
+
+    def _respond(self, response: Response) -> None:
+        """Answer with a plain HTTP response and close the connection."""
+        assert self.transport is not None
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        self.response = response
+        if "Connection" not in response.headers:
+            response.headers.add("Connection", "close")
+        self.transport.write(response.serialize())
+        self.transport.close()
+
+    def _upgrade(self, request: Request, leftover: bytes) -> None:
+        server = self._server
+        settings = server._settings
+        if not is_upgrade_request(request):
+            self._respond(
+                Response.text(
+                    426,
+                    "Upgrade Required: this endpoint speaks WebSocket\n",
+                    [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+                )
+            )
+            return
+        if settings.max_connections is not None and len(server.connections) >= settings.max_connections:
+            self._respond(Response.text(503, "Service Unavailable: too many connections\n"))
+            return
+        try:
+            accepted = accept_request(
+                request,
+                subprotocols=settings.subprotocols,
+                origins=settings.origins,
+                extensions=settings.extensions,
+            )
+        except InvalidRequest as exc:
+            logger.info("refused handshake from %s: %d %s", self.remote_address, exc.status, exc.reason)
+            self._respond(reject_response(exc))
+            return
+        assert self.transport is not None
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        server._pending.discard(self)
+        server.connections.add(self)
+        self.response = accepted.response
+        self.subprotocol = accepted.subprotocol
+        self.transport.write(accepted.response.serialize())
+        core = Core(Side.SERVER, extensions=accepted.extensions, max_size=self._opts.max_size)
+        self._start(core)
+        handler = server._handler
+        if handler is not None:
+            self._task = self.loop.create_task(self._run_handler(handler))
+        if leftover:
+            self.data_received(leftover)
+
+    async def _run_handler(self, handler: Handler) -> None:
+        try:
+            await handler(self)
+        except Exception as exc:
+            if not isinstance(exc, ConnectionClosed):
+                logger.error("connection handler failed", exc_info=exc)
+                cb = self._opts.callbacks
+                if cb.on_error is not None:
+                    self._run_callback(cb.on_error, cb.on_error_async, exc)
+                await self.close(1011, "")
+                return
+        except asyncio.CancelledError:
+            if self._core is not None and self.open:
+                self._close_now(1001, "")
+            raise
+        await self.close(1000, "")
+
+
+class Server:
+    """A listening WebSocket server; awaitable and usable as ``async with``."""
+
+    def __init__(
+        self,
+        handler: Handler | object | None,
+        host: str | None,
+        port: int,
+        *,
+        callbacks: Callbacks,
+        options: ConnectionOptions,
+        settings: _ServerSettings,
+        ssl: ssl_module.SSLContext | None,
+        backlog: int,
+        reuse_port: bool,
+        sock: Any,
+    ) -> None:
+        self._handler: Handler | None = handler if inspect.iscoroutinefunction(handler) else None
+        self.host = host
+        self._port = port
+        self._options = options
+        self._settings = settings
+        self._ssl = ssl
+        self._backlog = backlog
+        self._reuse_port = reuse_port
+        self._sock = sock
+        self._server: asyncio.AbstractServer | None = None
+        self.connections: set[ServerConnection] = set()
+        self._pending: set[ServerConnection] = set()
+        self._closing = False
+
+    async def start(self) -> Server:
+        """Start listening; idempotent."""
+        if self._server is None:
+            loop = asyncio.get_running_loop()
+            if self._sock is not None:
+                self._server = await loop.create_server(
+                    lambda: ServerConnection(self), sock=self._sock, ssl=self._ssl, backlog=self._backlog
+                )
+            else:
+                self._server = await loop.create_server(
+                    lambda: ServerConnection(self),
+                    self.host,
+                    self._port,
+                    ssl=self._ssl,
+                    backlog=self._backlog,
+                    reuse_port=self._reuse_port or None,
+                )
+            logger.info("listening on %s", ", ".join(str(s.getsockname()) for s in self.sockets))
+        return self
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self.start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        """The listening sockets."""
+        return tuple(self._server.sockets) if self._server is not None else ()
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (useful with ``port=0``)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    def broadcast(self, message: str | bytes, *, slow_consumer: str = "skip") -> int:
+        """Send ``message`` to every open connection; see :func:`broadcast`."""
+        return broadcast(self.connections, message, slow_consumer=slow_consumer)
+
+    def close(self, code: int = 1001, reason: str = "") -> None:
+        """Stop listening and start closing every connection with ``code`` (1001: going away)."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._pending):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for conn in list(self.connections):
+            if conn.open:
+                conn._core.close(code, reason)  # type: ignore[union-attr]
+                conn._core_closing()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server and every connection and handler are closed.
+
+        Connections get ``close_timeout`` for their closing handshake; handlers that
+        are still running after that are cancelled.
+        """
+        timeout = self._options.close_timeout
+        conns = list(self.connections)
+        tasks = [c._task for c in conns if c._task is not None]
+        waits = [c.wait_closed() for c in conns]
+        if waits or tasks:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(w) for w in waits] + tasks, timeout=timeout
+            )
+            for fut in pending:
+                fut.cancel()
+            for conn in conns:
+                if not conn._lost and conn.transport is not None:
+                    conn.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        await self.start()
+        assert self._server is not None
+        try:
+            await asyncio.Future()
+        finally:
+            self.close()
+            await self.wait_closed()
+
+
+def serve(
+    handler: Handler | object | None = None,
+    host: str | None = "127.0.0.1",
+    port: int = 8765,
+    *,
+    on_open: Callable[..., Any] | None = None,
+    on_message: Callable[..., Any] | None = None,
+    on_close: Callable[..., Any] | None = None,
+    on_error: Callable[..., Any] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str | None] | None = None,
+    compression: str | None = "deflate",
+    max_size: int | None = 2**20,
+    max_queue: int | None = 16,
+    write_limit: int = 2**16,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    open_timeout: float | None = 10.0,
+    close_timeout: float | None = 10.0,
+    max_connections: int | None = None,
+    max_request_size: int | None = 65536,
+    process_request: ProcessRequest | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    backlog: int = 1024,
+    reuse_port: bool = False,
+    sock: Any = None,
+) -> Server:
+    """Create a WebSocket server; ``await`` it or use it with ``async with``.
+
+    Args:
+        handler: ``async def handler(ws)`` (modern style), or an object with
+            ``on_open``/``on_message``/``on_close``/``on_error`` methods, or ``None``
+            with those callbacks as keyword arguments (event style).
+        host: interface to listen on; ``None`` for all.
+        port: TCP port; 0 picks a free one (see ``Server.port``).
+        subprotocols: supported subprotocols in preference order.
+        origins: allowed ``Origin`` values; ``None`` allows any, and a ``None``
+            item allows requests without an ``Origin`` header. Others get 403.
+        compression: ``"deflate"`` (permessage-deflate, RFC 7692) or ``None``.
+        max_size: largest incoming message in bytes; bigger ones close with 1009.
+            ``None`` means no limit (only for trusted peers).
+        max_queue: unread messages buffered (modern style) before reading pauses;
+            ``None`` means no limit.
+        write_limit: high-water mark of each write buffer in bytes (low water is a
+            quarter); ``send()`` waits above it and ``broadcast()`` skips.
+        ping_interval: seconds between keepalive pings; ``None`` disables them.
+        ping_timeout: seconds a pong may take before the connection is closed
+            with 1011; ``None`` waits forever.
+        open_timeout: seconds a client has to complete its upgrade request.
+        close_timeout: seconds to wait for the closing handshake before dropping TCP.
+        max_connections: open WebSocket connections above which new upgrades get 503.
+        max_request_size: largest HTTP request (head and body) in bytes.
+        process_request: ``fn(connection, request)`` (plain or async) returning a
+            ``Response`` to answer plain HTTP instead of upgrading, or ``None``.
+        ssl: an ``ssl.SSLContext`` to serve ``wss://``.
+        backlog: the listen backlog (a connect storm needs a deep one).
+        reuse_port: set ``SO_REUSEPORT`` so several processes can share the port.
+        sock: an already bound socket to serve on, instead of host and port.
+    """
+    if inspect.iscoroutinefunction(handler):
+        if on_message is not None:
+            raise ValueError("give either a handler coroutine or an on_message callback")
+        callbacks = Callbacks(on_open, None, on_close, on_error)
+        modern = True
+    else:
+        callbacks = Callbacks.from_object(
+            handler, on_open=on_open, on_message=on_message, on_close=on_close, on_error=on_error
+        )
+        modern = False
+    if compression == "deflate":
+        extensions: Sequence[ServerExtensionFactory] = [ServerPerMessageDeflateFactory()]
+    elif compression is None:
+        extensions = []
+    else:
+        raise ValueError(f"unsupported compression: {compression!r}")
+    options = ConnectionOptions(
+        callbacks=callbacks,
+        modern=modern,
+        max_size=max_size,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        logger=logger,
+    )
+    settings = _ServerSettings(
+        subprotocols=subprotocols,
+        origins=origins,
+        extensions=extensions,
+        max_connections=max_connections,
+        max_request_size=max_request_size,
+        process_request=process_request,
+    )
+    return Server(
+        handler,
+        host,
+        port,
+        callbacks=callbacks,
+        options=options,
+        settings=settings,
+        ssl=ssl,
+        backlog=backlog,
+        reuse_port=reuse_port,
+        sock=sock,
+    )
+
+
+def broadcast(
+    connections: Iterable[WebSocketConnection],
+    message: str | bytes,
+    *,
+    slow_consumer: str = "skip",
+) -> int:
+    """Send one message to many connections, framing it once and awaiting none of them.
+
+    Connections that are not open are passed over. A connection whose write buffer is
+    above its ``write_limit`` is *skipped* (``slow_consumer="skip"``, the default: the
+    message is lost for that peer only) or closed with 1008 (``"close"``); nothing is
+    ever buffered beyond the limit.
+
+    Server connections share one unmasked, uncompressed frame (RFC 7692 lets any
+    message go uncompressed); client connections must mask, so each gets its own frame.
+
+    Returns:
+        How many connections the message was written to.
+    """
+    if slow_consumer not in ("skip", "close"):
+        raise ValueError("slow_consumer must be 'skip' or 'close'")
+    frame = frame_message(message)
+    sent = 0
+    for conn in connections:
+        core = conn._core
+        if core is None or core.state is not State.OPEN:
+            continue
+        if conn._write_paused:
+            if slow_consumer == "close":
+                conn._close_now(1008, "slow consumer")
+            continue
+        if core.side is Side.SERVER:
+            conn.transport.write(frame)  # type: ignore[union-attr]
+        else:
+            core.send(message)
+        sent += 1
+    return sent
+

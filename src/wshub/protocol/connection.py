@@ -1,0 +1,502 @@
+"""The sans-I/O WebSocket connection of RFC 6455 §5-§7, after the opening handshake.
+
+Bytes go in through :meth:`Connection.receive_data`; complete messages, pings,
+pongs and the peer's close come out through handler functions; frames to send
+go out through the ``write`` function. The connection never touches a socket,
+a clock or an event loop, so the transports (``wshub.aio``) and the tests drive
+the same code.
+
+Handlers instead of an event list keep the receive path free of one object and
+one list per message; without handlers installed, events are collected and
+:meth:`Connection.events_received` returns them (the classic sans-I/O shape).
+
+Bad input from the peer never raises here (STYLE convention 1): the connection
+records the cause in :attr:`Connection.failure`, queues a close frame with the
+right code and discards what follows. Only local misuse raises
+(:class:`~wshub.exceptions.InvalidState`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+
+from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from .events import CloseReceived, Event, Message, Ping, Pong
+from .extensions.base import Extension
+from .frames import CloseCode, build_frame, parse_close, serialize_close
+from .mask import apply_mask, new_mask
+from .utf8 import Utf8Decoder
+
+__all__ = ["Connection", "Side", "State"]
+
+logger = logging.getLogger("wshub.protocol")
+
+# Opcodes as plain ints: comparisons against IntEnum members cost more on the hot path.
+_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_KNOWN_OPCODES = frozenset({_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
+
+
+class Side(IntEnum):
+    """Which end of the connection this is; it decides masking (§5.1)."""
+
+    SERVER = 0
+    CLIENT = 1
+
+
+class State(IntEnum):
+    """Connection states after the opening handshake (§4.1 "OPEN", §7)."""
+
+    OPEN = 1
+    CLOSING = 2  # a close frame was sent or received
+    CLOSED = 3  # the transport is gone
+
+
+class Connection:
+    """One side of an open WebSocket connection.
+
+    Args:
+        side: ``Side.SERVER`` expects masked frames and sends unmasked ones;
+            ``Side.CLIENT`` the reverse (§5.1).
+        extensions: negotiated extensions; permessage-deflate is the one that
+            owns RSV1 (RFC 7692 §6).
+        max_size: largest message in bytes after decompression; a larger one
+            fails the connection with 1009 before it is buffered. ``None``
+            means no limit.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_debug",
+        "_deflate",
+        "_events",
+        "_expect_mask",
+        "_f_fin",
+        "_f_mask",
+        "_f_pos",
+        "_m_compressed",
+        "_m_decoder",
+        "_m_op",
+        "_m_parts",
+        "_m_size",
+        "_mask_source",
+        "_out",
+        "_remaining",
+        "_discard",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "failure",
+        "max_size",
+        "on_close",
+        "on_message",
+        "on_ping",
+        "on_pong",
+        "side",
+        "state",
+        "write",
+    )
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        extensions: Sequence[Extension] = (),
+        max_size: int | None = 2**20,
+    ) -> None:
+        self.side = side
+        self.state = State.OPEN
+        self.max_size = max_size
+        self._deflate: Extension | None = extensions[0] if extensions else None
+        self._expect_mask = side is Side.SERVER
+        self._mask_source: Callable[[], bytes] | None = new_mask if side is Side.CLIENT else None
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+
+        self._buf = bytearray()  # an incomplete frame header (or control frame)
+        self._discard = False  # ignore all further input (close received, or failed)
+        # The data frame whose payload is arriving in pieces.
+        self._remaining = 0
+        self._f_fin = False
+        self._f_mask: bytes | None = None
+        self._f_pos = 0
+        # The message being assembled from several frames or pieces.
+        self._m_op = 0
+        self._m_parts: list[bytes] | list[str] = []
+        self._m_size = 0
+        self._m_compressed = False
+        self._m_decoder: Utf8Decoder | None = None
+
+        self.close_rcvd: tuple[int, str] | None = None
+        self.close_sent: tuple[int, str] | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        self.failure: ProtocolError | None = None
+
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self.write: Callable[[bytes], None] = self._out.append
+        self.on_message: Callable[[str | bytes], None] = self._queue_message
+        self.on_ping: Callable[[bytes], None] = self._queue_ping
+        self.on_pong: Callable[[bytes], None] = self._queue_pong
+        self.on_close: Callable[[int, str], None] = self._queue_close
+
+    # -- default handlers: collect events ---------------------------------------------------
+
+    def _queue_message(self, data: str | bytes) -> None:
+        self._events.append(Message(data))
+
+    def _queue_ping(self, data: bytes) -> None:
+        self._events.append(Ping(data))
+
+    def _queue_pong(self, data: bytes) -> None:
+        self._events.append(Pong(data))
+
+    def _queue_close(self, code: int, reason: str) -> None:
+        self._events.append(CloseReceived(code, reason))
+
+    def events_received(self) -> list[Event]:
+        """Return and forget the events collected since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Return and forget the bytes written since the last call (default ``write``)."""
+        out, self._out[:] = list(self._out), []
+        return out
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code; 1006 once closed without one; ``None`` while open."""
+        if self.close_rcvd is not None:
+            return self.close_rcvd[0]
+        if self.state is State.CLOSED:
+            return CloseCode.ABNORMAL
+        return None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The peer's close reason; ``""`` once closed without one; ``None`` while open."""
+        if self.close_rcvd is not None:
+            return self.close_rcvd[1]
+        if self.state is State.CLOSED:
+            return ""
+        return None
+
+    @property
+    def close_handshake_done(self) -> bool:
+        """Both close frames have crossed: the TCP connection may go (§7.1.1)."""
+        return self.close_sent is not None and self.close_rcvd is not None
+
+    def _set_state(self, state: State) -> None:
+        if self._debug:
+            logger.debug("%s state %s -> %s", self.side.name.lower(), self.state.name, state.name)
+        self.state = state
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the transport; handlers run for what they complete."""
+        if self._discard:
+            return
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if self._remaining:
+                pos = self._receive_piece(data, pos, end)
+                if self._discard:
+                    return
+                continue
+            if end - pos < 2:
+                self._buf += data[pos:]
+                return
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = 2 if length < 126 else (4 if length == 126 else 10)
+            masked = b1 & 0x80
+            if masked:
+                head += 4
+            if end - pos < head:
+                self._buf += data[pos:]
+                return
+            if length == 126:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                if length >> 63:
+                    # §5.2: the most significant bit of a 64-bit length MUST be 0.
+                    self._fail(ProtocolError("invalid frame length"))
+                    return
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            rsv1 = b0 & 0x40
+            if b0 & 0x30 or opcode not in _KNOWN_OPCODES or bool(masked) != self._expect_mask:
+                # §5.2 reserved bits without an extension that owns them; §5.2
+                # reserved opcodes; §5.1 masking in the wrong direction.
+                self._fail(ProtocolError(self._header_error(b0, opcode, masked)))
+                return
+            start = pos + head
+            if opcode >= _CLOSE:
+                # §5.5: control frames are short, never fragmented, never compressed.
+                if not fin or length > 125 or rsv1:
+                    self._fail(ProtocolError("invalid control frame"))
+                    return
+                if end - start < length:
+                    self._buf += data[pos:]
+                    return
+                payload = data[start : start + length]
+                if masked:
+                    payload = apply_mask(payload, data[start - 4 : start])
+                pos = start + length
+                self._control(opcode, payload)
+                if self._discard:
+                    return
+                continue
+            # Data frame (§5.4 fragmentation, §5.6 data frames).
+            if opcode == _CONT:
+                if not self._m_op:
+                    self._fail(ProtocolError("continuation frame without a message"))
+                    return
+                if rsv1:
+                    # RFC 7692 §6.1: only the first frame of a message carries RSV1.
+                    self._fail(ProtocolError("RSV1 on a continuation frame"))
+                    return
+            else:
+                if self._m_op:
+                    self._fail(ProtocolError("new message before the previous one ended"))
+                    return
+                if rsv1 and self._deflate is None:
+                    self._fail(ProtocolError("RSV1 without a negotiated extension"))
+                    return
+            max_size = self.max_size
+            if (
+                max_size is not None
+                and not (rsv1 or self._m_compressed)
+                and self._m_size + length > max_size
+            ):
+                self._fail(PayloadTooBig())
+                return
+            if end - start >= length:
+                payload = data[start : start + length]
+                if masked:
+                    payload = apply_mask(payload, data[start - 4 : start])
+                pos = start + length
+                if opcode and fin and not rsv1:
+                    # The common case: a whole message in one uncompressed frame.
+                    if opcode == _TEXT:
+                        try:
+                            text = payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            self._fail(ProtocolError("invalid UTF-8", 1007))
+                            return
+                        self.on_message(text)
+                    else:
+                        self.on_message(payload)
+                    continue
+                if opcode:
+                    self._start_message(opcode, bool(rsv1))
+                self._message_piece(payload, bool(fin))
+                if self._discard:
+                    return
+                continue
+            # The payload is not all here: consume it piece by piece, so a large
+            # frame is never held twice and text is validated as it arrives.
+            if opcode:
+                self._start_message(opcode, bool(rsv1))
+            self._remaining = length
+            self._f_fin = bool(fin)
+            self._f_mask = data[start - 4 : start] if masked else None
+            self._f_pos = 0
+            pos = start
+
+    def _header_error(self, b0: int, opcode: int, masked: int) -> str:
+        if b0 & 0x30:
+            return "reserved bits set"
+        if opcode not in _KNOWN_OPCODES:
+            return "reserved opcode"
+        return "unmasked client frame" if self._expect_mask else "masked server frame"
+
+    def _receive_piece(self, data: bytes, pos: int, end: int) -> int:
+        take = min(self._remaining, end - pos)
+        piece = data[pos : pos + take]
+        if self._f_mask is not None:
+            piece = apply_mask(piece, self._f_mask, self._f_pos)
+        self._f_pos += take
+        self._remaining -= take
+        self._message_piece(piece, self._f_fin and not self._remaining)
+        return pos + take
+
+    def _start_message(self, opcode: int, compressed: bool) -> None:
+        self._m_op = opcode
+        self._m_compressed = compressed
+        self._m_size = 0
+        self._m_parts = []
+        self._m_decoder = Utf8Decoder() if opcode == _TEXT else None
+
+    def _message_piece(self, data: bytes, final: bool) -> None:
+        """Add a piece of the current message; ``final`` when it ends the message."""
+        max_size = self.max_size
+        if self._m_compressed:
+            assert self._deflate is not None
+            allowed = None if max_size is None else max_size - self._m_size
+            try:
+                data = self._deflate.decompress(data, fin=final, max_size=allowed)
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+        self._m_size += len(data)
+        if max_size is not None and self._m_size > max_size:
+            self._fail(PayloadTooBig())
+            return
+        decoder = self._m_decoder
+        if decoder is not None:
+            try:
+                text = decoder.decode(data, final)
+            except UnicodeDecodeError:
+                self._fail(ProtocolError("invalid UTF-8", 1007))
+                return
+            self._m_parts.append(text)  # type: ignore[arg-type]
+            if final:
+                message: str | bytes = "".join(self._m_parts)  # type: ignore[arg-type]
+        else:
+            self._m_parts.append(data)  # type: ignore[arg-type]
+            if final:
+                message = b"".join(self._m_parts)  # type: ignore[arg-type]
+        if final:
+            self._m_op = 0
+            self._m_parts = []
+            self._m_size = 0
+            self._m_compressed = False
+            self._m_decoder = None
+            self.on_message(message)
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        if opcode == _PING:
+            if self._debug:
+                logger.debug("< PING [%d bytes]", len(payload))
+            if self.close_sent is None:
+                # §5.5.2: answer with a pong carrying the same application data.
+                self._send_frame(_PONG, payload)
+            self.on_ping(payload)
+        elif opcode == _PONG:
+            if self._debug:
+                logger.debug("< PONG [%d bytes]", len(payload))
+            self.on_pong(payload)
+        else:
+            try:
+                code, reason = parse_close(payload)
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+            if self._debug:
+                logger.debug("< CLOSE %d [%d bytes of reason]", code, len(reason))
+            self.close_rcvd = (code, reason)
+            self._discard = True
+            if self.close_sent is None:
+                # §5.5.1: reply with a close frame, echoing the status code.
+                self.close_rcvd_then_sent = True
+                self._send_close(code, "")
+            else:
+                self.close_rcvd_then_sent = False
+            self._set_state(State.CLOSING)
+            self.on_close(code, reason)
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """Fail the connection (§7.1.7): send a close frame, then ignore all input."""
+        if self._debug:
+            logger.debug("failing the connection: %d %s", exc.code, exc.reason)
+        self.failure = exc
+        self._discard = True
+        self._buf.clear()
+        self._m_parts = []
+        self._remaining = 0
+        if self.close_sent is None and self.state is State.OPEN:
+            self._send_close(exc.code, exc.reason)
+        self._set_state(State.CLOSING)
+
+    def receive_eof(self) -> None:
+        """The transport reached end of file or was lost."""
+        if self.state is not State.CLOSED:
+            self._discard = True
+            self._set_state(State.CLOSED)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> None:
+        mask = self._mask_source() if self._mask_source is not None else None
+        self.write(build_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
+
+    def _send_close(self, code: int, reason: str) -> None:
+        self.close_sent = (code, reason)
+        if self._debug:
+            logger.debug("> CLOSE %d", code)
+        self._send_frame(_CLOSE, serialize_close(code, reason))
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send: connection is {self.state.name}")
+
+    def send(self, message: str | bytes) -> None:
+        """Send a whole message: text for ``str``, binary for bytes-like objects."""
+        if self.state is not State.OPEN:
+            self._check_open()
+        if type(message) is str:
+            opcode = _TEXT
+            payload = message.encode("utf-8")
+        else:
+            opcode = _BINARY
+            payload = message if type(message) is bytes else bytes(message)
+        if self._deflate is not None:
+            self._send_frame(opcode, self._deflate.compress(payload), rsv1=True)
+        elif self._mask_source is None:
+            self.write(build_frame(opcode, payload))
+        else:
+            self._send_frame(opcode, payload)
+
+    def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True) -> None:
+        """Send one raw, uncompressed frame; for fragmentation and for tests."""
+        self._check_open()
+        self._send_frame(opcode, payload, fin)
+
+    def ping(self, data: bytes = b"") -> None:
+        """Send a ping (§5.5.2); ``data`` is at most 125 bytes."""
+        self._check_open()
+        if len(data) > 125:
+            raise InvalidState("ping data is limited to 125 bytes")
+        if self._debug:
+            logger.debug("> PING [%d bytes]", len(data))
+        self._send_frame(_PING, data)
+
+    def pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong (§5.5.3), e.g. as a heartbeat."""
+        self._check_open()
+        if len(data) > 125:
+            raise InvalidState("pong data is limited to 125 bytes")
+        self._send_frame(_PONG, data)
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the closing handshake (§7.1.2); a no-op once a close frame was sent."""
+        if self.close_sent is not None or self.state is State.CLOSED:
+            return
+        if code != CloseCode.NO_STATUS and not (1000 <= code <= 4999):
+            raise InvalidState(f"invalid close code {code}")
+        self._send_close(code, reason)
+        self._set_state(State.CLOSING)
+
+
+def frame_message(message: str | bytes) -> bytes:
+    """Frame a message for a server to send, once, to any number of connections.
+
+    The frame is unmasked and uncompressed: servers never mask (§5.1), and RFC
+    7692 lets a sender leave any message uncompressed, even where
+    permessage-deflate was negotiated.
+    """
+    if type(message) is str:
+        return build_frame(_TEXT, message.encode("utf-8"))
+    return build_frame(_BINARY, message if type(message) is bytes else bytes(message))
