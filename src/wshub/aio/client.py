@@ -199,7 +199,7 @@ class Connect:
         while True:
             try:
                 return await self._open()
-            except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+            except (TimeoutError, OSError, InvalidHandshake) as exc:
                 if not _retryable(exc):
                     raise
                 delay = next(delays)
@@ -219,7 +219,9 @@ class Connect:
                 return
             code = conn.close_code
             if code in (1000, 1001):
-                logger.info("connection to %s closed normally (%s); not reconnecting", self.url, code)
+                logger.info(
+                    "connection to %s closed normally (%s); not reconnecting", self.url, code
+                )
                 return
             logger.warning("connection to %s lost (close code %s); reconnecting", self.url, code)
             await asyncio.sleep(random.uniform(0, self._backoff_initial))
@@ -333,4 +335,3 @@ def connect(
         backoff_max=backoff_max,
         backoff_factor=backoff_factor,
     )
-

@@ -229,14 +229,22 @@ class WebSocketConnection(asyncio.Protocol):
         """The close code received from the peer (1006 if none came); ``None`` while open."""
         if self._core is None:
             return 1006 if self._lost else None
-        return self._core.close_code if self._lost else self._core.close_rcvd and self._core.close_rcvd[0]
+        return (
+            self._core.close_code
+            if self._lost
+            else self._core.close_rcvd and self._core.close_rcvd[0]
+        )
 
     @property
     def close_reason(self) -> str | None:
         """The close reason received from the peer; ``None`` while open."""
         if self._core is None:
             return "" if self._lost else None
-        return self._core.close_reason if self._lost else self._core.close_rcvd and self._core.close_rcvd[1]
+        return (
+            self._core.close_reason
+            if self._lost
+            else self._core.close_rcvd and self._core.close_rcvd[1]
+        )
 
     @property
     def writable(self) -> bool:
@@ -254,7 +262,7 @@ class WebSocketConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = transport  # type: ignore[assignment]
         limit = self._opts.write_limit
-        transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        transport.set_write_buffer_limits(high=limit, low=limit // 4)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         core = self._core
@@ -296,7 +304,9 @@ class WebSocketConnection(asyncio.Protocol):
             )
             cb = self._opts.callbacks
             if cb.on_close is not None:
-                self._run_callback(cb.on_close, cb.on_close_async, core.close_code, core.close_reason)
+                self._run_callback(
+                    cb.on_close, cb.on_close_async, core.close_code, core.close_reason
+                )
         self._connection_gone()
 
     def pause_writing(self) -> None:
@@ -330,7 +340,9 @@ class WebSocketConnection(asyncio.Protocol):
             self._messages = deque()
             core.on_message = self._queue_message
         elif cb.on_message is not None:
-            core.on_message = self._queue_cb_message if cb.on_message_async else self._call_on_message
+            core.on_message = (
+                self._queue_cb_message if cb.on_message_async else self._call_on_message
+            )
         else:
             core.on_message = _drop
         core.on_ping = _drop
@@ -383,8 +395,11 @@ class WebSocketConnection(asyncio.Protocol):
                 raise self._closed_exc()
             raise InvalidState("recv() is not available when on_message callbacks are used")
         while not messages:
-            if self._lost or (self._core is not None and self._core.state is not _OPEN
-                              and self._core.close_rcvd is not None):
+            if self._lost or (
+                self._core is not None
+                and self._core.state is not _OPEN
+                and self._core.close_rcvd is not None
+            ):
                 raise self._closed_exc()
             if self._recv_waiter is not None:
                 raise InvalidState("recv() is already being awaited")

@@ -23,7 +23,9 @@ __all__ = ["Server", "ServerConnection", "broadcast", "serve"]
 logger = logging.getLogger("wshub.server")
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
-ProcessRequest = Callable[["ServerConnection", Request], "Response | None | Awaitable[Response | None]"]
+ProcessRequest = Callable[
+    ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
+]
 
 
 class _ServerSettings:
@@ -175,7 +177,10 @@ class ServerConnection(WebSocketConnection):
                 )
             )
             return
-        if settings.max_connections is not None and len(server.connections) >= settings.max_connections:
+        if (
+            settings.max_connections is not None
+            and len(server.connections) >= settings.max_connections
+        ):
             self._respond(Response.text(503, "Service Unavailable: too many connections\n"))
             return
         try:
@@ -186,7 +191,9 @@ class ServerConnection(WebSocketConnection):
                 extensions=settings.extensions,
             )
         except InvalidRequest as exc:
-            logger.info("refused handshake from %s: %d %s", self.remote_address, exc.status, exc.reason)
+            logger.info(
+                "refused handshake from %s: %d %s", self.remote_address, exc.status, exc.reason
+            )
             self._respond(reject_response(exc))
             return
         assert self.transport is not None
@@ -261,7 +268,10 @@ class Server:
             loop = asyncio.get_running_loop()
             if self._sock is not None:
                 self._server = await loop.create_server(
-                    lambda: ServerConnection(self), sock=self._sock, ssl=self._ssl, backlog=self._backlog
+                    lambda: ServerConnection(self),
+                    sock=self._sock,
+                    ssl=self._ssl,
+                    backlog=self._backlog,
                 )
             else:
                 self._server = await loop.create_server(
@@ -288,7 +298,7 @@ class Server:
     @property
     def sockets(self) -> tuple[Any, ...]:
         """The listening sockets."""
-        return tuple(self._server.sockets) if self._server is not None else ()
+        return tuple(getattr(self._server, "sockets", ()) or ())
 
     @property
     def port(self) -> int:
@@ -493,4 +503,3 @@ def broadcast(
             core.send(message)
         sent += 1
     return sent
-

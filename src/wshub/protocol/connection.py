@@ -70,6 +70,7 @@ class Connection:
         "_buf",
         "_debug",
         "_deflate",
+        "_discard",
         "_events",
         "_expect_mask",
         "_f_fin",
@@ -83,7 +84,6 @@ class Connection:
         "_mask_source",
         "_out",
         "_remaining",
-        "_discard",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -428,7 +428,9 @@ class Connection:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def _send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> None:
+    def _send_frame(
+        self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False
+    ) -> None:
         mask = self._mask_source() if self._mask_source is not None else None
         self.write(build_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
 
@@ -451,7 +453,7 @@ class Connection:
             payload = message.encode("utf-8")
         else:
             opcode = _BINARY
-            payload = message if type(message) is bytes else bytes(message)
+            payload = message if type(message) is bytes else bytes(message)  # type: ignore[arg-type]
         if self._deflate is not None:
             self._send_frame(opcode, self._deflate.compress(payload), rsv1=True)
         elif self._mask_source is None:
@@ -499,4 +501,4 @@ def frame_message(message: str | bytes) -> bytes:
     """
     if type(message) is str:
         return build_frame(_TEXT, message.encode("utf-8"))
-    return build_frame(_BINARY, message if type(message) is bytes else bytes(message))
+    return build_frame(_BINARY, message if type(message) is bytes else bytes(message))  # type: ignore[arg-type]

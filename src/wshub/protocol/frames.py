@@ -53,7 +53,9 @@ class CloseCode(IntEnum):
 
 
 # §7.4.1 plus the IANA registry: codes an endpoint may put in a close frame.
-_VALID_REGISTERED = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+_VALID_REGISTERED = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 
 def is_valid_close_code(code: int) -> bool:

@@ -31,9 +31,9 @@ def apply_mask(data: bytes, mask: bytes, offset: int = 0) -> bytes:
         k = offset & 3
         mask = mask[k:] + mask[:k]
     key = mask * ((n >> 2) + 1)
-    return (
-        int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")
-    ).to_bytes(n, "little")
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
+        n, "little"
+    )
 
 
 class _MaskSource:
