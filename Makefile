@@ -22,6 +22,9 @@ NO_EXTENSIONS_ENV ?= WSHUB_NO_EXTENSIONS
 PROTOCOL_TESTS ?= tests/protocol
 # extra arguments for pytest, e.g. make test PYTEST_ARGS='-x -k frames'
 PYTEST_ARGS ?=
+# what ruff lints and formats: the Python folders (not docs/, whose examples are written for
+# reading, e.g. several short statements on one line)
+LINT_PATHS ?= $(wildcard src tests compliance benchmarks scripts)
 
 BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
@@ -77,8 +80,8 @@ deps:
 	scripts/ensure-test-deps.sh
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 # the package as configured in pyproject.toml, then the scripts (one folder per run: both folders
 # have a server.py, which mypy would take for one duplicated module)

@@ -18,6 +18,7 @@ import sys
 import urllib.parse
 
 import wshub
+from wshub.exceptions import WSHubError
 
 # Group 9.* sends messages of up to 16 MiB; leave room so that no limit of ours is what is tested.
 MAX_SIZE = 64 * 2**20
@@ -55,7 +56,7 @@ async def run_case(url: str, case: int, agent: str) -> None:
             ping_interval=None,
         ) as ws:
             await ws.wait_closed()
-    except (wshub.WSHubError, OSError) as exc:
+    except (WSHubError, OSError) as exc:
         print(f"case {case}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
