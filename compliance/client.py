@@ -12,7 +12,6 @@ Usage: ``python compliance/client.py --url ws://127.0.0.1:PORT --agent NAME``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import urllib.parse
@@ -87,7 +86,7 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT of the fuzzingserver")
     parser.add_argument("--agent", required=True, help="name of the reports (agent)")
     args = parser.parse_args()
-    asyncio.run(drive(args.url.rstrip("/"), args.agent))
+    wshub.run(drive(args.url.rstrip("/"), args.agent))
 
 
 if __name__ == "__main__":

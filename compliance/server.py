@@ -10,7 +10,6 @@ Usage: ``python compliance/server.py --port PORT [--no-compression]`` (127.0.0.1
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import wshub
 
@@ -48,7 +47,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.port, compression=not args.no_compression))
+        wshub.run(serve(args.port, compression=not args.no_compression))
     except KeyboardInterrupt:
         pass
 
