@@ -1,0 +1,302 @@
+"""Tests for wshub.protocol.server: the server side of the opening handshake (RFC 6455 §4.2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from wshub.exceptions import InvalidRequest
+from wshub.protocol.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
+from wshub.protocol.headers import Headers
+from wshub.protocol.http11 import Request, RequestParser, Response, ResponseParser
+from wshub.protocol.server import (
+    Accepted,
+    accept_key,
+    accept_request,
+    is_upgrade_request,
+    reject_response,
+)
+
+# RFC 6455 §1.3.
+RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+BASE = [
+    ("Host", "server.example.com"),
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", RFC_KEY),
+    ("Sec-WebSocket-Version", "13"),
+]
+
+
+def make_request(
+    replace: dict[str, str | None] | None = None,
+    add: list[tuple[str, str]] | None = None,
+    method: str = "GET",
+) -> Request:
+    """The RFC 6455 §1.3 request with some headers replaced (None removes one)."""
+    replace = replace or {}
+    headers = [(n, replace.get(n, v)) for n, v in BASE]
+    return Request(method, "/chat", [(n, v) for n, v in headers if v is not None] + list(add or []))
+
+
+def refusal(request: Request, **kwargs: object) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as exc_info:
+        accept_request(request, **kwargs)  # type: ignore[arg-type]
+    return exc_info.value
+
+
+def test_accept_key_rfc_example() -> None:
+    """The §1.3 example key gives the §1.3 accept value."""
+    assert accept_key(RFC_KEY) == RFC_ACCEPT
+
+
+def test_rfc_example_handshake() -> None:
+    """The §1.3 request is answered with a 101 carrying the §1.3 accept value."""
+    raw = (
+        b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    request = RequestParser().feed(raw)
+    assert request is not None
+    accepted = accept_request(request, subprotocols=["chat"])
+    assert isinstance(accepted, Accepted)
+    assert accepted.subprotocol == "chat"
+    assert accepted.extensions == []
+    response = ResponseParser().feed(accepted.response.serialize())
+    assert response is not None
+    assert response.status == 101
+    assert list(response.headers) == [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", RFC_ACCEPT),
+        ("Sec-WebSocket-Protocol", "chat"),
+        ("Server", "wshub"),
+    ]
+
+
+def test_tokens_are_case_insensitive_and_in_lists() -> None:
+    """Upgrade and Connection tokens match case-insensitively inside lists."""
+    request = make_request({"Upgrade": "WebSocket", "Connection": "keep-alive, UPGRADE"})
+    assert accept_request(request).response.status == 101
+
+
+def test_server_header_can_be_omitted() -> None:
+    """server_header=None sends no Server header."""
+    response = accept_request(make_request(), server_header=None).response
+    assert "Server" not in response.headers
+    assert accept_request(make_request(), server_header="x/1").response.headers["Server"] == "x/1"
+
+
+def test_method_must_be_get() -> None:
+    """A non-GET upgrade is refused with 405 and Allow: GET."""
+    error = refusal(make_request(method="POST"))
+    assert error.status == 405
+    assert error.headers == [("Allow", "GET")]
+
+
+@pytest.mark.parametrize("upgrade", [None, "h2c", "websocket2", ""])
+def test_upgrade_must_be_websocket(upgrade: str | None) -> None:
+    """Without Upgrade: websocket the answer is 426 naming what we speak."""
+    error = refusal(make_request({"Upgrade": upgrade}))
+    assert error.status == 426
+    assert ("Upgrade", "websocket") in error.headers
+    assert ("Connection", "Upgrade") in error.headers
+    assert ("Sec-WebSocket-Version", "13") in error.headers
+
+
+@pytest.mark.parametrize("connection", [None, "keep-alive", "upgrade-please"])
+def test_connection_must_contain_upgrade(connection: str | None) -> None:
+    """Without the Connection: Upgrade token the answer is 400."""
+    assert refusal(make_request({"Connection": connection})).status == 400
+
+
+def test_host_is_required_once() -> None:
+    """A missing or repeated Host is refused with 400."""
+    assert refusal(make_request({"Host": None})).status == 400
+    assert refusal(make_request(add=[("Host", "other")])).status == 400
+
+
+@pytest.mark.parametrize("version", [None, "8", "12", "13, 8", " 14"])
+def test_version_must_be_13(version: str | None) -> None:
+    """Any version but 13 gets 426 with Sec-WebSocket-Version: 13 (§4.2.2)."""
+    error = refusal(make_request({"Sec-WebSocket-Version": version}))
+    assert error.status == 426
+    assert error.headers == [("Sec-WebSocket-Version", "13")]
+
+
+def test_repeated_version_is_refused() -> None:
+    """Two version headers are refused like a wrong version."""
+    assert refusal(make_request(add=[("Sec-WebSocket-Version", "13")])).status == 426
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        None,
+        "",
+        "not base64!",
+        "dGhlIHNhbXBsZSBub25jZQ",  # missing padding
+        "c2hvcnQ=",  # 5 bytes
+        "dGhlIHNhbXBsZSBub25jZSEh",  # 18 bytes
+        "dGhlIHNhbXBsZSBub25jZQ==\u00e9",
+    ],
+)
+def test_key_must_be_16_bytes_of_base64(key: str | None) -> None:
+    """A missing or malformed key is refused with 400."""
+    assert refusal(make_request({"Sec-WebSocket-Key": key})).status == 400
+
+
+def test_repeated_key_is_refused() -> None:
+    """Two keys are refused with 400."""
+    assert refusal(make_request(add=[("Sec-WebSocket-Key", RFC_KEY)])).status == 400
+
+
+def test_origin_allowlist() -> None:
+    """Origins outside the allowlist get 403; None in the list allows no Origin."""
+    good = make_request(add=[("Origin", "https://good.example")])
+    bad = make_request(add=[("Origin", "https://evil.example")])
+    none = make_request()
+    assert accept_request(good, origins=["https://good.example"]).response.status == 101
+    assert refusal(bad, origins=["https://good.example"]).status == 403
+    assert refusal(none, origins=["https://good.example"]).status == 403
+    assert accept_request(none, origins=[None]).response.status == 101
+    assert accept_request(bad).response.status == 101  # no allowlist: anything goes
+    repeated = make_request(add=[("Origin", "https://good.example")] * 2)
+    assert refusal(repeated, origins=["https://good.example"]).status == 400
+
+
+def test_subprotocol_server_preference() -> None:
+    """The first of the server's subprotocols that the client offered is selected."""
+    request = make_request(
+        add=[("Sec-WebSocket-Protocol", "a, b"), ("Sec-WebSocket-Protocol", "c")]
+    )
+    assert accept_request(request, subprotocols=["c", "b"]).subprotocol == "c"
+    assert accept_request(request, subprotocols=["x", "b", "a"]).subprotocol == "b"
+
+
+def test_no_subprotocol_match_sends_no_header() -> None:
+    """Without a match, no Sec-WebSocket-Protocol is sent and the client decides."""
+    request = make_request(add=[("Sec-WebSocket-Protocol", "a")])
+    accepted = accept_request(request, subprotocols=["x"])
+    assert accepted.subprotocol is None
+    assert "Sec-WebSocket-Protocol" not in accepted.response.headers
+    assert accept_request(request).subprotocol is None
+    assert accept_request(make_request(), subprotocols=["x"]).subprotocol is None
+
+
+def test_extension_negotiated() -> None:
+    """A permessage-deflate offer is answered in Sec-WebSocket-Extensions."""
+    request = make_request(add=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+    accepted = accept_request(request, extensions=[ServerPerMessageDeflateFactory()])
+    assert accepted.response.headers["Sec-WebSocket-Extensions"] == "permessage-deflate"
+    assert len(accepted.extensions) == 1
+    assert isinstance(accepted.extensions[0], PerMessageDeflate)
+
+
+def test_extension_falls_back_to_next_offer() -> None:
+    """An unacceptable offer falls through to the client's next one."""
+    offers = (
+        "permessage-deflate; unknown_param, x-other, permessage-deflate; server_max_window_bits=10"
+    )
+    request = make_request(add=[("Sec-WebSocket-Extensions", offers)])
+    accepted = accept_request(request, extensions=[ServerPerMessageDeflateFactory()])
+    assert (
+        accepted.response.headers["Sec-WebSocket-Extensions"]
+        == "permessage-deflate; server_max_window_bits=10"
+    )
+
+
+def test_offers_may_span_several_headers() -> None:
+    """Offers are collected from every Sec-WebSocket-Extensions header."""
+    request = make_request(
+        add=[
+            ("Sec-WebSocket-Extensions", "permessage-deflate; bogus"),
+            ("Sec-WebSocket-Extensions", "permessage-deflate; client_no_context_takeover"),
+        ]
+    )
+    accepted = accept_request(request, extensions=[ServerPerMessageDeflateFactory()])
+    assert (
+        accepted.response.headers["Sec-WebSocket-Extensions"]
+        == "permessage-deflate; client_no_context_takeover"
+    )
+
+
+def test_no_acceptable_offer_means_no_extension() -> None:
+    """When no offer is acceptable, the connection goes on without the extension."""
+    request = make_request(add=[("Sec-WebSocket-Extensions", "permessage-deflate; x=1, foo")])
+    accepted = accept_request(request, extensions=[ServerPerMessageDeflateFactory()])
+    assert accepted.extensions == []
+    assert "Sec-WebSocket-Extensions" not in accepted.response.headers
+
+
+def test_extensions_ignored_without_factories() -> None:
+    """Offers are ignored, even malformed ones, when we support no extension."""
+    request = make_request(add=[("Sec-WebSocket-Extensions", "permessage-deflate;;")])
+    assert accept_request(request).extensions == []
+
+
+def test_malformed_extensions_header_is_400() -> None:
+    """A malformed Sec-WebSocket-Extensions header is refused with 400."""
+    request = make_request(add=[("Sec-WebSocket-Extensions", "permessage-deflate;;")])
+    assert refusal(request, extensions=[ServerPerMessageDeflateFactory()]).status == 400
+
+
+def test_is_upgrade_request() -> None:
+    """Only requests with the websocket upgrade token are upgrades."""
+    assert is_upgrade_request(make_request())
+    assert is_upgrade_request(make_request({"Upgrade": "HTTP/2.0, WebSocket"}))
+    assert not is_upgrade_request(make_request({"Upgrade": None}))
+    assert not is_upgrade_request(Request("GET", "/", [("Host", "x")]))
+
+
+def test_reject_response() -> None:
+    """A refusal becomes a short text response with its status and headers."""
+    response = reject_response(InvalidRequest(403, "origin not allowed"))
+    assert isinstance(response, Response)
+    assert response.status == 403
+    assert response.body == b"origin not allowed\n"
+    assert response.headers["Connection"] == "close"
+    assert response.headers["Server"] == "wshub"
+    upgrade = reject_response(
+        InvalidRequest(426, "upgrade required", [("Connection", "Upgrade")]), server_header=None
+    )
+    assert upgrade.headers.get_all("Connection") == ["Upgrade"]
+    assert "Server" not in upgrade.headers
+    assert isinstance(upgrade.headers, Headers)
+
+
+def test_websockets_client_is_accepted() -> None:
+    """An independent client (websockets' sans-I/O one) completes the handshake with us."""
+    ws_client = pytest.importorskip("websockets.client")
+    ws_uri = pytest.importorskip("websockets.uri")
+    ws_deflate = pytest.importorskip("websockets.extensions.permessage_deflate")
+    protocol = ws_client.ClientProtocol(
+        ws_uri.parse_uri("ws://localhost:8765/chat?room=1"),
+        origin="http://localhost:8765",
+        subprotocols=["superchat", "chat"],
+        extensions=[ws_deflate.ClientPerMessageDeflateFactory(client_max_window_bits=True)],
+    )
+    protocol.send_request(protocol.connect())
+    request = RequestParser().feed(b"".join(protocol.data_to_send()))
+    assert request is not None
+    assert is_upgrade_request(request)
+    accepted = accept_request(
+        request,
+        subprotocols=["chat"],
+        origins=["http://localhost:8765"],
+        extensions=[ServerPerMessageDeflateFactory(client_max_window_bits=10)],
+    )
+    protocol.receive_data(accepted.response.serialize())
+    assert protocol.handshake_exc is None
+    assert protocol.subprotocol == "chat"
+    (their_extension,) = protocol.extensions
+    assert their_extension.local_max_window_bits == 10
+    (our_extension,) = accepted.extensions
+    assert isinstance(our_extension, PerMessageDeflate)
+    assert our_extension.remote_max_window_bits == 10
