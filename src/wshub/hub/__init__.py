@@ -1,0 +1,45 @@
+"""The real-time hub: channels, presence, history with gap-free recovery, auth.
+
+The wire protocol is specified in docs/protocol.md, configuration in docs/hub.md and the
+server HTTP API in docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+from wshub.hub.auth import Authenticator, Identity, Permissions, make_token
+from wshub.hub.brokers import Broker, MemoryBroker
+from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
+from wshub.hub.history import AppendResult, HistoryStore, MemoryHistory, SQLiteHistory
+from wshub.hub.hub import Hub, HubLimits
+from wshub.hub.presence import MemoryPresence, PresenceStore
+from wshub.hub.session import Peer, Session
+from wshub.hub.stats import HubStats
+from wshub.hub.wire import SUBPROTOCOL, ClientInfo, CloseCode, ErrorCode, Position
+
+__all__ = [
+    "SUBPROTOCOL",
+    "AppendResult",
+    "Authenticator",
+    "Broker",
+    "ChannelRegistry",
+    "ClientInfo",
+    "CloseCode",
+    "ErrorCode",
+    "HistoryStore",
+    "Hub",
+    "HubLimits",
+    "HubStats",
+    "Identity",
+    "MemoryBroker",
+    "MemoryHistory",
+    "MemoryPresence",
+    "NamespaceOptions",
+    "Peer",
+    "Permissions",
+    "Position",
+    "PresenceStore",
+    "SQLiteHistory",
+    "Session",
+    "default_registry",
+    "make_token",
+]

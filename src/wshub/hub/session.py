@@ -1,0 +1,628 @@
+"""One client connection to the hub: the command state machine and the outbound queues.
+
+A :class:`Session` consumes the text messages of one connection (:meth:`Session.handle`) and
+writes replies and pushes through a :class:`Peer`, the small part of the transport it needs
+(``wshub.aio.ServerConnection`` is one; tests use a recording fake). It never awaits the
+peer on the fan-out path: a publication is written at once when the connection is keeping
+up, and otherwise queued in the subscription's bounded queue, where the namespace's
+slow-consumer policy applies.
+
+States (one table, one setter that logs)::
+
+    AWAITING_CONNECT --connect ok--> CONNECTED --close/lost--> CLOSING --> CLOSED
+           |                                                     ^
+           +----------------- timeout / refused / lost ----------+
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from wshub.exceptions import AuthError, HubError, InvalidState, WSHubError
+from wshub.hub.auth import Identity
+from wshub.hub.channels import NamespaceOptions
+from wshub.hub.ratelimit import TokenBucket
+from wshub.hub.wire import (
+    ClientInfo,
+    CloseCode,
+    Command,
+    Connect,
+    ErrorCode,
+    History,
+    Ping,
+    Position,
+    Presence,
+    Publish,
+    Refresh,
+    Subscribe,
+    Unsubscribe,
+    WireError,
+    error_reply,
+    parse_command,
+    publication_json,
+    reply,
+    unsubscribe_push,
+)
+
+if TYPE_CHECKING:
+    from wshub.hub.hub import Hub
+
+__all__ = ["Peer", "Session", "State", "Subscription"]
+
+logger = logging.getLogger("wshub.hub")
+
+# Kinds of messages in a subscription's queue: they decide what may be dropped.
+POS = 0  # a positioned publication
+EPH = 1  # an ephemeral publication: always the first to go
+EVT = 2  # a join/leave event
+
+
+class Peer(Protocol):
+    """What a session needs from its connection (``wshub.aio.ServerConnection`` fits)."""
+
+    def send_nowait(self, message: str | bytes) -> None:
+        """Frame and write ``message`` now, without waiting."""
+        ...
+
+    @property
+    def writable(self) -> bool:
+        """Whether the write buffer is below its high-water mark."""
+        ...
+
+    def drain(self) -> Awaitable[None]:
+        """Wait until the write buffer is below its low-water mark."""
+        ...
+
+    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
+        """Close the connection with ``code`` and ``reason``."""
+        ...
+
+
+class State(IntEnum):
+    AWAITING_CONNECT = 0
+    CONNECTED = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.AWAITING_CONNECT: frozenset({State.CONNECTED, State.CLOSING}),
+    State.CONNECTED: frozenset({State.CLOSING}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+class _Queue:
+    """A subscription's bounded outbound queue with its namespace's overflow policy."""
+
+    __slots__ = ("items", "policy", "size")
+
+    def __init__(self, options: NamespaceOptions) -> None:
+        self.items: deque[tuple[int, str]] = deque()
+        self.policy = options.slow_consumer
+        self.size = options.queue_size
+
+    def push(self, kind: int, message: str) -> tuple[int, int] | None:
+        """Queue ``message``.
+
+        Returns:
+            ``(change in queue length, messages dropped)``, or ``None`` when the queue is
+            full and the policy is to disconnect.
+        """
+        items = self.items
+        dropped = 0
+        if self.policy == "latest" and kind == POS:
+            # Conflation: at most one publication waits per channel, the newest.
+            for index, item in enumerate(items):
+                if item[0] == POS:
+                    del items[index]
+                    dropped = 1
+                    break
+        if len(items) >= self.size:
+            if kind == EPH:
+                return 0, 1
+            first_eph = next((i for i, item in enumerate(items) if item[0] == EPH), None)
+            if first_eph is not None:
+                del items[first_eph]
+            elif self.policy == "disconnect":
+                return None
+            else:
+                items.popleft()
+            dropped += 1
+        items.append((kind, message))
+        return 1 - dropped, dropped
+
+
+class Subscription:
+    """A session's subscription to one channel.
+
+    While the hub reads history for it (``live`` is false), publications arriving from the
+    broker are buffered; :meth:`go_live` then releases those after the subscribe position.
+    From then on a publication at or before the last delivered offset of the same epoch is
+    skipped, so a subscriber never receives a duplicate.
+    """
+
+    __slots__ = (
+        "active",
+        "buffer",
+        "channel",
+        "epoch",
+        "live",
+        "offset",
+        "options",
+        "queue",
+        "session",
+    )
+
+    def __init__(self, session: Session, channel: str, options: NamespaceOptions) -> None:
+        self.session = session
+        self.channel = channel
+        self.options = options
+        self.queue = _Queue(options)
+        self.buffer: list[tuple[int, int, str, str]] = []
+        self.live = False
+        self.active = True
+        self.epoch = ""
+        self.offset = 0
+
+    def feed(self, kind: int, offset: int, epoch: str, message: str) -> None:
+        """Take one message of the channel from the broker."""
+        if not self.live:
+            self.buffer.append((kind, offset, epoch, message))
+            if len(self.buffer) > self.session.max_buffered:
+                self.session.slow_consumer()
+            return
+        if kind == POS:
+            if epoch == self.epoch and offset <= self.offset:
+                return
+            self.epoch, self.offset = epoch, offset
+        self.session.enqueue(self, kind, message)
+
+    def go_live(self, position: Position) -> None:
+        """Start delivering after ``position``, releasing what arrived meanwhile in order."""
+        self.epoch, self.offset = position.epoch, position.offset
+        self.live = True
+        buffered, self.buffer = self.buffer, []
+        for item in sorted(buffered, key=_buffer_order):
+            self.feed(*item)
+
+
+def _buffer_order(item: tuple[int, int, str, str]) -> int:
+    # Positioned items of one channel arrive in offset order anyway; sorting by offset is a
+    # guard for brokers that reorder. Events keep their place relative to each other.
+    return item[1]
+
+
+class Session:
+    """The hub side of one client connection.
+
+    Create it with :meth:`Hub.session`; feed it every received message with :meth:`handle`
+    and call :meth:`connection_lost` when the connection ends, whatever the reason.
+
+    Attributes:
+        client_id: the id sent in the ``connect`` reply and in ``info``.
+        state: the current :class:`State`.
+        identity: who the connection is, once connected.
+    """
+
+    def __init__(self, hub: Hub, peer: Peer) -> None:
+        self.hub = hub
+        self.peer = peer
+        self.client_id = uuid.uuid4().hex
+        self.state = State.AWAITING_CONNECT
+        self.identity: Identity | None = None
+        self.info = ClientInfo(self.client_id, "")
+        self.info_bytes = self.info.encode()
+        self.subscriptions: dict[str, Subscription] = {}
+        limits = hub.limits
+        self.max_buffered = limits.max_recovery + 1024
+        self._limits = limits
+        self._commands = TokenBucket(limits.command_rate, limits.command_burst, clock=hub.monotonic)
+        self._publishes = TokenBucket(
+            limits.publish_rate, limits.publish_burst, clock=hub.monotonic
+        )
+        self._bad_in_row = 0
+        self._limited_in_row = 0
+        self._control: deque[str] = deque()
+        self._ready: deque[Subscription] = deque()
+        self._pending = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._cleanup_task: asyncio.Task[None] | None = None
+        self._counted_user = False
+        loop = asyncio.get_running_loop()
+        self._connect_timer: asyncio.TimerHandle | None = None
+        if limits.connect_timeout is not None:
+            self._connect_timer = loop.call_later(limits.connect_timeout, self._connect_timeout)
+        self._expiry_timer: asyncio.TimerHandle | None = None
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _set_state(self, state: State) -> None:
+        if state not in _TRANSITIONS[self.state]:
+            raise InvalidState(f"session {self.client_id}: {self.state.name} -> {state.name}")
+        logger.debug("session %s: %s -> %s", self.client_id, self.state.name, state.name)
+        self.state = state
+
+    # --- input ---------------------------------------------------------------------------
+
+    async def handle(self, message: str | bytes) -> None:
+        """Process one message received from the client. Never raises."""
+        if self.state >= State.CLOSING:
+            return
+        command = parse_command(message)
+        if not self._commands.take() or (
+            isinstance(command, Publish) and not self._publishes.take()
+        ):
+            self._rate_limited(command.id)
+            return
+        self._limited_in_row = 0
+        if isinstance(command, WireError):
+            self._bad_command(command)
+            return
+        self._bad_in_row = 0
+        command_id = command.id
+        try:
+            await self._dispatch(command)
+        except AuthError as exc:
+            self.hub.stats.auth_failures += 1
+            self._send_error(command_id, exc)
+            if isinstance(command, Connect):
+                self.close(CloseCode.UNAUTHORIZED)
+        except HubError as exc:
+            self._send_error(command_id, exc)
+            if isinstance(command, Connect) and exc.code == ErrorCode.LIMIT_EXCEEDED:
+                self.close(CloseCode.TOO_MANY_CONNECTIONS)
+        except Exception:
+            logger.exception(
+                "session %s: command %s failed", self.client_id, type(command).__name__
+            )
+            self._send(error_reply(command_id, ErrorCode.INTERNAL))
+
+    def _rate_limited(self, command_id: int | None) -> None:
+        self.hub.stats.rate_limited += 1
+        self._limited_in_row += 1
+        self._send(error_reply(command_id, ErrorCode.RATE_LIMITED))
+        if self._limited_in_row >= self._limits.max_rate_limited:
+            self.close(CloseCode.RATE_LIMITED)
+
+    def _bad_command(self, error: WireError) -> None:
+        self.hub.stats.bad_commands += 1
+        self._bad_in_row += 1
+        self._send(error_reply(error.id, error.code, error.message))
+        if self._bad_in_row >= self._limits.max_bad_commands:
+            self.close(CloseCode.BAD_COMMANDS)
+
+    def _send_error(self, command_id: int, exc: HubError) -> None:
+        self._send(error_reply(command_id, ErrorCode(exc.code), exc.message))
+
+    async def _dispatch(self, command: Command) -> None:
+        if isinstance(command, Ping):
+            self._send(reply(command.id))
+        elif isinstance(command, Connect):
+            self._connect(command)
+        elif self.state != State.CONNECTED:
+            raise HubError(ErrorCode.NOT_CONNECTED, ErrorCode.NOT_CONNECTED.message)
+        elif isinstance(command, Subscribe):
+            await self._subscribe(command)
+        elif isinstance(command, Unsubscribe):
+            await self._unsubscribe(command)
+        elif isinstance(command, Publish):
+            await self._publish(command)
+        elif isinstance(command, Presence):
+            self._permissions(command.channel, "r")
+            clients = await self.hub.presence(command.channel)
+            result = {"channel": command.channel, "clients": [c.to_json() for c in clients]}
+            self._send(reply(command.id, result))
+        elif isinstance(command, History):
+            await self._history(command)
+        else:
+            self._refresh(command)
+
+    def _permissions(self, channel: str, perm: str) -> NamespaceOptions:
+        options = self.hub.registry.options(channel)
+        assert self.identity is not None
+        if not self.identity.permissions.allows(channel, perm):
+            raise HubError(ErrorCode.PERMISSION_DENIED, ErrorCode.PERMISSION_DENIED.message)
+        return options
+
+    # --- commands ------------------------------------------------------------------------
+
+    def _connect(self, command: Connect) -> None:
+        if self.state != State.AWAITING_CONNECT:
+            raise HubError(ErrorCode.ALREADY_CONNECTED, ErrorCode.ALREADY_CONNECTED.message)
+        identity = self.hub.auth.authenticate(command.token)
+        meta = identity.meta
+        if meta is None and command.meta is not None:
+            if len(orjson.dumps(command.meta)) > self._limits.max_meta_size:
+                raise HubError(ErrorCode.BAD_REQUEST, "bad request: meta")
+            meta = command.meta
+        if not identity.anonymous:
+            self.hub._count_user(identity.user)
+            self._counted_user = True
+        self.identity = identity
+        self.info = ClientInfo(self.client_id, identity.user, meta)
+        self.info_bytes = self.info.encode()
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        self._set_state(State.CONNECTED)
+        self._schedule_expiry()
+        result: dict[str, Any] = {
+            "client": self.client_id,
+            "user": identity.user,
+            "expires": None if identity.expires is None else int(identity.expires),
+        }
+        if meta is not None:
+            result["meta"] = meta
+        self._send(reply(command.id, result))
+
+    async def _subscribe(self, command: Subscribe) -> None:
+        channel = command.channel
+        options = self._permissions(channel, "s")
+        if channel in self.subscriptions:
+            raise HubError(ErrorCode.ALREADY_SUBSCRIBED, ErrorCode.ALREADY_SUBSCRIBED.message)
+        if len(self.subscriptions) >= self._limits.max_channels:
+            raise HubError(ErrorCode.LIMIT_EXCEEDED, ErrorCode.LIMIT_EXCEEDED.message)
+        sub = Subscription(self, channel, options)
+        self.subscriptions[channel] = sub
+        try:
+            result, position = await self.hub._subscribe(sub, command.since, command.recent)
+        except BaseException:
+            self._drop_subscription(sub)
+            raise
+        if not sub.active:
+            return
+        # No await between the reply and go_live: nothing of this channel can slip between.
+        self._send(reply(command.id, result))
+        sub.go_live(position)
+        await self.hub._joined(sub)
+
+    async def _unsubscribe(self, command: Unsubscribe) -> None:
+        self.hub.registry.options(command.channel)
+        sub = self.subscriptions.get(command.channel)
+        if sub is None:
+            raise HubError(ErrorCode.NOT_SUBSCRIBED, ErrorCode.NOT_SUBSCRIBED.message)
+        self._drop_subscription(sub)
+        self._send(reply(command.id))
+        await self.hub._left(sub)
+
+    async def _publish(self, command: Publish) -> None:
+        channel = command.channel
+        options = self._permissions(channel, "p")
+        if options.publish == "none":
+            raise HubError(ErrorCode.PERMISSION_DENIED, ErrorCode.PERMISSION_DENIED.message)
+        if options.publish == "subscribers" and channel not in self.subscriptions:
+            raise HubError(ErrorCode.NOT_SUBSCRIBED, ErrorCode.NOT_SUBSCRIBED.message)
+        if len(command.data) > self._limits.max_publication_size:
+            raise HubError(ErrorCode.TOO_LARGE, ErrorCode.TOO_LARGE.message)
+        if command.ephemeral:
+            await self.hub._publish_ephemeral(channel, command.data, self.info_bytes)
+            self._send(reply(command.id))
+            return
+        result = await self.hub._publish(
+            channel, options, command.data, self.info_bytes, command.message_id
+        )
+        obj: dict[str, Any] = result.position.to_json()
+        if result.duplicate:
+            obj["duplicate"] = True
+        self._send(reply(command.id, obj))
+
+    async def _history(self, command: History) -> None:
+        self._permissions(command.channel, "r")
+        pubs, position = await self.hub.history(
+            command.channel, limit=command.limit or 100, since=command.since
+        )
+        result = {
+            "channel": command.channel,
+            **position.to_json(),
+            "publications": [publication_json(p) for p in pubs],
+        }
+        self._send(reply(command.id, result))
+
+    def _refresh(self, command: Refresh) -> None:
+        assert self.identity is not None
+        if self.identity.anonymous:
+            raise AuthError(ErrorCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED.message)
+        identity = self.hub.auth.authenticate(command.token)
+        if identity.user != self.identity.user:
+            raise AuthError(ErrorCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED.message)
+        self.identity = identity
+        self._schedule_expiry()
+        for channel, sub in list(self.subscriptions.items()):
+            if not identity.permissions.allows(channel, "s"):
+                self._drop_subscription(sub)
+                self._send(unsubscribe_push(channel, ErrorCode.PERMISSION_DENIED))
+                self.hub._spawn(self.hub._left(sub))
+        expires = None if identity.expires is None else int(identity.expires)
+        self._send(reply(command.id, {"expires": expires}))
+
+    def _drop_subscription(self, sub: Subscription) -> None:
+        """End ``sub`` now: nothing of its channel is sent after this returns."""
+        if not sub.active:
+            return
+        sub.active = False
+        if self.subscriptions.get(sub.channel) is sub:
+            del self.subscriptions[sub.channel]
+        self._pending -= len(sub.queue.items)
+        sub.queue.items.clear()
+        sub.buffer.clear()
+        self.hub._remove_subscription(sub)
+
+    # --- timers --------------------------------------------------------------------------
+
+    def _connect_timeout(self) -> None:
+        self._connect_timer = None
+        if self.state == State.AWAITING_CONNECT:
+            self.close(CloseCode.CONNECT_TIMEOUT)
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        assert self.identity is not None
+        if self.identity.expires is not None:
+            delay = max(0.0, self.identity.expires - self.hub.clock())
+            loop = asyncio.get_running_loop()
+            self._expiry_timer = loop.call_later(delay, self.check_expiry)
+
+    def check_expiry(self) -> bool:
+        """Close with 4003 if the token has expired; returns whether it did.
+
+        Called by the session's timer; public so that a test with a fake clock can run it.
+        """
+        self._expiry_timer = None
+        identity = self.identity
+        if self.state != State.CONNECTED or identity is None or identity.expires is None:
+            return False
+        if self.hub.clock() < identity.expires:
+            self._schedule_expiry()
+            return False
+        self.close(CloseCode.TOKEN_EXPIRED)
+        return True
+
+    # --- output --------------------------------------------------------------------------
+
+    def _write(self, message: str) -> None:
+        try:
+            self.peer.send_nowait(message)
+        except WSHubError:
+            # The connection is gone; the transport calls connection_lost.
+            self._start_cleanup()
+
+    def _send(self, message: str) -> None:
+        """Send a reply or a control push, after anything already queued."""
+        if self.state >= State.CLOSING:
+            return
+        if self._pending == 0 and self.peer.writable:
+            self._write(message)
+            return
+        if len(self._control) >= self._limits.max_pending_replies:
+            self.slow_consumer()
+            return
+        self._control.append(message)
+        self._pending += 1
+        self._ensure_writer()
+
+    def enqueue(self, sub: Subscription, kind: int, message: str) -> None:
+        """Send a channel message now if the connection keeps up, else queue it."""
+        if self.state >= State.CLOSING:
+            return
+        if self._pending == 0 and self.peer.writable:
+            self._write(message)
+            return
+        was_empty = not sub.queue.items
+        outcome = sub.queue.push(kind, message)
+        if outcome is None:
+            self.slow_consumer()
+            return
+        change, dropped = outcome
+        self._pending += change
+        self.hub.stats.drops += dropped
+        if was_empty and sub.queue.items:
+            self._ready.append(sub)
+        self._ensure_writer()
+
+    def slow_consumer(self) -> None:
+        """Close with 4004: the client does not read fast enough."""
+        if self.state < State.CLOSING:
+            self.hub.stats.slow_consumer_disconnects += 1
+            self.close(CloseCode.SLOW_CONSUMER)
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None and self._pending:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def _next_message(self) -> str:
+        if self._control:
+            return self._control.popleft()
+        # Round-robin between channels, so that one busy channel cannot starve the others.
+        while True:
+            sub = self._ready.popleft()
+            if sub.queue.items:
+                message = sub.queue.items.popleft()[1]
+                if sub.queue.items:
+                    self._ready.append(sub)
+                return message
+
+    async def _write_loop(self) -> None:
+        try:
+            while self._pending > 0 and self.state < State.CLOSING:
+                if not self.peer.writable:
+                    await self.peer.drain()
+                    continue
+                message = self._next_message()
+                self._pending -= 1
+                self._write(message)
+        except (WSHubError, ConnectionError) as exc:
+            logger.debug("session %s: write failed: %s", self.client_id, exc)
+            self._start_cleanup()
+        finally:
+            self._writer = None
+
+    # --- closing -------------------------------------------------------------------------
+
+    def close(self, code: CloseCode) -> None:
+        """Close the connection with ``code`` and clean up.
+
+        Replies already queued are written first (so that a client refused at ``connect``
+        sees the error reply before the close frame); queued pushes are discarded.
+        """
+        if self.state >= State.CLOSING:
+            return
+        logger.debug("session %s: closing with %d", self.client_id, code)
+        control, self._control = self._control, deque()
+        self._start_cleanup()
+        for message in control:
+            self._write(message)
+        self.hub._spawn(self._close_peer(code))
+
+    async def _close_peer(self, code: CloseCode) -> None:
+        try:
+            await self.peer.close(int(code), code.reason)
+        except (WSHubError, ConnectionError) as exc:
+            logger.debug("session %s: close failed: %s", self.client_id, exc)
+
+    def _start_cleanup(self) -> None:
+        if self.state < State.CLOSING:
+            self._set_state(State.CLOSING)
+        if self._cleanup_task is None:
+            self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup())
+
+    async def connection_lost(self) -> None:
+        """The connection has ended (any reason): leave every channel and forget the session.
+
+        Returns once presence entries are removed and ``leave`` events sent.
+        """
+        self._start_cleanup()
+        assert self._cleanup_task is not None
+        await asyncio.shield(self._cleanup_task)
+
+    async def _cleanup(self) -> None:
+        for timer in (self._connect_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._connect_timer = self._expiry_timer = None
+        self._control.clear()
+        self._ready.clear()
+        self._pending = 0
+        subs = list(self.subscriptions.values())
+        for sub in subs:
+            self._drop_subscription(sub)
+        if self._counted_user and self.identity is not None:
+            self.hub._uncount_user(self.identity.user)
+            self._counted_user = False
+        try:
+            for sub in subs:
+                await self.hub._left(sub)
+        finally:
+            self.hub._forget_session(self)
+            self._set_state(State.CLOSED)

@@ -1,0 +1,154 @@
+"""Fixtures for the hub tests.
+
+``FakePeer`` stands in for the transport edge (what ``wshub.aio.ServerConnection`` gives a
+session): it records what the hub writes and lets a test make the connection slow
+(``writable = False``) or dead. The hub, sessions, stores and broker are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from wshub.exceptions import ConnectionClosedError
+from wshub.hub import Hub
+from wshub.hub.session import Session
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests in a fresh event loop."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        names = pyfuncitem._fixtureinfo.argnames
+        kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        asyncio.run(pyfuncitem.obj(**kwargs))
+        return True
+    return None
+
+
+class FakePeer:
+    """A connection that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.closed = asyncio.Event()
+        self._writable = True
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.dead = False
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @writable.setter
+    def writable(self, value: bool) -> None:
+        self._writable = value
+        if value:
+            self._drained.set()
+        else:
+            self._drained.clear()
+
+    def send_nowait(self, message: str | bytes) -> None:
+        if self.dead or self.close_code is not None:
+            raise ConnectionClosedError(1006, "")
+        assert isinstance(message, str)
+        self.sent.append(message)
+
+    async def drain(self) -> None:
+        await self._drained.wait()
+        if self.dead:
+            raise ConnectionClosedError(1006, "")
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self.closed.set()
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [orjson.loads(m) for m in self.sent]
+
+    def pushes(self, kind: str | None = None, channel: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.messages()
+            if "push" in m
+            and (kind is None or m["push"] == kind)
+            and (channel is None or m["channel"] == channel)
+        ]
+
+
+class Client:
+    """Drives one session the way a client would, through the wire format."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.peer = FakePeer()
+        self.session: Session = hub.session(self.peer)
+        self._ids = itertools.count(1)
+
+    async def send(self, message: str | bytes) -> None:
+        await self.session.handle(message)
+
+    async def call(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        """Send a command and return its reply (``{"result": ...}`` or ``{"error": ...}``)."""
+        command_id = next(self._ids)
+        await self.send(orjson.dumps({"id": command_id, "cmd": cmd, **fields}).decode())
+        for message in self.peer.messages():
+            if message.get("id") == command_id:
+                return message
+        raise AssertionError(f"no reply to {cmd} #{command_id}")
+
+    async def ok(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        """Send a command that must succeed; return its result."""
+        answer = await self.call(cmd, **fields)
+        assert "result" in answer, answer
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    async def error(self, cmd: str, **fields: Any) -> int:
+        """Send a command that must fail; return the error code."""
+        answer = await self.call(cmd, **fields)
+        assert "error" in answer, answer
+        code: int = answer["error"]["code"]
+        return code
+
+    def pubs(self, channel: str) -> list[dict[str, Any]]:
+        return self.peer.pushes("pub", channel)
+
+    async def lost(self) -> None:
+        """The connection dies."""
+        self.peer.dead = True
+        await self.session.connection_lost()
+
+
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+def make_client() -> MakeClient:
+    """``await make_client(hub, token=None, meta=None, connect=True)`` -> a :class:`Client`."""
+
+    async def make(
+        hub: Hub, *, token: str | None = None, meta: Any = None, connect: bool = True
+    ) -> Client:
+        client = Client(hub)
+        if connect:
+            fields: dict[str, Any] = {}
+            if token is not None:
+                fields["token"] = token
+            if meta is not None:
+                fields["meta"] = meta
+            await client.ok("connect", **fields)
+        return client
+
+    return make
