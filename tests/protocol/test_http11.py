@@ -169,38 +169,36 @@ def test_request_line_at_limit_is_accepted() -> None:
     assert RequestParser(max_line_size=100).feed(line + b"\r\n\r\n") is not None
 
 
-def test_request_line_too_long_when_complete() -> None:
-    """A complete request line over the limit is refused with 414."""
+HEADERS_20 = b"GET / HTTP/1.1\r\n" + b"X: 12345678\r\n" * 20
+
+
+@pytest.mark.parametrize(
+    ("limits", "raw", "status"),
+    [
+        ({"max_line_size": 20}, b"GET /" + b"a" * 30 + b" HTTP/1.1\r\n", 414),
+        ({"max_line_size": 50}, b"GET / HTTP/1.1\r\nX: " + b"a" * 100, 431),
+        ({"max_line_size": 50}, b"GET / HTTP/1.1\r\nX: " + b"a" * 100 + b"\r\n", 431),
+        ({"max_headers": 2}, b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 3 + b"\r\n", 431),
+        ({"max_request_size": 100}, HEADERS_20, 431),
+        ({"max_request_size": 100}, HEADERS_20 + b"\r\n", 431),
+        ({"max_request_size": 500}, b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n", 413),
+    ],
+    ids=["request-line", "partial-header", "header", "count", "head", "full-head", "body"],
+)
+def test_limits(limits: dict[str, int], raw: bytes, status: int) -> None:
+    """Each limit is enforced with its status: 414 request line, 431 head, 413 body.
+
+    The body limit applies as soon as Content-Length announces it, before any byte of it.
+    """
     with pytest.raises(InvalidRequest) as exc_info:
-        RequestParser(max_line_size=20).feed(b"GET /" + b"a" * 30 + b" HTTP/1.1\r\n")
-    assert exc_info.value.status == 414
+        RequestParser(**limits).feed(raw)  # type: ignore[arg-type]
+    assert exc_info.value.status == status
 
 
-@pytest.mark.parametrize("complete", [False, True])
-def test_header_line_too_long_is_431(complete: bool) -> None:
-    """A header line over max_line_size is refused with 431."""
-    raw = b"GET / HTTP/1.1\r\nX: " + b"a" * 100 + (b"\r\n" if complete else b"")
-    with pytest.raises(InvalidRequest) as exc_info:
-        RequestParser(max_line_size=50).feed(raw)
-    assert exc_info.value.status == 431
-
-
-def test_too_many_headers_is_431() -> None:
-    """More than max_headers fields are refused with 431."""
-    raw = b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 3
-    assert RequestParser(max_headers=3).feed(raw + b"\r\n") is not None
-    with pytest.raises(InvalidRequest) as exc_info:
-        RequestParser(max_headers=2).feed(raw + b"\r\n")
-    assert exc_info.value.status == 431
-
-
-@pytest.mark.parametrize("complete", [False, True])
-def test_head_over_max_request_size_is_431(complete: bool) -> None:
-    """A head larger than max_request_size is refused with 431, complete or not."""
-    raw = b"GET / HTTP/1.1\r\n" + b"X: 12345678\r\n" * 20 + (b"\r\n" if complete else b"")
-    with pytest.raises(InvalidRequest) as exc_info:
-        RequestParser(max_request_size=100).feed(raw)
-    assert exc_info.value.status == 431
+def test_limits_are_inclusive() -> None:
+    """Exactly max_headers fields and exactly max_request_size bytes are accepted."""
+    raw = b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 3 + b"\r\n"
+    assert RequestParser(max_headers=3, max_request_size=len(raw)).feed(raw) is not None
 
 
 def test_partial_head_over_max_request_size_is_431() -> None:
@@ -210,14 +208,6 @@ def test_partial_head_over_max_request_size_is_431() -> None:
     with pytest.raises(InvalidRequest) as exc_info:
         parser.feed(b"a" * 10)
     assert exc_info.value.status == 431
-
-
-def test_body_over_max_request_size_is_413() -> None:
-    """A Content-Length that takes the request over max_request_size gets 413 at once."""
-    raw = b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n"
-    with pytest.raises(InvalidRequest) as exc_info:
-        RequestParser(max_request_size=500).feed(raw)
-    assert exc_info.value.status == 413
 
 
 def test_no_total_limit() -> None:

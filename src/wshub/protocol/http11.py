@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from wshub.exceptions import InvalidRequest, InvalidResponse, InvalidState
 from wshub.protocol.headers import Headers
@@ -204,7 +204,10 @@ class Response:
         return cls(status, "", merged, body)
 
 
-class _MessageParser:
+_M = TypeVar("_M", Request, Response)
+
+
+class _MessageParser(Generic[_M]):
     """The incremental machinery shared by :class:`RequestParser` and :class:`ResponseParser`.
 
     Subclasses parse the start line, decide the body length and build errors.
@@ -236,7 +239,7 @@ class _MessageParser:
         self._headers = Headers()
         self._head_end = -1  # end of the empty line closing the head, once seen
         self._body_length = 0
-        self._message: Request | Response | None = None
+        self._message: _M | None = None
         self._error: Exception | None = None
 
     @property
@@ -260,12 +263,21 @@ class _MessageParser:
     def _body_size(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _build(self, body: builtins.bytes) -> Request | Response:  # pragma: no cover
+    def _build(self, body: builtins.bytes) -> _M:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # Machinery.
 
-    def _feed(self, data: builtins.bytes) -> Request | Response | None:
+    def feed(self, data: builtins.bytes) -> _M | None:
+        """Add received bytes; return the message once it is complete, else ``None``.
+
+        Raises:
+            InvalidRequest: (:class:`RequestParser`) the request is malformed or breaks a
+                limit; the exception carries the status to answer with.
+            InvalidResponse: (:class:`ResponseParser`) the response is malformed or breaks
+                a limit.
+            InvalidState: the message was already returned (read ``leftover`` instead).
+        """
         if self._error is not None:
             raise self._error
         if self._message is not None:
@@ -278,7 +290,7 @@ class _MessageParser:
             self._buf.clear()
             raise
 
-    def _parse(self) -> Request | Response | None:
+    def _parse(self) -> _M | None:
         buf = self._buf
         max_line = self._max_line_size
         max_size = self._max_size
@@ -341,7 +353,7 @@ class _MessageParser:
         return int(values[0])
 
 
-class RequestParser(_MessageParser):
+class RequestParser(_MessageParser[Request]):
     """Incremental parser of one HTTP/1.1 request, for the server side.
 
     Example::
@@ -383,17 +395,6 @@ class RequestParser(_MessageParser):
         self._method = ""
         self._path = ""
 
-    def feed(self, data: builtins.bytes) -> Request | None:
-        """Add received bytes; return the request once it is complete, else ``None``.
-
-        Raises:
-            InvalidRequest: the request is malformed or breaks a limit.
-            InvalidState: the request was already returned (read ``leftover`` instead).
-        """
-        message = self._feed(data)
-        assert message is None or isinstance(message, Request)
-        return message
-
     def _fail(self, status: int, reason: str) -> Exception:
         return InvalidRequest(status, reason)
 
@@ -433,7 +434,7 @@ class RequestParser(_MessageParser):
         return Request(self._method, self._path, self._headers, body)
 
 
-class ResponseParser(_MessageParser):
+class ResponseParser(_MessageParser[Response]):
     """Incremental parser of one HTTP/1.1 response, for the client side.
 
     A 101 never has a body: what follows it belongs to the WebSocket and stays in
@@ -466,17 +467,6 @@ class ResponseParser(_MessageParser):
         )
         self._status = 0
         self._reason = ""
-
-    def feed(self, data: builtins.bytes) -> Response | None:
-        """Add received bytes; return the response once it is complete, else ``None``.
-
-        Raises:
-            InvalidResponse: the response is malformed or breaks a limit.
-            InvalidState: the response was already returned (read ``leftover`` instead).
-        """
-        message = self._feed(data)
-        assert message is None or isinstance(message, Response)
-        return message
 
     def _fail(self, status: int, reason: str) -> Exception:
         # The request-side wording is kept readable on this side too.

@@ -22,6 +22,9 @@ __all__ = ["ClientExtensionFactory", "Extension", "ServerExtensionFactory"]
 class Extension(Protocol):
     """A negotiated extension, one instance per connection."""
 
+    # Empty slots keep implementations that declare __slots__ free of a __dict__.
+    __slots__ = ()
+
     #: The extension token, e.g. ``"permessage-deflate"``.
     name: str
 
@@ -48,6 +51,9 @@ class Extension(Protocol):
 class ServerExtensionFactory(Protocol):
     """Negotiates an extension on the server side of the handshake."""
 
+    # Empty slots keep implementations that declare __slots__ free of a __dict__.
+    __slots__ = ()
+
     #: The extension token this factory answers to.
     name: str
 
@@ -65,6 +71,9 @@ class ServerExtensionFactory(Protocol):
 
 class ClientExtensionFactory(Protocol):
     """Negotiates an extension on the client side of the handshake."""
+
+    # Empty slots keep implementations that declare __slots__ free of a __dict__.
+    __slots__ = ()
 
     #: The extension token this factory offers.
     name: str

@@ -23,7 +23,11 @@ import zlib
 from typing import NamedTuple
 
 from wshub.exceptions import NegotiationError, PayloadTooBig, ProtocolError
-from wshub.protocol.extensions.base import Extension
+from wshub.protocol.extensions.base import (
+    ClientExtensionFactory,
+    Extension,
+    ServerExtensionFactory,
+)
 from wshub.protocol.headers import ExtensionParam
 
 __all__ = [
@@ -266,7 +270,7 @@ class _FactoryBase:
         )
 
 
-class ServerPerMessageDeflateFactory(_FactoryBase):
+class ServerPerMessageDeflateFactory(_FactoryBase, ServerExtensionFactory):
     """Accepts permessage-deflate offers on a server (RFC 7692 §7.1).
 
     The configuration states what we want; an offer is accepted whenever it is valid,
@@ -336,7 +340,7 @@ class ServerPerMessageDeflateFactory(_FactoryBase):
         return response, extension
 
 
-class ClientPerMessageDeflateFactory(_FactoryBase):
+class ClientPerMessageDeflateFactory(_FactoryBase, ClientExtensionFactory):
     """Offers permessage-deflate from a client and checks the answer (RFC 7692 §7.1).
 
     * ``server_no_context_takeover``: ask the server to reset its compressor; a response
