@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from wshub.exceptions import InvalidResponse, NegotiationError
+from wshub.exceptions import InvalidHandshake, InvalidResponse, NegotiationError
 from wshub.protocol.client import ClientHandshake
 from wshub.protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -292,3 +294,47 @@ def test_websockets_server_refusal() -> None:
     with pytest.raises(InvalidResponse) as exc_info:
         client.validate(response)
     assert exc_info.value.status == 403
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "Upgrade",
+                    "Connection",
+                    "Sec-WebSocket-Accept",
+                    "Sec-WebSocket-Protocol",
+                    "Sec-WebSocket-Extensions",
+                ]
+            ),
+            st.sampled_from(
+                [
+                    "websocket",
+                    "upgrade",
+                    accept_key(RFC_KEY),
+                    "chat",
+                    "chat, x",
+                    "",
+                    "permessage-deflate",
+                    "permessage-deflate; server_max_window_bits=9",
+                    "permessage-deflate; x",
+                    "permessage-deflate;;",
+                    "other",
+                ]
+            ),
+        ),
+        max_size=8,
+    ),
+    st.sampled_from([101, 200, 301, 426]),
+)
+def test_any_response_is_accepted_or_refused(headers: list[tuple[str, str]], status: int) -> None:
+    """A response either completes the handshake or raises InvalidHandshake."""
+    client = handshake(subprotocols=["chat"], extensions=[ClientPerMessageDeflateFactory()])
+    try:
+        accepted = client.validate(Response(status, "", headers))
+    except InvalidHandshake:
+        pass
+    else:
+        assert status == 101
+        assert accepted.subprotocol in (None, "chat")

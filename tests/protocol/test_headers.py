@@ -218,3 +218,15 @@ def test_headers_keep_every_pair(pairs: list[tuple[str, str]]) -> None:
     assert list(headers) == pairs
     for name, _ in pairs:
         assert headers.get_all(name) == [v for n, v in pairs if n.lower() == name.lower()]
+
+
+@given(st.text(alphabet=st.sampled_from(list('ab=;, \t"\\x\u00e9')), max_size=30))
+def test_parse_extensions_only_raises_value_error(header: str) -> None:
+    """Any input either parses into tokens or raises ValueError."""
+    try:
+        parsed = parse_extensions([header])
+    except ValueError:
+        return
+    for name, params in parsed:
+        assert is_token(name)
+        assert all(is_token(p) and (v is None or is_token(v)) for p, v in params)

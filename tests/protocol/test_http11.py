@@ -497,3 +497,41 @@ def test_response_round_trip(
     parser = ResponseParser()
     assert parser.feed(response.serialize() + trailing) == response
     assert parser.leftover == trailing
+
+
+request_like = st.lists(
+    st.sampled_from(
+        [
+            b"GET / HTTP/1.1\r\n",
+            b"Host: x\r\n",
+            b"Content-Length: 3\r\n",
+            b"\r\n",
+            b"\r",
+            b"\n",
+            b" ",
+            b":",
+            b"\x00",
+            b"\xff",
+            b"abc",
+            b"HTTP/1.1 101 OK\r\n",
+            b"Transfer-Encoding: x\r\n",
+        ]
+    )
+    | st.binary(max_size=8),
+    max_size=30,
+).map(b"".join)
+
+
+@given(data=request_like, chunk=st.integers(min_value=1, max_value=16))
+def test_garbage_only_raises_refusals(data: bytes, chunk: int) -> None:
+    """Whatever the peer sends, the parsers return, wait, or refuse: nothing else escapes."""
+    for parser, refusal in (
+        (RequestParser(max_line_size=64), InvalidRequest),
+        (ResponseParser(max_line_size=64), InvalidResponse),
+    ):
+        try:
+            for i in range(0, len(data), chunk):
+                if parser.feed(data[i : i + chunk]) is not None:
+                    break
+        except refusal:
+            pass

@@ -648,3 +648,51 @@ def test_interop_our_client_with_websockets_server(config: dict[str, int | bool]
         factory = ClientPerMessageDeflateFactory(**config)  # type: ignore[arg-type]
         params, their_ext = theirs.process_request_params(factory.offer(), [])
         ws_roundtrips(factory.accept(params), their_ext)
+
+
+param_names = st.sampled_from(
+    [
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+        "x",
+    ]
+)
+param_values = st.none() | st.sampled_from(["8", "9", "12", "15", "16", "0", "08", ""])
+param_lists = st.lists(st.tuples(param_names, param_values), max_size=5)
+
+
+@given(param_lists)
+def test_any_offer_is_accepted_or_declined(params: Params) -> None:
+    """The server never raises on an offer; an accepted one gets a valid response."""
+    for factory in (ServerPerMessageDeflateFactory(), server_deflate()):
+        result = factory.accept(params)
+        if result is None:
+            continue
+        response, server = result
+        client = ClientPerMessageDeflateFactory().accept(response)
+        assert server.local_max_window_bits == client.remote_max_window_bits
+        offered = dict(params)
+        if "client_max_window_bits" not in offered:
+            assert "client_max_window_bits" not in dict(response)
+
+
+@given(param_lists)
+def test_any_response_is_accepted_or_refused(params: Params) -> None:
+    """The client either accepts a response or raises NegotiationError."""
+    try:
+        ClientPerMessageDeflateFactory(server_max_window_bits=12).accept(params)
+    except NegotiationError:
+        pass
+
+
+@given(st.lists(st.binary(max_size=64), max_size=5))
+def test_garbage_data_raises_protocol_error_only(frames: list[bytes]) -> None:
+    """Random compressed payloads decompress or fail with a ProtocolError."""
+    _, client = pair()
+    try:
+        for i, frame in enumerate(frames):
+            client.decompress(frame, fin=i == len(frames) - 1, max_size=1000)
+    except ProtocolError:
+        pass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wshub.exceptions import InvalidRequest
 from wshub.protocol.extensions.permessage_deflate import (
@@ -300,3 +302,49 @@ def test_websockets_client_is_accepted() -> None:
     (our_extension,) = accepted.extensions
     assert isinstance(our_extension, PerMessageDeflate)
     assert our_extension.remote_max_window_bits == 10
+
+
+header_names = st.sampled_from(
+    [
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Protocol",
+        "Sec-WebSocket-Extensions",
+        "Origin",
+    ]
+)
+header_values = st.sampled_from(
+    [
+        "",
+        "websocket",
+        "Upgrade",
+        "13",
+        RFC_KEY,
+        "chat, x",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; server_max_window_bits=8,",
+        "permessage-deflate;;",
+        'x-ext; a="b"',
+        "http://a",
+        "\u00e9",
+    ]
+)
+
+
+@given(st.lists(st.tuples(header_names, header_values), max_size=12))
+def test_any_request_is_accepted_or_refused(headers: list[tuple[str, str]]) -> None:
+    """A request either upgrades or is refused with a 4xx; nothing else escapes."""
+    try:
+        accepted = accept_request(
+            Request("GET", "/", headers),
+            subprotocols=["chat"],
+            origins=["http://a", None],
+            extensions=[ServerPerMessageDeflateFactory()],
+        )
+    except InvalidRequest as exc:
+        assert 400 <= exc.status < 500
+    else:
+        assert accepted.response.status == 101
