@@ -26,7 +26,8 @@ from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .events import CloseReceived, Event, Message, Ping, Pong
 from .extensions.base import Extension
 from .frames import CloseCode, build_frame, parse_close, serialize_close
-from .mask import apply_mask, new_mask
+from .mask import new_mask
+from .speedups import apply_mask
 from .utf8 import Utf8Decoder
 
 __all__ = ["Connection", "Side", "State"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..exceptions import ProtocolError
-from .mask import apply_mask
+from .speedups import apply_mask
 
 __all__ = [
     "CloseCode",
