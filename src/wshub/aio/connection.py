@@ -162,6 +162,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_close_handle",
         "_closing_handled",
         "_core",
+        "_cork",
         "_drain_waiter",
         "_id",
         "_lost",
@@ -186,6 +187,9 @@ class WebSocketConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._core: Core | None = None
+        # While data_received runs, frames written to this connection collect here and
+        # leave in one write: one system call per read, not one per message.
+        self._cork: list[bytes] | None = None
         self.request: Request | None = None
         self.response: Response | None = None
         self.subprotocol: str | None = None
@@ -269,7 +273,12 @@ class WebSocketConnection(asyncio.Protocol):
         if core is None:
             self._handshake_data(data)
             return
+        cork: list[bytes] = []
+        self._cork = cork
         core.receive_data(data)
+        self._cork = None
+        if cork:
+            self.transport.write(cork[0] if len(cork) == 1 else b"".join(cork))  # type: ignore[union-attr]
         if core.state is not _OPEN:
             self._core_closing()
 
@@ -333,7 +342,7 @@ class WebSocketConnection(asyncio.Protocol):
         opts = self._opts
         self._core = core
         assert self.transport is not None
-        core.write = self.transport.write
+        core.write = self._write
         core.on_pong = self._on_pong
         cb = opts.callbacks
         if opts.modern:
@@ -351,6 +360,21 @@ class WebSocketConnection(asyncio.Protocol):
             self._ping_handle = self.loop.call_later(opts.ping_interval, self._keepalive)
         if cb.on_open is not None:
             self._run_callback(cb.on_open, cb.on_open_async)
+
+    def _flush_cork(self) -> None:
+        """Write what the cork holds now: the transport is about to be closed."""
+        cork = self._cork
+        if cork:
+            self._cork = []
+            self.transport.write(b"".join(cork))  # type: ignore[union-attr]
+
+    def _write(self, data: bytes) -> None:
+        """Where the core's frames go: the cork while a read is processed, else the transport."""
+        cork = self._cork
+        if cork is None:
+            self.transport.write(data)  # type: ignore[union-attr]
+        else:
+            cork.append(data)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -532,6 +556,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self._core is not None and self._core.state is _OPEN:
             self._core.close(code, reason)
         if self.transport is not None and not self._lost:
+            self._flush_cork()
             self.transport.close()
             self._arm_close_timer()
 
@@ -560,6 +585,7 @@ class WebSocketConnection(asyncio.Protocol):
         assert core is not None and self.transport is not None
         if self._lost:
             return
+        self._flush_cork()
         if not self._closing_handled and core.failure is not None:
             self._closing_handled = True
             self._peer_failed(core.failure)

@@ -498,7 +498,7 @@ def broadcast(
                 conn._close_now(1008, "slow consumer")
             continue
         if core.side is Side.SERVER:
-            conn.transport.write(frame)  # type: ignore[union-attr]
+            conn._write(frame)
         else:
             core.send(message)
         sent += 1
