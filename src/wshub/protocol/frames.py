@@ -96,11 +96,12 @@ def serialize_close(code: int, reason: str = "") -> bytes:
     """Encode a close frame's payload; 1005 means "send no code at all"."""
     if code == CloseCode.NO_STATUS:
         return b""
-    data = code.to_bytes(2, "big") + reason.encode("utf-8")
-    if len(data) > 125:
-        # Truncate on a UTF-8 boundary: control frames carry at most 125 bytes (§5.5).
-        data = data[:125].decode("utf-8", "ignore").encode("utf-8")
-    return data
+    data = reason.encode("utf-8")
+    if len(data) > 123:
+        # Control frames carry at most 125 bytes (§5.5), 2 of them the code; the reason
+        # is cut on a UTF-8 boundary so that it still decodes (§5.5.1).
+        data = data[:123].decode("utf-8", "ignore").encode("utf-8")
+    return code.to_bytes(2, "big") + data
 
 
 _pack_short = struct.Struct("!BBH").pack
