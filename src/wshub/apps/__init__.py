@@ -1,0 +1,1 @@
+"""Demo applications built on the hub's public API (the chat room page)."""
