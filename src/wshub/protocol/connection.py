@@ -25,7 +25,7 @@ from enum import IntEnum
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from .events import CloseReceived, Event, Message, Ping, Pong
 from .extensions.base import Extension
-from .frames import CloseCode, build_frame, parse_close, serialize_close
+from .frames import CloseCode, build_frame, is_valid_close_code, parse_close, serialize_close
 from .mask import new_mask
 from .speedups import apply_mask
 from .utf8 import Utf8Decoder
@@ -484,10 +484,20 @@ class Connection:
         self._send_frame(_PONG, data)
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Start the closing handshake (§7.1.2); a no-op once a close frame was sent."""
+        """Start the closing handshake (§7.1.2); a no-op once a close frame was sent.
+
+        Args:
+            code: the close code; 1005 sends a close frame without one.
+            reason: a short text for the peer, cut to fit the frame (§5.5).
+
+        Raises:
+            InvalidState: ``code`` may not appear in a close frame (§7.4).
+        """
         if self.close_sent is not None or self.state is State.CLOSED:
             return
-        if code != CloseCode.NO_STATUS and not (1000 <= code <= 4999):
+        # §7.4.1: 1005, 1006 and 1015 must never be sent, and the peer fails the
+        # connection on a reserved or unassigned code; 1005 here means "no code".
+        if code != CloseCode.NO_STATUS and not is_valid_close_code(code):
             raise InvalidState(f"invalid close code {code}")
         self._send_close(code, reason)
         self._set_state(State.CLOSING)
