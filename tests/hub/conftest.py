@@ -8,7 +8,6 @@ session): it records what the hub writes and lets a test make the connection slo
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,17 +18,6 @@ import pytest
 from wshub.exceptions import ConnectionClosedError
 from wshub.hub import Hub
 from wshub.hub.session import Session
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests in a fresh event loop."""
-    if inspect.iscoroutinefunction(pyfuncitem.obj):
-        names = pyfuncitem._fixtureinfo.argnames
-        kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-        asyncio.run(pyfuncitem.obj(**kwargs))
-        return True
-    return None
 
 
 class FakePeer:
@@ -43,6 +31,7 @@ class FakePeer:
         self._writable = True
         self._drained = asyncio.Event()
         self._drained.set()
+        self._changed = asyncio.Event()
         self.dead = False
 
     @property
@@ -62,6 +51,7 @@ class FakePeer:
             raise ConnectionClosedError(1006, "")
         assert isinstance(message, str)
         self.sent.append(message)
+        self._changed.set()
 
     async def drain(self) -> None:
         await self._drained.wait()
@@ -73,6 +63,13 @@ class FakePeer:
             self.close_code = code
             self.close_reason = reason
         self.closed.set()
+        self._changed.set()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait (without a timeout of our own) until ``predicate()`` holds after a write."""
+        while not predicate():
+            self._changed.clear()
+            await self._changed.wait()
 
     def messages(self) -> list[dict[str, Any]]:
         return [orjson.loads(m) for m in self.sent]

@@ -48,6 +48,14 @@ _PERMS = frozenset("spr")
 _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
+#: Shortest HMAC secret accepted, in bytes: HS256's output size (RFC 7518 §3.2).
+MIN_SECRET_SIZE = 32
+
+
+def _check_secret(secret: str | bytes) -> None:
+    size = len(secret.encode() if isinstance(secret, str) else secret)
+    if size < MIN_SECRET_SIZE:
+        raise ValueError(f"the secret must be at least {MIN_SECRET_SIZE} bytes")
 
 
 def _unauthorized() -> AuthError:
@@ -128,7 +136,8 @@ class Authenticator:
     """Verifies connection tokens.
 
     Args:
-        secret: the HMAC secret for HS256 tokens.
+        secret: the HMAC secret for HS256 tokens, at least 32 bytes (a shorter one can be
+            brute-forced from a single token).
         public_key: a PEM public key for RS256 (RSA) or ES256 (EC P-256) tokens.
         algorithms: the accepted algorithms; by default HS256 with ``secret`` and RS256 or
             ES256 according to ``public_key``'s type. Each must fit a configured key.
@@ -142,7 +151,8 @@ class Authenticator:
         clock: returns the current time in seconds since the Unix epoch.
 
     Raises:
-        ValueError: an algorithm is unknown, ``none``, or lacks a configured key.
+        ValueError: an algorithm is unknown, ``none``, or lacks a configured key; the secret
+            is shorter than 32 bytes.
     """
 
     def __init__(
@@ -165,8 +175,7 @@ class Authenticator:
         key_algorithms: frozenset[str] = frozenset()
         default: list[str] = []
         if secret is not None:
-            if not secret:
-                raise ValueError("secret must not be empty")
+            _check_secret(secret)
             default.append("HS256")
         if public_key is not None:
             data = public_key.encode() if isinstance(public_key, str) else public_key
@@ -296,10 +305,13 @@ def make_token(
         now: the issue time in seconds since the Unix epoch (default: now).
 
     Raises:
-        ValueError: an entry of ``channels`` is invalid or ``user`` is empty.
+        ValueError: an entry of ``channels`` is invalid, ``user`` is empty, or an HMAC
+            secret is shorter than 32 bytes.
     """
     if not user:
         raise ValueError("user must not be empty")
+    if algorithm in _HMAC_ALGORITHMS:
+        _check_secret(secret)
     entries = [grant.serialize() for grant in Permissions.parse(list(channels)).grants]
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {"sub": user, "iat": int(issued), "channels": entries}

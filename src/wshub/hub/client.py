@@ -915,7 +915,7 @@ class HubClient:
                 reason = (
                     f"connect refused ({refusal})"
                     if refusal is not None
-                    else f"connection lost (close code {close_code} {ws.close_reason or ''})"
+                    else f"connection lost (close code {close_code}{_reason(ws.close_reason)})"
                 )
             self._set_state(ClientState.WAITING)
             delay = self._delay(attempt, close_code)
@@ -1338,3 +1338,7 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, InvalidResponse):
         return exc.status == 0 or exc.status >= 500 or exc.status == 429
     return not isinstance(exc, InvalidHandshake)
+
+
+def _reason(reason: str | None) -> str:
+    return f" {reason}" if reason else ""
