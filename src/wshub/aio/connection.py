@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import struct
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -44,6 +45,9 @@ __all__ = ["Callbacks", "ConnectionOptions", "WebSocketConnection"]
 Message = str | bytes
 _OPEN = State.OPEN
 _OK_CODES = frozenset({1000, 1001, 1005})
+# Round trips are timed with a high-resolution clock: uvloop's loop.time() moves in whole
+# milliseconds, so a loopback ping measured with it reads 0.0.
+_clock = time.perf_counter
 
 
 class Callbacks:
@@ -493,7 +497,7 @@ class WebSocketConnection(asyncio.Protocol):
         if data in self._pings:
             raise InvalidState("a ping with the same data is already waiting for its pong")
         waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pings[data] = (self.loop.time(), waiter)
+        self._pings[data] = (_clock(), waiter)
         core.ping(data)
         return await waiter
 
@@ -502,7 +506,7 @@ class WebSocketConnection(asyncio.Protocol):
         if not pings or data not in pings:
             return  # unsolicited pong (§5.5.3): a heartbeat, nothing to do
         # A pong acknowledges its ping and every earlier one (§5.5.3).
-        now = self.loop.time()
+        now = _clock()
         for key in list(pings):
             sent, waiter = pings.pop(key)
             if waiter is not None and not waiter.done():
@@ -523,7 +527,7 @@ class WebSocketConnection(asyncio.Protocol):
         data = struct.pack("!I", random.getrandbits(32))
         if self._pings is None:
             self._pings = {}
-        self._pings[data] = (self.loop.time(), None)
+        self._pings[data] = (_clock(), None)
         core.ping(data)
         timeout = self._opts.ping_timeout
         if timeout is not None:
