@@ -507,15 +507,22 @@ class WebSocketConnection(asyncio.Protocol):
             return  # unsolicited pong (§5.5.3): a heartbeat, nothing to do
         # A pong acknowledges its ping and every earlier one (§5.5.3).
         now = _clock()
+        keepalive_acknowledged = False
         for key in list(pings):
             sent, waiter = pings.pop(key)
-            if waiter is not None and not waiter.done():
+            if waiter is None:
+                keepalive_acknowledged = True
+            elif not waiter.done():
                 waiter.set_result(now - sent)
             if key == data:
                 self.latency = now - sent
                 break
         opts = self._opts
-        if opts.ping_interval is not None and self._ping_handle is None and not self._lost:
+        if keepalive_acknowledged and opts.ping_interval is not None and not self._lost:
+            # The keepalive ping was answered: stop its ping_timeout timer and schedule
+            # the next ping (_ping_handle is that timer while a keepalive ping is out).
+            if self._ping_handle is not None:
+                self._ping_handle.cancel()
             self._ping_handle = self.loop.call_later(opts.ping_interval, self._keepalive)
 
     def _keepalive(self) -> None:
