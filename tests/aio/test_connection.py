@@ -1,0 +1,727 @@
+"""Tests for wshub.aio.connection: what both ends of an open connection do.
+
+Each test opens real loopback connections; faults come from raw peers
+(``wshub.testing.RawClient`` / ``raw_server``) that break the protocol at the transport
+edge. Nothing under test is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import zlib
+from typing import Any
+
+import pytest
+
+from wshub import (
+    ClientConnection,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    ServerConnection,
+    connect,
+)
+from wshub.protocol import Frame, Opcode, Request, Response
+from wshub.protocol.server import accept_key
+from wshub.testing import RawClient, loopback_server, raw_server, server_url, websocket_pair
+
+from . import UNIT, WAIT
+
+NO_COMPRESSION = {"compression": None}
+MESSAGES = {
+    "text": "héllo wörld ✓",
+    "binary": bytes(range(256)),
+    "empty-text": "",
+    "empty-binary": b"",
+    "1MiB-text": "x" * 2**20,
+    "1MiB-binary": bytes(range(256)) * 4096,
+}
+
+
+async def wait_for(aw: Any, timeout: float = WAIT) -> Any:
+    """Await something that must happen; fail the test instead of hanging."""
+    return await asyncio.wait_for(aw, timeout)
+
+
+async def echo(ws: ServerConnection) -> None:
+    """Send every message back."""
+    async for message in ws:
+        await ws.send(message)
+
+
+async def hold_open(ws: ServerConnection) -> None:
+    """A handler that leaves the connection to the test: it only waits for the end."""
+    await ws.wait_closed()
+
+
+class Accepting:
+    """Hands each server connection to the test (``handler``), then waits for its end."""
+
+    def __init__(self) -> None:
+        self.connections: asyncio.Queue[ServerConnection] = asyncio.Queue()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        await self.connections.put(ws)
+        await ws.wait_closed()
+
+    async def next(self) -> ServerConnection:
+        return await wait_for(self.connections.get())
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+@pytest.mark.parametrize("message", MESSAGES.values(), ids=MESSAGES.keys())
+async def test_messages_cross_both_ways(message: str | bytes, compression: str | None) -> None:
+    """Text arrives as str and binary as bytes, empty and 1 MiB alike, both ways."""
+    options = {"compression": compression}
+    async with websocket_pair(server_options=options, client_options=options) as (server, client):
+        await client.send(message)
+        received = await wait_for(server.recv())
+        assert type(received) is type(message)
+        assert received == message
+        await server.send(message)
+        echoed = await wait_for(client.recv())
+        assert type(echoed) is type(message)
+        assert echoed == message
+
+
+@pytest.mark.parametrize(
+    ("server_compression", "client_compression"),
+    [("deflate", None), (None, "deflate")],
+    ids=["client-declines", "server-declines"],
+)
+async def test_compression_mismatch_falls_back_to_none(
+    server_compression: str | None, client_compression: str | None
+) -> None:
+    """When one side disables compression nothing is negotiated and messages still flow."""
+    async with websocket_pair(
+        server_options={"compression": server_compression},
+        client_options={"compression": client_compression},
+    ) as (server, client):
+        assert client.response is not None
+        assert "Sec-WebSocket-Extensions" not in client.response.headers
+        await client.send("a" * 10_000)
+        assert await wait_for(server.recv()) == "a" * 10_000
+        await server.send(b"b" * 10_000)
+        assert await wait_for(client.recv()) == b"b" * 10_000
+
+
+async def test_compression_is_negotiated_and_used() -> None:
+    """With permessage-deflate negotiated, the server sends RSV1 frames that inflate back."""
+    async with (
+        loopback_server(hold_open) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        response = await raw.handshake(headers=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+        assert response.headers["Sec-WebSocket-Extensions"] == "permessage-deflate"
+        ws = next(iter(server.connections))
+        await ws.send("z" * 1000)
+        frame = await wait_for(raw.recv_frame())
+        assert frame.opcode == Opcode.TEXT
+        assert frame.rsv1
+        assert len(frame.payload) < 100
+        inflated = zlib.decompressobj(-15).decompress(frame.payload + b"\x00\x00\xff\xff")
+        assert inflated == b"z" * 1000
+        raw.send_close(1000)
+        assert await wait_for(raw.recv_close()) == (1000, "")
+
+
+async def test_server_keeps_frames_sent_with_the_request() -> None:
+    """A frame in the same segment as the upgrade request is not lost by the server."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = Request(
+        "GET",
+        "/",
+        [
+            ("Host", "127.0.0.1"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+    )
+    frame = Frame(Opcode.TEXT, b"early bird").serialize(mask=os.urandom(4))
+    async with (
+        loopback_server(echo) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        raw.write(request.serialize() + frame)
+        response = await wait_for(raw.read_response())
+        assert response.status == 101
+        assert await wait_for(raw.recv_frame()) == Frame(Opcode.TEXT, b"early bird")
+        raw.send_close(1000)
+        assert await wait_for(raw.recv_close()) == (1000, "")
+
+
+async def test_client_keeps_frames_sent_with_the_101() -> None:
+    """A frame in the same segment as the 101 response is not lost by the client."""
+    async with raw_server() as listener:
+        opening = asyncio.ensure_future(connect(listener.url(), compression=None))
+        peer = await wait_for(listener.accept())
+        request = await wait_for(peer.read_request())
+        response = Response(
+            101,
+            "",
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_key(request.headers["Sec-WebSocket-Key"])),
+            ],
+        )
+        peer.write(response.serialize() + Frame(Opcode.BINARY, b"first").serialize())
+        ws = await wait_for(opening)
+        assert await wait_for(ws.recv()) == b"first"
+        peer.send_close(1000)
+        assert await wait_for(peer.recv_close()) == (1000, "")
+
+
+# -- the modern API --------------------------------------------------------------------------
+
+
+async def test_connection_attributes() -> None:
+    """request, response, remote_address, id, open and the close fields describe the link."""
+    async with websocket_pair(
+        "/room/1?x=y", client_options={"additional_headers": {"X-Token": "t0k"}}
+    ) as (server, client):
+        assert server.request is not None
+        assert server.request.method == "GET"
+        assert server.request.path == "/room/1?x=y"
+        assert server.request.headers["X-Token"] == "t0k"
+        assert server.response is not None and server.response.status == 101
+        assert client.request is not None and client.request.path == "/room/1?x=y"
+        assert client.response is not None and client.response.status == 101
+        host, port = server.remote_address[:2]
+        assert host == "127.0.0.1"
+        assert port == client.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+        assert server.remote_address[:2] != client.remote_address[:2]
+        assert len(server.id) == 32 and server.id == server.id
+        assert server.id != client.id
+        assert server.open and client.open
+        assert server.close_code is None and server.close_reason is None
+        assert client.close_code is None and client.close_reason is None
+        assert server.subprotocol is None and client.subprotocol is None
+        assert server.writable and server.write_buffer_size == 0
+    assert not client.open and not server.open
+    assert client.close_code == 1000 and server.close_code == 1000
+
+
+async def test_async_for_ends_on_normal_close() -> None:
+    """``async for`` stops without an error when the peer closes with 1000."""
+    async with websocket_pair() as (server, client):
+        for n in range(3):
+            await server.send(f"m{n}")
+        await server.close()
+        received = [message async for message in client]
+    assert received == ["m0", "m1", "m2"]
+
+
+async def test_async_for_ends_on_going_away() -> None:
+    """``async for`` stops without an error when the peer closes with 1001."""
+    async with websocket_pair() as (server, client):
+        await server.close(1001, "bye")
+        assert [m async for m in client] == []
+        assert client.close_code == 1001
+        assert client.close_reason == "bye"
+
+
+async def test_error_close_code_raises_with_code_and_reason() -> None:
+    """A close with an application code ends ``recv`` with ConnectionClosedError(code, reason)."""
+    async with websocket_pair() as (server, client):
+        await server.send("last words")
+        await server.close(4001, "see you")
+        assert await wait_for(client.recv()) == "last words"
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(client.recv())
+        assert exc_info.value.code == 4001
+        assert exc_info.value.reason == "see you"
+        assert exc_info.value.rcvd_then_sent is True
+        assert client.close_code == 4001
+        assert client.close_reason == "see you"
+        # The server sees the code echoed back (§5.5.1), without a reason.
+        assert server.close_code == 4001
+        assert server.close_reason == ""
+
+
+async def test_client_close_code_and_reason_reach_the_server() -> None:
+    """``close(code, reason)`` from the client is what the server's ``recv`` reports."""
+    async with websocket_pair() as (server, client):
+        await client.close(4000, "done here")
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(server.recv())
+        assert (exc_info.value.code, exc_info.value.reason) == (4000, "done here")
+        assert server.close_code == 4000 and server.close_reason == "done here"
+        assert client.close_code == 4000
+
+
+async def test_send_and_recv_after_close_raise_connection_closed() -> None:
+    """Once closed, ``send``, ``send_nowait`` and ``ping`` raise and ``recv`` reports the end."""
+    async with websocket_pair() as (server, client):
+        await client.close()
+        with pytest.raises(ConnectionClosedOK):
+            await client.recv()
+        with pytest.raises(ConnectionClosed):
+            await client.send("late")
+        with pytest.raises(ConnectionClosed):
+            client.send_nowait("late")
+        with pytest.raises(ConnectionClosed):
+            await client.ping()
+        await server.wait_closed()
+        with pytest.raises(ConnectionClosedOK):
+            await server.recv()
+
+
+async def test_abnormal_closure_is_1006() -> None:
+    """A TCP connection dropped without a close frame ends ``recv`` with 1006."""
+    async with websocket_pair() as (server, client):
+        assert client.transport is not None
+        client.transport.abort()
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(server.recv())
+        assert exc_info.value.code == 1006
+        assert server.close_code == 1006
+        assert server.close_reason == ""
+
+
+async def test_concurrent_recv_is_refused() -> None:
+    """Two ``recv`` calls at once would race for messages: the second raises InvalidState."""
+    async with websocket_pair() as (server, client):
+        first = asyncio.ensure_future(client.recv())
+        await asyncio.sleep(0)  # let the first call start waiting
+        with pytest.raises(InvalidState):
+            await client.recv()
+        await server.send("for the first")
+        assert await wait_for(first) == "for the first"
+
+
+async def test_ping_returns_latency() -> None:
+    """``ping()`` waits for the pong and returns the round trip; ``latency`` keeps it."""
+    async with websocket_pair() as (server, client):
+        assert client.latency == 0.0
+        latency = await wait_for(client.ping())
+        assert isinstance(latency, float)
+        assert latency > 0.0
+        assert client.latency == latency
+        assert await wait_for(server.ping(b"custom")) > 0.0
+
+
+async def test_ping_with_data_in_flight_is_refused() -> None:
+    """Two pings with the same data could not be told apart: the second raises InvalidState."""
+    async with websocket_pair() as (_server, client):
+        first = asyncio.ensure_future(client.ping(b"same"))
+        await asyncio.sleep(0)
+        with pytest.raises(InvalidState):
+            await client.ping(b"same")
+        assert await wait_for(first) >= 0.0
+
+
+async def test_pending_ping_fails_when_the_connection_drops() -> None:
+    """A ping waiting for its pong raises ConnectionClosed when the connection is lost."""
+    async with (
+        loopback_server(hold_open) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        await raw.handshake()
+        ws = next(iter(server.connections))
+        pinging = asyncio.ensure_future(ws.ping())
+        assert (await wait_for(raw.recv_frame())).opcode == Opcode.PING
+        raw.abort()
+        with pytest.raises(ConnectionClosedError):
+            await wait_for(pinging)
+
+
+async def test_recv_is_not_available_with_on_message() -> None:
+    """A connection with an ``on_message`` callback has no message queue for ``recv``."""
+    async with (
+        websocket_pair() as (server, _),
+        connect(server_url(server.server), on_message=lambda ws, m: None) as client,
+    ):
+        with pytest.raises(InvalidState):
+            await client.recv()
+
+
+# -- flow control ----------------------------------------------------------------------------
+
+
+def fill_write_buffer(ws: ServerConnection | ClientConnection, chunk: bytes) -> int:
+    """Write ``chunk`` with ``send_nowait`` until the write buffer is over its limit."""
+    count = 0
+    while ws.writable:
+        ws.send_nowait(chunk)
+        count += 1
+    return count
+
+
+async def block_sender(
+    ws: ServerConnection | ClientConnection, chunk: bytes
+) -> tuple[int, asyncio.Future[None]]:
+    """Send ``chunk`` until a ``send`` stays pending: the peer has stopped reading.
+
+    The kernel's socket buffers grow while they fill, so one full write buffer is not
+    proof yet; the test goes on until a ``send`` waits, and fails if far more than any
+    kernel buffers could hold went out (the peer never stopped reading).
+
+    Returns:
+        How many chunks were sent (the pending one included) and the pending ``send``.
+    """
+    count = 0
+    while True:
+        count += fill_write_buffer(ws, chunk) + 1
+        sending = asyncio.ensure_future(ws.send(chunk))
+        done, _ = await asyncio.wait([sending], timeout=2 * UNIT)
+        if not done:
+            return count, sending
+        assert count * len(chunk) < 2**27, "the peer never stopped reading"
+
+
+async def test_send_waits_while_the_peer_does_not_read() -> None:
+    """``send`` stays pending while the peer reads nothing and returns once it reads."""
+    chunk = b"x" * 65536
+    async with websocket_pair(
+        server_options={"compression": None, "write_limit": 65536},
+        client_options={"compression": None, "max_queue": 1},
+    ) as (server, client):
+        count, sending = await block_sender(server, chunk)
+        for _ in range(count):
+            assert await wait_for(client.recv()) == chunk
+        await wait_for(sending)
+        assert server.writable
+
+
+async def test_reading_pauses_above_max_queue_and_resumes_after_recv() -> None:
+    """Unread messages above ``max_queue`` stop reading, so the sender's ``send`` blocks."""
+    chunk = b"y" * 65536
+    async with websocket_pair(
+        server_options={"compression": None, "max_queue": 4},
+        client_options={"compression": None, "write_limit": 65536},
+    ) as (server, client):
+        count, sending = await block_sender(client, chunk)
+        assert count > 4
+        for _ in range(count):
+            assert await wait_for(server.recv()) == chunk
+        await wait_for(sending)
+        assert client.writable
+
+
+async def test_drain_returns_once_the_buffer_empties() -> None:
+    """``drain`` waits for a full write buffer to go below its low-water mark."""
+    chunk = b"d" * 65536
+    async with websocket_pair(
+        server_options={"compression": None, "write_limit": 65536},
+        client_options={"compression": None, "max_queue": 1},
+    ) as (server, client):
+        count = fill_write_buffer(server, chunk)
+        draining = asyncio.ensure_future(server.drain())
+        for _ in range(count):
+            await wait_for(client.recv())
+        await wait_for(draining)
+        assert server.writable
+
+
+async def test_drain_raises_when_the_connection_drops() -> None:
+    """A ``send`` waiting for the peer to read fails with ConnectionClosed if it goes away."""
+    async with websocket_pair(
+        server_options={"compression": None, "write_limit": 65536},
+        client_options={"compression": None, "max_queue": 1},
+    ) as (server, client):
+        fill_write_buffer(server, b"z" * 65536)
+        sending = asyncio.ensure_future(server.send(b"last"))
+        assert client.transport is not None
+        client.transport.abort()
+        with pytest.raises(ConnectionClosed):
+            await wait_for(sending)
+
+
+# -- keepalive -------------------------------------------------------------------------------
+
+
+async def test_keepalive_closes_when_pings_go_unanswered() -> None:
+    """A peer that never answers the keepalive ping is closed with 1011."""
+    async with (
+        loopback_server(
+            hold_open, ping_interval=UNIT, ping_timeout=UNIT, close_timeout=UNIT
+        ) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        await raw.handshake()
+        ping = await wait_for(raw.recv_frame())
+        assert ping.opcode == Opcode.PING
+        code, _ = await wait_for(raw.recv_close())
+        assert code == 1011
+        assert await wait_for(raw.read_until_eof()) == b""
+
+
+async def test_keepalive_keeps_a_responsive_peer_and_measures_latency() -> None:
+    """A peer that answers every keepalive ping stays open, ping after ping."""
+    accepting = Accepting()
+    async with (
+        loopback_server(accepting.handler, ping_interval=UNIT, ping_timeout=2 * UNIT) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        await raw.handshake()
+        ws = await accepting.next()
+        for _ in range(3):
+            ping = await wait_for(raw.recv_frame())
+            assert ping.opcode == Opcode.PING, "the connection was closed instead of pinged"
+            raw.send_frame(Opcode.PONG, ping.payload)
+        assert ws.open
+        assert ws.latency > 0.0
+        raw.send_close(1000)
+        assert await wait_for(raw.recv_close()) == (1000, "")
+
+
+async def test_client_keepalive_closes_when_the_server_is_silent() -> None:
+    """The client's keepalive closes with 1011 when the server never answers its ping."""
+    async with raw_server() as listener:
+        opening = asyncio.ensure_future(
+            connect(listener.url(), ping_interval=UNIT, ping_timeout=UNIT, close_timeout=UNIT)
+        )
+        peer = await wait_for(listener.accept())
+        await peer.accept()
+        ws = await wait_for(opening)
+        ping = await wait_for(peer.recv_frame())
+        assert ping.opcode == Opcode.PING
+        code, _ = await wait_for(peer.recv_close())
+        assert code == 1011
+        await wait_for(ws.wait_closed())
+        assert ws.close_code == 1006
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+async def test_server_drops_a_peer_that_never_answers_its_close() -> None:
+    """After ``close_timeout`` without the peer's close frame the server drops TCP."""
+    closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    async def close_at_once(ws: ServerConnection) -> None:
+        await ws.close(1000, "now")
+        closed.set_result(ws.close_code)
+
+    async with (
+        loopback_server(close_at_once, close_timeout=UNIT) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        await raw.handshake()
+        assert await wait_for(raw.recv_close()) == (1000, "now")
+        # No answer: the server must give up on its own.
+        assert await wait_for(raw.read_until_eof()) == b""
+        assert await wait_for(closed) == 1006
+
+
+async def test_client_drops_a_server_that_never_answers_its_close() -> None:
+    """The client's ``close`` returns after ``close_timeout`` when the server is silent."""
+    async with raw_server() as listener:
+        opening = asyncio.ensure_future(connect(listener.url(), close_timeout=UNIT))
+        peer = await wait_for(listener.accept())
+        await peer.accept()
+        ws = await wait_for(opening)
+        closing = asyncio.ensure_future(ws.close(4000, "bye"))
+        assert await wait_for(peer.recv_close()) == (4000, "bye")
+        await wait_for(closing)
+        assert ws.close_code == 1006
+        assert await wait_for(peer.read_until_eof()) == b""
+
+
+async def test_client_waits_for_the_server_to_close_tcp() -> None:
+    """After the close handshake the client leaves closing TCP to the server (§7.1.1)."""
+    async with raw_server() as listener:
+        opening = asyncio.ensure_future(connect(listener.url(), close_timeout=WAIT))
+        peer = await wait_for(listener.accept())
+        await peer.accept()
+        ws = await wait_for(opening)
+        peer.send_close(1000, "server says bye")
+        assert await wait_for(peer.recv_close()) == (1000, "")
+        assert ws.close_code == 1000 and ws.close_reason == "server says bye"
+        assert not ws.open
+        await peer.close()
+        await wait_for(ws.wait_closed())
+        assert ws.close_code == 1000
+
+
+# -- event style -----------------------------------------------------------------------------
+
+
+class Recorder:
+    """Event-style callbacks that record what they see (plain methods)."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[object] = loop.create_future()
+        self.closed: asyncio.Future[tuple[int, str]] = loop.create_future()
+        self.errors: list[Exception] = []
+        self.messages: list[str | bytes] = []
+
+    def on_open(self, ws: Any) -> None:
+        self.opened.set_result(ws)
+
+    def on_message(self, ws: Any, message: str | bytes) -> None:
+        self.messages.append(message)
+        ws.send_nowait(message)
+
+    def on_close(self, ws: Any, code: int, reason: str) -> None:
+        self.closed.set_result((code, reason))
+
+    def on_error(self, ws: Any, exc: Exception) -> None:
+        self.errors.append(exc)
+
+
+class AsyncRecorder(Recorder):
+    """The same callbacks as coroutines."""
+
+    async def on_open(self, ws: Any) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.opened.set_result(ws)
+
+    async def on_message(self, ws: Any, message: str | bytes) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.messages.append(message)
+        await ws.send(message)
+
+    async def on_close(self, ws: Any, code: int, reason: str) -> None:  # type: ignore[override]
+        self.closed.set_result((code, reason))
+
+    async def on_error(self, ws: Any, exc: Exception) -> None:  # type: ignore[override]
+        self.errors.append(exc)
+
+
+@pytest.mark.parametrize("recorder_class", [Recorder, AsyncRecorder], ids=["plain", "async"])
+async def test_server_event_style_object(recorder_class: type[Recorder]) -> None:
+    """An object's on_open/on_message/on_close run for each connection, in order."""
+    recorder = recorder_class()
+    async with loopback_server(recorder) as server, connect(server_url(server)) as client:
+        ws = await wait_for(recorder.opened)
+        assert isinstance(ws, ServerConnection)
+        for message in ["one", b"two", "three"]:
+            await client.send(message)
+            assert await wait_for(client.recv()) == message
+        await client.close(4000, "bye")
+        assert await wait_for(recorder.closed) == (4000, "bye")
+    assert recorder.messages == ["one", b"two", "three"]
+    assert recorder.errors == []
+
+
+@pytest.mark.parametrize("recorder_class", [Recorder, AsyncRecorder], ids=["plain", "async"])
+async def test_server_event_style_keywords(recorder_class: type[Recorder]) -> None:
+    """The callbacks can be given as keyword arguments instead of an object."""
+    recorder = recorder_class()
+    async with (
+        loopback_server(
+            on_open=recorder.on_open,
+            on_message=recorder.on_message,
+            on_close=recorder.on_close,
+        ) as server,
+        connect(server_url(server)) as client,
+    ):
+        await wait_for(recorder.opened)
+        await client.send("ping?")
+        assert await wait_for(client.recv()) == "ping?"
+    assert await wait_for(recorder.closed) == (1000, "")
+
+
+@pytest.mark.parametrize("recorder_class", [Recorder, AsyncRecorder], ids=["plain", "async"])
+async def test_client_event_style(recorder_class: type[Recorder]) -> None:
+    """The client takes the same callbacks; on_close gets the server's code and reason."""
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            if message == "stop":
+                await ws.close(4002, "as asked")
+            else:
+                await ws.send(message)
+
+    recorder = recorder_class()
+    async with loopback_server(handler) as server:
+        connector = connect(
+            server_url(server),
+            on_open=recorder.on_open,
+            on_message=recorder.on_message,
+            on_close=recorder.on_close,
+            on_error=recorder.on_error,
+        )
+        ws = await wait_for(connector)
+        assert await wait_for(recorder.opened) is ws
+        # The recorder echoes what it gets, so send one message that stops the loop.
+        await ws.send("stop")
+        assert await wait_for(recorder.closed) == (4002, "as asked")
+        await connector.close()
+    assert recorder.errors == []
+
+
+class FailingPlain:
+    """Event-style callbacks whose on_message raises."""
+
+    def __init__(self) -> None:
+        self.errors: asyncio.Queue[Exception] = asyncio.Queue()
+
+    def on_message(self, ws: Any, message: str | bytes) -> None:
+        raise ValueError("secret internal detail")
+
+    def on_error(self, ws: Any, exc: Exception) -> None:
+        self.errors.put_nowait(exc)
+
+
+class FailingAsync(FailingPlain):
+    """The same, with coroutine callbacks."""
+
+    async def on_message(self, ws: Any, message: str | bytes) -> None:  # type: ignore[override]
+        raise ValueError("secret internal detail")
+
+    async def on_error(self, ws: Any, exc: Exception) -> None:  # type: ignore[override]
+        self.errors.put_nowait(exc)
+
+
+@pytest.mark.parametrize("failing_class", [FailingPlain, FailingAsync], ids=["plain", "async"])
+async def test_callback_error_goes_to_on_error_and_closes_1011(
+    failing_class: type[FailingPlain],
+) -> None:
+    """A raising callback is reported to on_error and closes with 1011 and no detail."""
+    callbacks = failing_class()
+    async with loopback_server(callbacks) as server, connect(server_url(server)) as client:
+        await client.send("boom")
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(client.recv())
+        assert exc_info.value.code == 1011
+        assert exc_info.value.reason == ""
+        error = await wait_for(callbacks.errors.get())
+        assert isinstance(error, ValueError)
+        assert str(error) == "secret internal detail"
+
+
+async def test_handler_error_goes_to_on_error_and_closes_1011() -> None:
+    """A modern handler that raises closes with 1011 and reports the error to on_error."""
+    errors: asyncio.Queue[Exception] = asyncio.Queue()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        raise RuntimeError("database password is hunter2")
+
+    async with (
+        loopback_server(handler, on_error=lambda ws, exc: errors.put_nowait(exc)) as server,
+        connect(server_url(server)) as client,
+    ):
+        await client.send("go")
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(client.recv())
+        assert (exc_info.value.code, exc_info.value.reason) == (1011, "")
+        error = await wait_for(errors.get())
+        assert isinstance(error, RuntimeError)
+
+
+async def test_protocol_error_is_reported_to_on_error() -> None:
+    """A peer that breaks the protocol is reported to on_error as a ProtocolError."""
+    recorder = Recorder()
+    async with (
+        loopback_server(recorder) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        await raw.handshake()
+        raw.send_frame(Opcode.TEXT, b"unmasked", mask=False)
+        code, _ = await wait_for(raw.recv_close())
+        assert code == 1002
+    assert await wait_for(recorder.closed) == (1006, "")
+    assert [type(e).__name__ for e in recorder.errors] == ["ProtocolError"]
