@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -17,6 +19,7 @@ import pytest
 
 from wshub.exceptions import ConnectionClosedError
 from wshub.hub import Hub
+from wshub.hub.server import HubServer, start_hub
 from wshub.hub.session import Session
 
 
@@ -149,3 +152,58 @@ def make_client() -> MakeClient:
         return client
 
     return make
+
+
+API_KEY = "test-api-key"
+SECRET = "hub-server-tests-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def hub_server() -> AsyncIterator[HubServer]:
+    """A hub listening on a free loopback port: in-memory history, anonymous allowed."""
+    server = await start_hub(
+        "127.0.0.1",
+        0,
+        ephemeral=True,
+        allow_anonymous=True,
+        secret=SECRET,
+        api_key=API_KEY,
+        compression=None,
+    )
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def http(
+    server: HubServer,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = API_KEY,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """Send one real HTTP/1.1 request to ``server``; returns status, headers, body (JSON
+    decoded when it is JSON)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}{path}",
+        method=method,
+        data=raw if raw is not None else (None if body is None else orjson.dumps(body)),
+        headers={**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})},
+    )
+
+    def call() -> tuple[int, dict[str, str], bytes]:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, dict(error.headers), error.read()
+
+    status, response_headers, content = await asyncio.to_thread(call)
+    if response_headers.get("Content-Type") == "application/json":
+        return status, response_headers, orjson.loads(content)
+    return status, response_headers, content

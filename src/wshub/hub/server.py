@@ -1,0 +1,217 @@
+"""A hub listening on a port: the WebSocket endpoint, the HTTP API and extra HTTP handlers.
+
+This is what ``wshub serve`` and the demo apps start::
+
+    async with await start_hub("127.0.0.1", 8765, ephemeral=True, allow_anonymous=True,
+                               http_handlers=[ChatApp(ws_path="/ws")]) as server:
+        await server.serve_forever()
+
+One port serves, in this order: the HTTP API (``/healthz``, ``/api/...``), the extra
+``http_handlers`` (a chat page, static files), then the WebSocket upgrade at ``path``
+(subprotocol ``wshub.v1``). An upgrade at another path gets 404.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from wshub.aio import Server, ServerConnection, serve
+from wshub.exceptions import ConnectionClosed
+from wshub.hub.auth import DEFAULT_ANONYMOUS_PERMISSIONS, Authenticator
+from wshub.hub.channels import ChannelRegistry
+from wshub.hub.history import HistoryStore, MemoryHistory, SQLiteHistory
+from wshub.hub.httpapi import HttpApi
+from wshub.hub.hub import Hub, HubLimits
+from wshub.hub.wire import SUBPROTOCOL, CloseCode
+from wshub.protocol.http11 import Request, Response
+from wshub.protocol.server import is_upgrade_request
+
+__all__ = ["HttpHandler", "HubServer", "run_hub", "start_hub"]
+
+logger = logging.getLogger("wshub.hub")
+
+#: ``handler(connection, request)`` returning a response, ``None`` to pass, or an awaitable
+#: of either (the ``process_request`` shape of :func:`wshub.serve`).
+HttpHandler = Callable[[Any, Request], Response | Awaitable[Response | None] | None]
+
+#: The SQLite file inside ``data_dir``.
+HISTORY_FILE = "history.db"
+
+
+class HubServer:
+    """A running hub server. Build it with :func:`start_hub`.
+
+    Attributes:
+        hub: the :class:`Hub` (publish to it directly from the same process).
+        server: the underlying :class:`wshub.Server`.
+        path: the WebSocket path.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        api_key: str | None = None,
+        path: str = "/ws",
+        http_handlers: Iterable[HttpHandler] = (),
+        owned_history: HistoryStore | None = None,
+    ) -> None:
+        self.hub = hub
+        self.path = path
+        self.api = HttpApi(hub, api_key=api_key)
+        self._handlers = list(http_handlers)
+        self._owned_history = owned_history
+        self.server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on (useful with ``port=0``)."""
+        assert self.server is not None
+        return self.server.port
+
+    def url(self, host: str = "127.0.0.1") -> str:
+        """The WebSocket URL of the hub on ``host``."""
+        return f"ws://{host}:{self.port}{self.path}"
+
+    async def process_request(self, connection: Any, request: Request) -> Response | None:
+        """The ``process_request`` hook: HTTP API, extra handlers, then the upgrade."""
+        response = await self.api.handle(request)
+        if response is not None:
+            return response
+        for handler in self._handlers:
+            result = handler(connection, request)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                return result
+        if is_upgrade_request(request) and urlsplit(request.path).path != self.path:
+            return Response.text(404, "Not Found\n")
+        return None
+
+    async def handle(self, ws: ServerConnection) -> None:
+        """The WebSocket handler: one hub session per connection."""
+        if ws.subprotocol != SUBPROTOCOL:
+            code = CloseCode.UNSUPPORTED_SUBPROTOCOL
+            await ws.close(int(code), code.reason)
+            return
+        session = self.hub.session(ws)
+        try:
+            async for message in ws:
+                await session.handle(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            await session.connection_lost()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        assert self.server is not None
+        await self.server.serve_forever()
+
+    async def close(self) -> None:
+        """Close every session (1001), stop listening, close the hub and its stores."""
+        await self.hub.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        if self._owned_history is not None:
+            await self._owned_history.close()
+
+    async def __aenter__(self) -> HubServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def start_hub(
+    host: str | None = "127.0.0.1",
+    port: int = 8765,
+    *,
+    data_dir: str | Path | None = None,
+    ephemeral: bool = False,
+    allow_anonymous: bool = False,
+    anonymous_permissions: Sequence[str] = DEFAULT_ANONYMOUS_PERMISSIONS,
+    secret: str | None = None,
+    public_key: str | bytes | None = None,
+    api_key: str | None = None,
+    path: str = "/ws",
+    http_handlers: Iterable[HttpHandler] = (),
+    registry: ChannelRegistry | None = None,
+    limits: HubLimits | None = None,
+    hub: Hub | None = None,
+    **serve_options: Any,
+) -> HubServer:
+    """Start a hub server and return it, listening.
+
+    Args:
+        host: the interface to listen on (``None``: all).
+        port: the TCP port (0 picks a free one; see :attr:`HubServer.port`).
+        data_dir: where the SQLite history lives (``history.db``, created if needed);
+            required unless ``ephemeral``.
+        ephemeral: keep history in memory only (lost on restart).
+        allow_anonymous: accept connections without a token.
+        anonymous_permissions: what anonymous connections may do.
+        secret: HS256 secret for connection tokens (at least 32 bytes).
+        public_key: PEM public key for RS256/ES256 tokens.
+        api_key: the HTTP API key; ``None`` disables the API (every call gets 401).
+        path: the WebSocket path.
+        http_handlers: extra ``process_request``-style handlers (e.g. the chat page).
+        registry: the namespaces (default: the demo namespaces).
+        limits: per-connection limits.
+        hub: a hub built by the caller (then ``data_dir``, ``ephemeral``, the auth
+            options, ``registry`` and ``limits`` are ignored, and closing the server closes
+            it but not its stores).
+        **serve_options: passed to :func:`wshub.serve` (``origins``, ``max_size``,
+            ``ssl``, ``ping_interval``, ...); ``max_request_size`` defaults to 1 MiB here so
+            that HTTP API publications up to the hub's own limit get through.
+
+    Raises:
+        ValueError: neither ``data_dir`` nor ``ephemeral``; an invalid auth configuration.
+    """
+    owned: HistoryStore | None = None
+    if hub is None:
+        if ephemeral:
+            history: HistoryStore = MemoryHistory()
+        elif data_dir is None:
+            raise ValueError("data_dir is required unless ephemeral=True")
+        else:
+            directory = Path(data_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            history = SQLiteHistory(directory / HISTORY_FILE)
+        owned = history
+        auth = Authenticator(
+            secret=secret,
+            public_key=public_key,
+            allow_anonymous=allow_anonymous,
+            anonymous_permissions=anonymous_permissions,
+        )
+        hub = Hub(registry=registry, history=history, auth=auth, limits=limits)
+    hub_server = HubServer(
+        hub, api_key=api_key, path=path, http_handlers=http_handlers, owned_history=owned
+    )
+    # The API's requests carry publications of up to max_publication_size (64 KiB) plus JSON
+    # framing: the transport's default request bound would refuse them before the hub could.
+    serve_options.setdefault("max_request_size", 2**20)
+    await hub.start()
+    hub_server.server = await serve(
+        hub_server.handle,
+        host,
+        port,
+        subprotocols=[SUBPROTOCOL],
+        process_request=hub_server.process_request,
+        **serve_options,
+    )
+    logger.info("hub listening on %s:%d%s", host or "*", hub_server.port, path)
+    return hub_server
+
+
+async def run_hub(host: str | None = "127.0.0.1", port: int = 8765, **options: Any) -> None:
+    """Start a hub server (same arguments as :func:`start_hub`) and serve until cancelled."""
+    async with await start_hub(host, port, **options) as server:
+        await server.serve_forever()

@@ -1,0 +1,190 @@
+"""Tests for wshub.hub.httpapi, with real HTTP requests to a hub on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wshub.hub.server import HubServer
+
+from .conftest import http
+
+
+async def test_healthz_needs_no_key(hub_server: HubServer) -> None:
+    """GET /healthz answers 200 without a key; other methods get 405."""
+    status, headers, body = await http(hub_server, "GET", "/healthz", key=None)
+    assert (status, body) == (200, {"status": "ok", "connections": 0})
+    assert headers["Content-Type"] == "application/json"
+    status, headers, _ = await http(hub_server, "POST", "/healthz", {}, key=None)
+    assert (status, headers["Allow"]) == (405, "GET")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic dGVzdC1hcGkta2V5"},
+        {"X-API-Key": "nope"},
+    ],
+)
+async def test_api_key_required(hub_server: HubServer, headers: dict[str, str]) -> None:
+    """Without the right key every /api call is 401 with a JSON error."""
+    for method, path in [("GET", "/api/channels"), ("POST", "/api/publish"), ("GET", "/api/nope")]:
+        status, response_headers, body = await http(
+            hub_server, method, path, {}, key=None, headers=headers
+        )
+        assert status == 401
+        assert body == {"error": {"code": 103, "message": "unauthorized"}}
+        assert response_headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_x_api_key_header_works(hub_server: HubServer) -> None:
+    """The key may also come as X-API-Key."""
+    status, _, body = await http(
+        hub_server, "GET", "/api/channels", key=None, headers={"X-API-Key": "test-api-key"}
+    )
+    assert (status, body) == (200, {"channels": []})
+
+
+async def test_publish_and_history(hub_server: HubServer) -> None:
+    """POST /api/publish stores with an offset; GET /api/history returns it; ids dedupe."""
+    status, _, body = await http(
+        hub_server,
+        "POST",
+        "/api/publish",
+        {"channel": "chat:lobby", "data": {"text": "hi"}, "message_id": "x1"},
+    )
+    assert status == 200 and body["channel"] == "chat:lobby" and body["offset"] == 1
+    epoch = body["epoch"]
+    _, _, again = await http(
+        hub_server,
+        "POST",
+        "/api/publish",
+        {"channel": "chat:lobby", "data": {"text": "hi"}, "message_id": "x1"},
+    )
+    assert again == {"channel": "chat:lobby", "offset": 1, "epoch": epoch, "duplicate": True}
+    await http(
+        hub_server,
+        "POST",
+        "/api/publish",
+        {"channel": "chat:lobby", "data": 2, "info": {"by": "cron"}},
+    )
+    status, _, history = await http(hub_server, "GET", "/api/history/chat:lobby?limit=10")
+    assert status == 200
+    assert (history["channel"], history["offset"], history["epoch"]) == ("chat:lobby", 2, epoch)
+    assert [(p["offset"], p["data"]) for p in history["publications"]] == [
+        (1, {"text": "hi"}),
+        (2, 2),
+    ]
+    assert history["publications"][1]["info"] == {"by": "cron"}
+    _, _, page = await http(
+        hub_server, "GET", f"/api/history/chat%3Alobby?since_offset=1&since_epoch={epoch}"
+    )
+    assert [p["offset"] for p in page["publications"]] == [2]
+    status, _, gone = await http(
+        hub_server, "GET", "/api/history/chat:lobby?since_offset=1&since_epoch=old"
+    )
+    assert (status, gone["error"]["code"]) == (410, 116)
+
+
+async def test_server_only_namespace_accepts_api_publish(hub_server: HubServer) -> None:
+    """The API publishes where clients may not (ticker); ephemeral gets no offset."""
+    status, _, body = await http(
+        hub_server, "POST", "/api/publish", {"channel": "ticker:AAPL", "data": {"p": 1}}
+    )
+    assert status == 200 and body["offset"] == 1
+    status, _, body = await http(
+        hub_server,
+        "POST",
+        "/api/publish",
+        {"channel": "chat:a", "data": "typing", "ephemeral": True},
+    )
+    assert (status, body) == (200, {"channel": "chat:a"})
+
+
+async def test_broadcast(hub_server: HubServer) -> None:
+    """POST /api/broadcast publishes to every channel and reports each position."""
+    status, _, body = await http(
+        hub_server,
+        "POST",
+        "/api/broadcast",
+        {"channels": ["chat:a", "chat:b", "chat:a"], "data": "x"},
+    )
+    assert status == 200
+    assert [(r["channel"], r["offset"]) for r in body["results"]] == [
+        ("chat:a", 1),
+        ("chat:b", 1),
+        ("chat:a", 2),
+    ]
+    _, _, channels = await http(hub_server, "GET", "/api/channels")
+    assert channels == {
+        "channels": [
+            {"channel": "chat:a", "subscribers": 0},
+            {"channel": "chat:b", "subscribers": 0},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"{not json", "bad request: body is not valid JSON"),
+        (b"[1, 2]", "bad request: body must be a JSON object"),
+        (b'{"data": 1}', "bad request: channel must be a non-empty string"),
+        (b'{"channel": "chat:a"}', "bad request: data is required"),
+        (
+            b'{"channel": "chat:a", "data": 1, "message_id": 7}',
+            "bad request: message_id must be a string of 1 to 64 characters",
+        ),
+    ],
+)
+async def test_bad_json_is_400_with_a_message(
+    hub_server: HubServer, raw: bytes, message: str
+) -> None:
+    """Bad bodies get 400 and a message saying what is wrong."""
+    status, _, body = await http(hub_server, "POST", "/api/publish", raw=raw)
+    assert status == 400
+    assert body == {"error": {"code": 101, "message": message}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "code"),
+    [
+        ("POST", "/api/publish", {"channel": "nonamespace", "data": 1}, 400, 107),
+        ("POST", "/api/publish", {"channel": "nope:x", "data": 1}, 400, 108),
+        ("POST", "/api/publish", {"channel": "chat:a", "data": "x" * 70000}, 413, 114),
+        ("POST", "/api/broadcast", {"channels": [], "data": 1}, 400, 101),
+        ("POST", "/api/broadcast", {"channels": "chat:a", "data": 1}, 400, 101),
+        ("GET", "/api/presence/ticker:X", None, 404, 115),
+        ("GET", "/api/history/chat:a?limit=x", None, 400, 101),
+        ("GET", "/api/history/chat:a?since_offset=1", None, 400, 101),
+        ("GET", "/api/nope", None, 404, 101),
+        ("GET", "/api/presence", None, 404, 101),
+        ("GET", "/api/channels/extra", None, 404, 101),
+        ("GET", "/api/publish", None, 405, 101),
+        ("DELETE", "/api/channels", None, 405, 101),
+    ],
+)
+async def test_errors(
+    hub_server: HubServer, method: str, path: str, payload: Any, status: int, code: int
+) -> None:
+    """Each refusal has its HTTP status and a documented hub error code."""
+    answer_status, _, body = await http(hub_server, method, path, payload)
+    assert (answer_status, body["error"]["code"]) == (status, code)
+
+
+async def test_other_paths_are_not_the_apis(hub_server: HubServer) -> None:
+    """Paths outside /api and /healthz fall through (a plain request then gets 426)."""
+    status, _, body = await http(hub_server, "GET", "/apix", key=None)
+    assert status == 426 and b"Upgrade Required" in body
+
+
+async def test_stats_and_presence(hub_server: HubServer) -> None:
+    """GET /api/stats returns the counters; presence of an empty channel is empty."""
+    await http(hub_server, "POST", "/api/publish", {"channel": "chat:a", "data": 1})
+    status, _, stats = await http(hub_server, "GET", "/api/stats")
+    assert status == 200 and stats["publications"] == 1
+    _, _, presence = await http(hub_server, "GET", "/api/presence/chat:a")
+    assert presence == {"channel": "chat:a", "clients": []}

@@ -1,0 +1,182 @@
+"""Tests for wshub.hub.server: the hub over real WebSocket connections on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import wshub
+from wshub.exceptions import ConnectionClosed, InvalidResponse
+from wshub.hub import make_token
+from wshub.hub.server import HubServer, start_hub
+from wshub.protocol.http11 import Request, Response
+
+from .conftest import SECRET, http
+
+
+class Wire:
+    """A minimal wshub.v1 client over a real connection (commands in, JSON out)."""
+
+    def __init__(self, ws: wshub.ClientConnection) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.pushes: list[dict[str, Any]] = []
+
+    async def call(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        self.next_id += 1
+        await self.ws.send(orjson.dumps({"id": self.next_id, "cmd": cmd, **fields}).decode())
+        while True:
+            message = orjson.loads(await self.ws.recv())
+            if message.get("id") == self.next_id:
+                return message  # type: ignore[no-any-return]
+            self.pushes.append(message)
+
+    async def push(self) -> dict[str, Any]:
+        if self.pushes:
+            return self.pushes.pop(0)
+        return orjson.loads(await self.ws.recv())  # type: ignore[no-any-return]
+
+
+def hub_connect(server: HubServer, **kw: Any) -> wshub.Connect:
+    return wshub.connect(server.url(), subprotocols=["wshub.v1"], **kw)
+
+
+async def test_chat_round_trip(hub_server: HubServer) -> None:
+    """Two real clients: connect, subscribe, publish, receive, presence."""
+    async with hub_connect(hub_server) as a, hub_connect(hub_server) as b:
+        assert a.subprotocol == "wshub.v1"
+        alice, bob = Wire(a), Wire(b)
+        assert "result" in await alice.call("connect", meta={"nick": "A"})
+        token = make_token(SECRET, "bob", 60, ["chat:*:spr"])
+        connected = await bob.call("connect", token=token)
+        assert connected["result"]["user"] == "bob"
+        await alice.call("subscribe", channel="chat:lobby")
+        await bob.call("subscribe", channel="chat:lobby")
+        ack = await bob.call("publish", channel="chat:lobby", data={"text": "hi"}, message_id="1")
+        assert ack["result"]["offset"] == 1
+        pushes = [await alice.push() for _ in range(3)]  # own join, bob's join, the pub
+        pub = next(p for p in pushes if p["push"] == "pub")
+        assert (pub["data"], pub["info"]["user"]) == ({"text": "hi"}, "bob")
+        presence = await alice.call("presence", channel="chat:lobby")
+        assert len(presence["result"]["clients"]) == 2
+
+
+async def test_http_api_publish_reaches_websocket_subscribers(hub_server: HubServer) -> None:
+    """A backend's POST /api/publish arrives as a pub push on a WebSocket."""
+    async with hub_connect(hub_server) as ws:
+        client = Wire(ws)
+        await client.call("connect")
+        await client.call("subscribe", channel="ticker:AAPL")
+        status, _, _ = await http(
+            hub_server, "POST", "/api/publish", {"channel": "ticker:AAPL", "data": 191.5}
+        )
+        assert status == 200
+        push = await client.push()
+        assert (push["push"], push["channel"], push["data"], push["offset"]) == (
+            "pub",
+            "ticker:AAPL",
+            191.5,
+            1,
+        )
+        _, _, channels = await http(hub_server, "GET", "/api/channels")
+        assert {"channel": "ticker:AAPL", "subscribers": 1} in channels["channels"]
+
+
+async def test_without_the_subprotocol_4007(hub_server: HubServer) -> None:
+    """A connection that did not negotiate wshub.v1 is closed with 4007."""
+    async with wshub.connect(hub_server.url()) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.code == 4007
+
+
+async def test_upgrade_at_another_path_is_404(hub_server: HubServer) -> None:
+    """Only the configured path upgrades."""
+    with pytest.raises(InvalidResponse) as refused:
+        async with wshub.connect(
+            f"ws://127.0.0.1:{hub_server.port}/other", subprotocols=["wshub.v1"]
+        ):
+            pass
+    assert refused.value.status == 404
+
+
+async def test_garbage_then_4000(hub_server: HubServer) -> None:
+    """Error replies for garbage, then close 4000 after ten in a row."""
+    async with hub_connect(hub_server) as ws:
+        for _ in range(10):
+            await ws.send("garbage")
+        replies = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                replies.append(orjson.loads(await ws.recv()))
+    assert closed.value.code == 4000 and closed.value.reason == "bad commands"
+    assert (
+        replies
+        == [{"id": None, "error": {"code": 101, "message": "bad request: invalid JSON"}}] * 10
+    )
+
+
+async def test_refused_token_then_4001(hub_server: HubServer) -> None:
+    """A forged token: the 103 reply arrives, then close 4001."""
+    async with hub_connect(hub_server) as ws:
+        client = Wire(ws)
+        answer = await client.call("connect", token="not-a-token")
+        assert answer["error"] == {"code": 103, "message": "unauthorized"}
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.code == 4001
+
+
+async def test_shutdown_closes_1001() -> None:
+    """Closing the hub server closes its connections with 1001."""
+    server = await start_hub("127.0.0.1", 0, ephemeral=True, allow_anonymous=True)
+    async with hub_connect(server) as ws:
+        await Wire(ws).call("connect")
+        await server.close()
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.code == 1001
+
+
+async def test_http_handlers_and_order() -> None:
+    """Extra handlers answer their paths; the hub API comes first."""
+
+    async def hello(connection: Any, request: Request) -> Response | None:
+        if request.path in ("/hello", "/healthz"):
+            return Response.text(200, "hello\n")
+        return None
+
+    async with await start_hub("127.0.0.1", 0, ephemeral=True, http_handlers=[hello]) as server:
+        status, _, body = await http(server, "GET", "/hello", key=None)
+        assert (status, body) == (200, b"hello\n")
+        status, _, health = await http(server, "GET", "/healthz", key=None)
+        assert health["status"] == "ok"
+        status, _, _ = await http(server, "GET", "/api/channels")
+        assert status == 401  # no api_key configured: the API refuses everything
+
+
+async def test_history_survives_restart_over_the_wire(tmp_path: Path) -> None:
+    """With a data_dir, a client recovers after the hub restarts."""
+    options: dict[str, Any] = {"data_dir": tmp_path, "allow_anonymous": True}
+    async with await start_hub("127.0.0.1", 0, **options) as server, hub_connect(server) as ws:
+        client = Wire(ws)
+        await client.call("connect")
+        await client.call("subscribe", channel="chat:lobby")
+        acks = [await client.call("publish", channel="chat:lobby", data=i) for i in range(3)]
+    last = acks[0]["result"]
+    assert (tmp_path / "history.db").exists()
+    async with await start_hub("127.0.0.1", 0, **options) as server, hub_connect(server) as ws:
+        client = Wire(ws)
+        await client.call("connect")
+        result = (await client.call("subscribe", channel="chat:lobby", since=last))["result"]
+    assert result["recovered"] is True
+    assert [p["data"] for p in result["publications"]] == [1, 2]
+
+
+async def test_start_hub_needs_a_data_dir_or_ephemeral() -> None:
+    """Refusing to guess where to store history."""
+    with pytest.raises(ValueError):
+        await start_hub("127.0.0.1", 0)
