@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from typing import Any
 
 from ..exceptions import ConnectionClosed, InvalidRequest
@@ -94,6 +94,14 @@ class ServerConnection(WebSocketConnection):
             logger.info("opening handshake timed out; dropping %s", self.remote_address)
             self.transport.abort()
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Start a task the server waits for (and cancels) when it shuts down."""
+        task = self.loop.create_task(coro)
+        tasks = self._server._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
     def _connection_gone(self) -> None:
         if self._open_handle is not None:
             self._open_handle.cancel()
@@ -123,7 +131,7 @@ class ServerConnection(WebSocketConnection):
             if settings.process_request_async:
                 assert self.transport is not None
                 self.transport.pause_reading()
-                self._task = self.loop.create_task(self._process_async(request, leftover))
+                self._task = self._spawn(self._process_async(request, leftover))
                 return
             try:
                 response = settings.process_request(self, request)
@@ -139,7 +147,6 @@ class ServerConnection(WebSocketConnection):
     async def _process_async(self, request: Request, leftover: bytes) -> None:
         settings = self._server._settings
         assert settings.process_request is not None and self.transport is not None
-        self._task = None
         try:
             response = await settings.process_request(self, request)  # type: ignore[misc]
         except Exception:
@@ -209,7 +216,7 @@ class ServerConnection(WebSocketConnection):
         self._start(core)
         handler = server._handler
         if handler is not None:
-            self._task = self.loop.create_task(self._run_handler(handler))
+            self._task = self._spawn(self._run_handler(handler))
         if leftover:
             self.data_received(leftover)
 
@@ -260,6 +267,9 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self.connections: set[ServerConnection] = set()
         self._pending: set[ServerConnection] = set()
+        # Handler and async process_request tasks, kept until they finish: a handler may
+        # outlive its connection, and shutdown must wait for it (or cancel it) all the same.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
     async def start(self) -> Server:
@@ -319,6 +329,8 @@ class Server:
         for conn in list(self._pending):
             if conn.transport is not None:
                 conn.transport.abort()
+            if conn._task is not None:
+                conn._task.cancel()  # its process_request: the connection is gone
         for conn in list(self.connections):
             if conn.open:
                 conn._core.close(code, reason)  # type: ignore[union-attr]
@@ -332,17 +344,19 @@ class Server:
         """
         timeout = self._options.close_timeout
         conns = list(self.connections)
-        tasks = [c._task for c in conns if c._task is not None]
-        waits = [c.wait_closed() for c in conns]
-        if waits or tasks:
-            _, pending = await asyncio.wait(
-                [asyncio.ensure_future(w) for w in waits] + tasks, timeout=timeout
-            )
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(c.wait_closed()) for c in conns]
+        waits.extend(self._tasks)
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=timeout)
             for fut in pending:
                 fut.cancel()
             for conn in conns:
                 if not conn._lost and conn.transport is not None:
                     conn.transport.abort()
+            if pending:
+                # Let cancelled handlers run their cleanup; one that swallows the
+                # cancellation gets another close_timeout, then is left behind.
+                await asyncio.wait(pending, timeout=timeout)
         if self._server is not None:
             await self._server.wait_closed()
 
