@@ -45,6 +45,14 @@ def offsets(client: Client, channel: str) -> list[int]:
     return [p["offset"] for p in client.pubs(channel)]
 
 
+async def slow_subscriber(make_client: MakeClient, hub: Hub, channel: str) -> Client:
+    """A client subscribed to ``channel`` whose connection then stops draining."""
+    client = await make_client(hub)
+    await client.ok("subscribe", channel=channel)
+    client.peer.writable = False
+    return client
+
+
 # --- fan-out ---------------------------------------------------------------------------------
 
 
@@ -153,9 +161,7 @@ async def test_slow_consumer_disconnect_4004(make_client: MakeClient) -> None:
 async def test_queued_messages_flow_when_writable_again(make_client: MakeClient) -> None:
     """Below the bound nothing is lost: queued pushes are written in order after drain."""
     async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
-        client = await make_client(hub)
-        await client.ok("subscribe", channel="d:x")
-        client.peer.writable = False
+        client = await slow_subscriber(make_client, hub, "d:x")
         await hub.publish("d:x", 1)
         await hub.publish("d:x", 2)
         answer = client.session.handle('{"id": 50, "cmd": "ping"}')
@@ -172,9 +178,7 @@ async def test_queued_messages_flow_when_writable_again(make_client: MakeClient)
 async def test_drop_oldest_keeps_the_newest_and_shows_the_gap(make_client: MakeClient) -> None:
     """drop-oldest: the newest `queue_size` survive; drops are counted; offsets show the gap."""
     async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
-        client = await make_client(hub)
-        await client.ok("subscribe", channel="o:x")
-        client.peer.writable = False
+        client = await slow_subscriber(make_client, hub, "o:x")
         for i in range(10):
             await hub.publish("o:x", i)
         assert client.peer.close_code is None
@@ -187,9 +191,7 @@ async def test_drop_oldest_keeps_the_newest_and_shows_the_gap(make_client: MakeC
 async def test_latest_conflates(make_client: MakeClient) -> None:
     """latest: only the newest publication waits; events are kept."""
     async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
-        client = await make_client(hub)
-        await client.ok("subscribe", channel="l:x")
-        client.peer.writable = False
+        client = await slow_subscriber(make_client, hub, "l:x")
         other = await make_client(hub)
         await other.ok("subscribe", channel="l:x")  # a join event, queued for `client`
         for i in range(10):
@@ -204,9 +206,7 @@ async def test_latest_conflates(make_client: MakeClient) -> None:
 async def test_ephemeral_is_dropped_first_and_never_disconnects(make_client: MakeClient) -> None:
     """A full disconnect-policy queue drops ephemeral pushes instead of closing."""
     async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
-        client = await make_client(hub)
-        await client.ok("subscribe", channel="d:x")
-        client.peer.writable = False
+        client = await slow_subscriber(make_client, hub, "d:x")
         for _ in range(3):
             await hub.publish_ephemeral("d:x", "typing")
         await hub.publish("d:x", "kept")  # evicts one ephemeral push

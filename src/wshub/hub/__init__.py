@@ -10,8 +10,10 @@ from wshub.hub.auth import Authenticator, Identity, Permissions, make_token
 from wshub.hub.brokers import Broker, MemoryBroker
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
 from wshub.hub.history import AppendResult, HistoryStore, MemoryHistory, SQLiteHistory
+from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.presence import MemoryPresence, PresenceStore
+from wshub.hub.server import HubServer, run_hub, start_hub
 from wshub.hub.session import Peer, Session
 from wshub.hub.stats import HubStats
 from wshub.hub.wire import SUBPROTOCOL, ClientInfo, CloseCode, ErrorCode, Position
@@ -26,8 +28,10 @@ __all__ = [
     "CloseCode",
     "ErrorCode",
     "HistoryStore",
+    "HttpApi",
     "Hub",
     "HubLimits",
+    "HubServer",
     "HubStats",
     "Identity",
     "MemoryBroker",
@@ -42,4 +46,6 @@ __all__ = [
     "Session",
     "default_registry",
     "make_token",
+    "run_hub",
+    "start_hub",
 ]
