@@ -983,6 +983,8 @@ class HubClient:
         self.user = str(result.get("user", ""))
         expires = result.get("expires")
         self.expires = float(expires) if isinstance(expires, int | float) else None
+        if self._connected_once:
+            self.reconnects += 1
         # Subscriptions first (a publish may need one), then the unanswered requests, in
         # the order they were made. Subscriptions made meanwhile are picked up by the loop.
         while todo := [sub for sub in self._subs.values() if not sub._active]:
@@ -995,7 +997,6 @@ class HubClient:
                 ws.send_nowait(req.text)
                 req.sent = True
         if self._connected_once:
-            self.reconnects += 1
             logger.info("%s: reconnected; %d subscriptions restored", self.url, len(self._subs))
         self._connected_once = True
         self._set_state(ClientState.CONNECTED)
