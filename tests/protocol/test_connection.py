@@ -262,69 +262,6 @@ def test_any_split_of_the_input_gives_the_same_messages(
     assert sent(in_pieces) == pongs
 
 
-# -- framing errors (§5.2, §5.4, §5.5) -------------------------------------------------------
-
-
-@sides
-def test_continuation_without_a_message(side: Side) -> None:
-    """§5.4: a continuation frame must follow a non-final data frame: 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, CONT, b"orphan"))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
-@sides
-def test_continuation_after_a_complete_message(side: Side) -> None:
-    """A whole message ends the sequence: a continuation after it is a protocol error."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, TEXT, b"done") + from_peer(side, CONT, b"more"))
-    assert assert_failed(conn, CloseCode.PROTOCOL_ERROR) == [Message("done")]
-
-
-@sides
-@pytest.mark.parametrize("second", [TEXT, BINARY])
-def test_new_message_during_a_fragmented_one(side: Side, second: Opcode) -> None:
-    """§5.4: fragments of different messages must not interleave: 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, TEXT, b"first", fin=False))
-    conn.receive_data(from_peer(side, second, b"second"))
-    assert assert_failed(conn, CloseCode.PROTOCOL_ERROR) == []
-
-
-@sides
-@pytest.mark.parametrize("opcode", RESERVED_OPCODES)
-def test_reserved_opcode(side: Side, opcode: int) -> None:
-    """§5.2: opcodes 3-7 and 0xB-0xF are reserved: 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, opcode, b"?"))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
-@sides
-@pytest.mark.parametrize("compression", [False, True], ids=["plain", "deflate"])
-@pytest.mark.parametrize("bit", ["rsv2", "rsv3"])
-@pytest.mark.parametrize("opcode", [TEXT, BINARY, PING])
-def test_rsv2_and_rsv3_are_never_negotiated(
-    side: Side, compression: bool, bit: str, opcode: Opcode
-) -> None:
-    """§5.2: RSV2 and RSV3 without an extension that defines them: 1002.
-
-    permessage-deflate owns RSV1 only (RFC 7692 §6).
-    """
-    conn = Connection(side, extensions=[deflate()] if compression else [])
-    conn.receive_data(from_peer(side, opcode, b"x", **{bit: True}))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
-@sides
-@pytest.mark.parametrize("opcode", [TEXT, BINARY])
-def test_rsv1_without_a_negotiated_extension(side: Side, opcode: Opcode) -> None:
-    """§5.2: RSV1 means nothing unless an extension defines it: 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, opcode, deflate().compress(b"hello"), rsv1=True))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
 @sides
 @pytest.mark.parametrize(("opcode", "message"), [(TEXT, "héllo " * 20), (BINARY, b"\x00" * 300)])
 def test_rsv1_with_permessage_deflate(side: Side, opcode: Opcode, message: str | bytes) -> None:
@@ -350,32 +287,168 @@ def test_compressed_message_in_fragments(side: Side) -> None:
     assert conn.events_received() == [Ping(b"between"), Message(b"fragmented and compressed " * 10)]
 
 
-@sides
-def test_rsv1_on_a_continuation_frame(side: Side) -> None:
-    """RFC 7692 §6.1: RSV1 on a frame other than the first of a message: 1002."""
-    compressed = deflate().compress(b"hello hello")
-    conn = Connection(side, extensions=[deflate()])
-    conn.receive_data(from_peer(side, TEXT, compressed[:3], fin=False, rsv1=True))
-    conn.receive_data(from_peer(side, CONT, compressed[3:], rsv1=True))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
+# -- protocol violations (§5.1, §5.2, §5.4, §5.5, §7.4, §8.1; RFC 7692 §6) ----------------
+
+
+def _violations() -> list[object]:
+    """Input that breaks a rule, the close code it fails with, and the extensions it needs.
+
+    Each row is what the peer sends, as a function of our side (which decides masking).
+    """
+    rows: list[tuple[str, Callable[[Side], bytes], int, str]] = [
+        # §5.4: a continuation frame continues a non-final data frame, nothing else.
+        ("continuation-without-message", lambda s: from_peer(s, CONT, b"orphan"), 1002, "any"),
+        (
+            "continuation-after-whole-message",
+            lambda s: from_peer(s, TEXT, b"done") + from_peer(s, CONT, b"more"),
+            1002,
+            "any",
+        ),
+        # §5.4: fragments of different messages must not interleave.
+        *[
+            (
+                f"new-{op.name.lower()}-during-fragmented-message",
+                lambda s, op=op: from_peer(s, TEXT, b"first", fin=False) + from_peer(s, op, b"2"),
+                1002,
+                "any",
+            )
+            for op in (TEXT, BINARY)
+        ],
+        # §5.2: opcodes 3-7 and 0xB-0xF are reserved.
+        *[
+            (f"reserved-opcode-{op:#x}", lambda s, op=op: from_peer(s, op, b"?"), 1002, "any")
+            for op in RESERVED_OPCODES
+        ],
+        # §5.2: RSV2 and RSV3 mean nothing without an extension defining them, and
+        # permessage-deflate owns RSV1 only (RFC 7692 §6).
+        *[
+            (
+                f"{bit}-on-{op.name.lower()}",
+                lambda s, op=op, bit=bit: from_peer(s, op, b"x", **{bit: True}),
+                1002,
+                "any",
+            )
+            for bit in ("rsv2", "rsv3")
+            for op in (TEXT, BINARY, PING)
+        ],
+        # §5.2: nor does RSV1 without a negotiated extension.
+        *[
+            (
+                f"rsv1-on-{op.name.lower()}-without-extension",
+                lambda s, op=op: from_peer(s, op, deflate().compress(b"hello"), rsv1=True),
+                1002,
+                "plain",
+            )
+            for op in (TEXT, BINARY)
+        ],
+        # RFC 7692 §6.1: RSV1 only on the first frame of a message, never on control frames.
+        (
+            "rsv1-on-continuation",
+            lambda s: (
+                from_peer(s, TEXT, deflate().compress(b"hi")[:2], fin=False, rsv1=True)
+                + from_peer(s, CONT, deflate().compress(b"hi")[2:], rsv1=True)
+            ),
+            1002,
+            "deflate",
+        ),
+        *[
+            (
+                f"rsv1-on-{op.name.lower()}",
+                lambda s, op=op: from_peer(s, op, b"", rsv1=True),
+                1002,
+                "deflate",
+            )
+            for op in (PING, PONG, CLOSE)
+        ],
+        # RFC 7692 §6.2: data that does not inflate (BFINAL=1 with the reserved block type).
+        (
+            "corrupt-deflate-data",
+            lambda s: from_peer(s, BINARY, b"\xff\xff", rsv1=True),
+            1007,
+            "deflate",
+        ),
+        # §5.2: the most significant bit of a 64-bit length must be 0.
+        (
+            "64-bit-length-top-bit",
+            lambda s: (
+                peer_header(s, BINARY, 65536)[:2]
+                + (2**63).to_bytes(8, "big")
+                + (PEER_MASK if s is Side.SERVER else b"")
+            ),
+            1002,
+            "any",
+        ),
+        # §5.5: control frames carry at most 125 bytes and are never fragmented.
+        *[
+            (
+                f"{op.name.lower()}-over-125-bytes",
+                lambda s, op=op: from_peer(s, op, b"\x03\xe8" + b"x" * 124),
+                1002,
+                "any",
+            )
+            for op in (PING, PONG, CLOSE)
+        ],
+        *[
+            (
+                f"fragmented-{op.name.lower()}",
+                lambda s, op=op: from_peer(s, op, b"", fin=False),
+                1002,
+                "any",
+            )
+            for op in (PING, PONG, CLOSE)
+        ],
+        # §8.1: text messages are UTF-8, in every fragment and after inflating.
+        ("invalid-utf8", lambda s: from_peer(s, TEXT, b"caf\xe9"), 1007, "any"),
+        (
+            "invalid-utf8-in-continuation",
+            lambda s: from_peer(s, TEXT, b"ok", fin=False) + from_peer(s, CONT, b"\xed\xa0\x80"),
+            1007,
+            "any",
+        ),
+        (
+            "text-ends-inside-a-character",
+            lambda s: from_peer(s, TEXT, b"ok \xe2\x82", fin=False) + from_peer(s, CONT),
+            1007,
+            "any",
+        ),
+        (
+            "invalid-utf8-compressed",
+            lambda s: from_peer(s, TEXT, deflate().compress(b"\xed\xa0\x80"), rsv1=True),
+            1007,
+            "deflate",
+        ),
+        # §5.5.1: a close body is a 2-byte code, then a UTF-8 reason; §7.4: valid codes only.
+        ("close-with-1-byte-body", lambda s: from_peer(s, CLOSE, b"\x03"), 1002, "any"),
+        *[
+            (
+                f"close-code-{code}",
+                lambda s, code=code: from_peer(s, CLOSE, code.to_bytes(2, "big")),
+                1002,
+                "any",
+            )
+            for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000)
+        ],
+        ("close-reason-not-utf8", lambda s: from_peer(s, CLOSE, b"\x03\xe8\xff"), 1007, "any"),
+    ]
+    params = []
+    for name, wire, code, extensions in rows:
+        for compression in (False, True):
+            if extensions == "any" or extensions == ("deflate" if compression else "plain"):
+                label = f"{name}-{'deflate' if compression else 'plain'}"
+                params.append(pytest.param(wire, code, compression, id=label))
+    return params
 
 
 @sides
-@pytest.mark.parametrize("opcode", [PING, PONG, CLOSE])
-def test_rsv1_on_a_control_frame(side: Side, opcode: Opcode) -> None:
-    """RFC 7692 §6.1: control frames are never compressed, so RSV1 on one is a 1002."""
-    conn = Connection(side, extensions=[deflate()])
-    conn.receive_data(from_peer(side, opcode, b"", rsv1=True))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
-@sides
-def test_corrupt_compressed_data(side: Side) -> None:
-    """Data that does not inflate cannot be valid for the extension: the connection fails."""
-    conn = Connection(side, extensions=[deflate()])
-    # BFINAL=1 with the reserved block type 11.
-    conn.receive_data(from_peer(side, BINARY, b"\xff\xff\xff", rsv1=True))
-    assert_failed(conn, CloseCode.INVALID_DATA)
+@pytest.mark.parametrize(("wire", "code", "compression"), _violations())
+def test_protocol_violation_fails_the_connection(
+    side: Side, wire: Callable[[Side], bytes], code: int, compression: bool
+) -> None:
+    """Bad input from the peer fails the connection with the close code of its rule."""
+    conn = Connection(side, extensions=[deflate()] if compression else [])
+    conn.receive_data(wire(side))
+    assert_failed(conn, code)
+    assert conn.close_rcvd is None
 
 
 def test_server_refuses_unmasked_frames() -> None:
@@ -404,25 +477,6 @@ def test_masking_is_checked_on_control_frames_too(opcode: Opcode) -> None:
 
 
 @sides
-def test_64_bit_length_with_the_top_bit_set(side: Side) -> None:
-    """§5.2: the most significant bit of a 64-bit length must be 0: 1002."""
-    masked = side is Side.SERVER
-    header = bytes((0x82, (0x80 if masked else 0) | 127)) + (2**63).to_bytes(8, "big")
-    conn = Connection(side, max_size=None)
-    conn.receive_data(header + (PEER_MASK if masked else b""))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
-@sides
-@pytest.mark.parametrize("opcode", [PING, PONG, CLOSE])
-def test_control_frame_over_125_bytes(side: Side, opcode: Opcode) -> None:
-    """§5.5: control frames carry at most 125 bytes of payload: 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, opcode, b"\x03\xe8" + b"x" * 124))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
-@sides
 @pytest.mark.parametrize("opcode", [PING, PONG, CLOSE])
 def test_control_frame_of_exactly_125_bytes(side: Side, opcode: Opcode) -> None:
     """125 bytes is still a valid control frame."""
@@ -432,34 +486,7 @@ def test_control_frame_of_exactly_125_bytes(side: Side, opcode: Opcode) -> None:
     assert len(conn.events_received()) == 1
 
 
-@sides
-@pytest.mark.parametrize("opcode", [PING, PONG, CLOSE])
-def test_fragmented_control_frame(side: Side, opcode: Opcode) -> None:
-    """§5.5: control frames must not be fragmented: 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, opcode, b"", fin=False))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
 # -- invalid UTF-8 (§8.1) ------------------------------------------------------------------
-
-
-@sides
-def test_invalid_utf8_in_a_whole_message(side: Side) -> None:
-    """§8.1: a text message that is not UTF-8 fails the connection with 1007."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, TEXT, b"caf\xe9"))
-    assert assert_failed(conn, CloseCode.INVALID_DATA) == []
-
-
-@sides
-def test_message_ending_inside_a_character(side: Side) -> None:
-    """A text message whose last character is incomplete is invalid: 1007."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, TEXT, b"ok \xe2\x82", fin=False))
-    assert conn.failure is None
-    conn.receive_data(from_peer(side, CONT, b""))
-    assert_failed(conn, CloseCode.INVALID_DATA)
 
 
 @sides
@@ -483,24 +510,6 @@ def test_invalid_utf8_fails_in_the_middle_of_a_frame(side: Side, bad: bytes) -> 
     assert conn.failure is None
     conn.receive_data(frame[bad_end - 1 : bad_end])
     assert assert_failed(conn, CloseCode.INVALID_DATA) == []
-
-
-@sides
-@pytest.mark.parametrize("bad", BAD_UTF8_PREFIXES)
-def test_invalid_utf8_in_a_continuation_frame(side: Side, bad: bytes) -> None:
-    """Text is checked across fragments, not just within the first."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, TEXT, b"ok", fin=False))
-    conn.receive_data(from_peer(side, CONT, b"then " + bad, fin=False))
-    assert_failed(conn, CloseCode.INVALID_DATA)
-
-
-@sides
-def test_invalid_utf8_in_a_compressed_message(side: Side) -> None:
-    """Inflated text is validated like plain text: 1007."""
-    conn = Connection(side, extensions=[deflate()])
-    conn.receive_data(from_peer(side, TEXT, deflate().compress(b"\xed\xa0\x80"), rsv1=True))
-    assert_failed(conn, CloseCode.INVALID_DATA)
 
 
 # -- max_size (§10.4) ------------------------------------------------------------------------
@@ -718,32 +727,6 @@ def test_input_after_the_close_frame_is_discarded(side: Side) -> None:
     assert conn.events_received() == [CloseReceived(1000, "")]
     assert sent(conn) == [close_frame(1000)]
     assert conn.failure is None
-
-
-@sides
-def test_close_frame_with_a_one_byte_payload(side: Side) -> None:
-    """§5.5.1: a close body starts with a 2-byte code: a 1-byte body is a 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, CLOSE, b"\x03"))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-    assert conn.close_rcvd is None
-
-
-@sides
-@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000])
-def test_close_frame_with_an_invalid_code(side: Side, code: int) -> None:
-    """§7.4: a code that must not appear in a close frame is a 1002."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, CLOSE, code.to_bytes(2, "big")))
-    assert_failed(conn, CloseCode.PROTOCOL_ERROR)
-
-
-@sides
-def test_close_frame_with_an_invalid_reason(side: Side) -> None:
-    """§5.5.1: the close reason is UTF-8; anything else is a 1007."""
-    conn = Connection(side)
-    conn.receive_data(from_peer(side, CLOSE, b"\x03\xe8bad \xff"))
-    assert_failed(conn, CloseCode.INVALID_DATA)
 
 
 @sides
