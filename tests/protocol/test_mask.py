@@ -26,7 +26,10 @@ implementations = pytest.mark.parametrize(
         pytest.param(
             speedups.apply_mask,
             id="compiled",
-            marks=pytest.mark.skipif(not speedups.COMPILED, reason="wshub._speedups not built"),
+            marks=pytest.mark.skipif(
+                not speedups.COMPILED,
+                reason="wshub._speedups is not built, or WSHUB_NO_EXTENSIONS=1",
+            ),
         ),
     ],
 )
