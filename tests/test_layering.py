@@ -60,6 +60,9 @@ IO_MODULES = frozenset(
     }
 )
 # Reading or changing the environment happens in wshub.config only (convention 4).
+# What the core may use from os: random bytes for masking keys, and a fork hook that keeps a
+# child process from reusing its parent's pooled keys (RFC 6455 §5.3).
+OS_ALLOWED = frozenset({"urandom", "register_at_fork"})
 ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"})
 IO_BUILTINS = frozenset({"open", "input", "print", "breakpoint"})
 
@@ -181,7 +184,7 @@ def core_io_problems(root: Path) -> list[str]:
         for node in ast.walk(tree):
             where = f"{name}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.ImportFrom) and node.module in ("os", "posix", "nt"):
-                extra = sorted(alias.name for alias in node.names if alias.name != "urandom")
+                extra = sorted(alias.name for alias in node.names if alias.name not in OS_ALLOWED)
                 if extra:
                     problems.append(f"{where} imports {', '.join(extra)} from os")
             elif isinstance(node, ast.Attribute):
@@ -190,9 +193,9 @@ def core_io_problems(root: Path) -> list[str]:
                 elif (
                     isinstance(node.value, ast.Name)
                     and node.value.id in os_aliases
-                    and node.attr != "urandom"
+                    and node.attr not in OS_ALLOWED
                 ):
-                    problems.append(f"{where} uses os.{node.attr} (only os.urandom is allowed)")
+                    problems.append(f"{where} uses os.{node.attr} (only {sorted(OS_ALLOWED)})")
             elif isinstance(node, ast.Name) and node.id in ENVIRONMENT_NAMES:
                 problems.append(f"{where} uses {node.id}")
             elif (

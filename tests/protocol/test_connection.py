@@ -1012,3 +1012,24 @@ def test_debug_log_shows_frames_and_states_but_no_payloads(
     assert "OPEN -> CLOSING" in log
     assert "failing the connection: 1007" in log
     assert "secret" not in log
+
+
+@sides
+@pytest.mark.parametrize(
+    ("opcode", "payload", "fin"),
+    [
+        pytest.param(0x3, b"", True, id="reserved-data-opcode"),
+        pytest.param(0xB, b"", True, id="reserved-control-opcode"),
+        pytest.param(CLOSE, b"\x03\xe8", True, id="close-goes-through-close"),
+        pytest.param(PING, b"x" * 126, True, id="control-too-long"),
+        pytest.param(PING, b"x", False, id="control-fragmented"),
+    ],
+)
+def test_send_frame_refuses_what_the_peer_would_reject(
+    side: Side, opcode: int, payload: bytes, fin: bool
+) -> None:
+    """send_frame() raises instead of writing a frame §5.2 or §5.5 forbids; nothing is sent."""
+    conn = Connection(side)
+    with pytest.raises(InvalidState):
+        conn.send_frame(opcode, payload, fin=fin)
+    assert conn.data_to_send() == []

@@ -108,3 +108,13 @@ def test_new_mask_gives_fresh_four_byte_keys() -> None:
     assert all(type(key) is bytes and len(key) == 4 for key in keys)
     # 3000 random 32-bit keys collide with probability ~0.1 %; a handful of repeats at most.
     assert len(set(keys)) > 2990
+
+
+def test_new_mask_pool_reset_draws_fresh_keys() -> None:
+    """After reset() (run in a forked child), keys come from a fresh urandom read, not the pool."""
+    source = pure._MaskSource()
+    first = [source() for _ in range(4)]
+    source.reset()
+    again = [source() for _ in range(4)]
+    assert all(len(key) == 4 for key in first + again)
+    assert first != again

@@ -463,8 +463,17 @@ class Connection:
             self._send_frame(opcode, payload)
 
     def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True) -> None:
-        """Send one raw, uncompressed frame; for fragmentation and for tests."""
+        """Send one raw, uncompressed frame; for fragmentation and for tests.
+
+        Raises:
+            InvalidState: the connection is closing, the opcode is reserved, or a
+                control frame is fragmented or longer than 125 bytes (§5.5).
+        """
         self._check_open()
+        if opcode not in _KNOWN_OPCODES or opcode == _CLOSE:
+            raise InvalidState(f"cannot send a frame with opcode {opcode:#x} this way")
+        if opcode >= _CLOSE and (not fin or len(payload) > 125):
+            raise InvalidState("control frames are at most 125 bytes and never fragmented")
         self._send_frame(opcode, payload, fin)
 
     def ping(self, data: bytes = b"") -> None:

@@ -58,5 +58,12 @@ class _MaskSource:
         self._pos = pos + 4
         return self._pool[pos : pos + 4]
 
+    def reset(self) -> None:
+        """Forget the pooled keys (a forked child must not reuse its parent's)."""
+        self._pool = b""
+        self._pos = 0
+
 
 new_mask = _MaskSource()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=new_mask.reset)
