@@ -67,29 +67,43 @@ class ChatServer:
         self.refusing = refusing
 
     def gate(self, connection: Any, request: Request) -> Response | None:
-        """An HTTP handler in front of the hub: refuses upgrades while ``refusing``."""
+        """An HTTP handler in front of the hub: refuses upgrades while ``refusing``.
+
+        It also serves ``/blank``, an empty page on the hub's origin from which a test
+        imports ``/wshub.js`` and drives the client directly.
+        """
         if self.refusing and is_upgrade_request(request):
             return Response.text(503, "Service Unavailable\n")
+        if request.path == "/blank" and not is_upgrade_request(request):
+            return Response.html(200, "<!doctype html><title>wshub.js</title>")
         return None
 
 
-@pytest.fixture
-async def chat_server() -> AsyncIterator[ChatServer]:
-    """The hub (in-memory history, anonymous connections allowed) serving the chat at ``/``.
+@asynccontextmanager
+async def running_chat(**options: Any) -> AsyncIterator[ChatServer]:
+    """Start a hub server with the chat mounted; ``options`` go to ``start_hub``.
 
     Mounted the way ``wshub serve`` mounts it: ``ChatApp`` as an HTTP handler of the hub
     server, on the hub's port, next to the WebSocket path ``/ws``.
     """
     chat = ChatServer()
+    options.setdefault("allow_anonymous", True)
     async with await start_hub(
         "127.0.0.1",
         0,
         ephemeral=True,
-        allow_anonymous=True,
         http_handlers=[chat.gate, ChatApp(ws_path="/ws")],
         close_timeout=1.0,
+        **options,
     ) as hub_server:
         chat.hub_server = hub_server
+        yield chat
+
+
+@pytest.fixture
+async def chat_server() -> AsyncIterator[ChatServer]:
+    """The hub (in-memory history, anonymous connections allowed) serving the chat at ``/``."""
+    async with running_chat() as chat:
         yield chat
 
 

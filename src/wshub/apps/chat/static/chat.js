@@ -145,6 +145,7 @@ function timeElement(ms) {
 
 /** The name to show for a ClientInfo (protocol §3). */
 function displayName(info) {
+  if (!info) return "Server"; // published through the HTTP API without an info
   const nick = info && info.meta && typeof info.meta.nick === "string" ? info.meta.nick.trim() : "";
   if (nick) return nick.slice(0, MAX_NICK);
   if (info && info.user) return info.user;
@@ -223,6 +224,7 @@ function showState(state, previous) {
   const shown = state === State.DISCONNECTED ? State.CONNECTING : state;
   ui.status.textContent = labels[state];
   ui.status.dataset.state = shown;
+  ui.app.dataset.connection = shown;
 
   if (state === State.RECONNECTING) {
     app.reconnecting = true;
@@ -305,9 +307,20 @@ function leaveRoom(room) {
     app.current = null;
     const next = app.rooms.values().next().value;
     if (next) selectRoom(next);
-    else joinRoom(DEFAULT_ROOM);
+    else if (room.name !== DEFAULT_ROOM) joinRoom(DEFAULT_ROOM);
+    else showNoRoom();
   }
   renderRoomList();
+}
+
+/** Nothing joined (the last room was left or refused): invite to join one. */
+function showNoRoom() {
+  ui.roomName.textContent = "";
+  document.title = "wshub chat";
+  ui.empty.hidden = true;
+  renderPresence();
+  renderTyping();
+  ui.roomInput.focus();
 }
 
 function selectRoom(room) {
@@ -728,6 +741,8 @@ function toggleDrawer(name, button) {
   closeDrawers();
   ui.app.classList.toggle(`${name}-open`, open);
   button.setAttribute("aria-expanded", String(open));
+  // Move the focus into the drawer (after its slide-in made it visible) for keyboard users.
+  if (open) setTimeout(() => $(button.getAttribute("aria-controls")).focus(), 0);
 }
 
 function switchRoom(step) {
@@ -778,7 +793,15 @@ function bindChatUi() {
   });
   document.addEventListener("keydown", (event) => {
     if (ui.chatScreen.hidden) return;
-    if (event.key === "Escape") closeDrawers();
+    if (event.key === "Escape") {
+      const open = ui.app.classList.contains("rooms-open")
+        ? ui.toggleRooms
+        : ui.app.classList.contains("people-open")
+          ? ui.togglePeople
+          : null;
+      closeDrawers();
+      if (open) open.focus();
+    }
     if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
       event.preventDefault();
       switchRoom(event.key === "ArrowUp" ? -1 : 1);
