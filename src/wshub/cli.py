@@ -1,0 +1,285 @@
+"""The ``wshub`` command: ``wshub serve`` runs a hub with the chat page, ``wshub token`` signs
+connection tokens.
+
+``wshub serve`` with no options is the demo that ``make run`` starts: a hub on
+http://127.0.0.1:8765/ whose chat room works in a browser with no configuration and no other
+service. Without a token secret nobody could present a token, so anonymous users are then
+allowed, with the default anonymous permissions (chat, board, tickers); history is kept in
+SQLite under ``./.wshub-data``.
+
+Every limit of the WebSocket layer and of the hub is an option with the name of its keyword
+argument (``max_size`` is ``--max-size``); the hub's limits are read from
+:class:`~wshub.hub.HubLimits` itself, so that a new limit appears here without another edit.
+Secrets may come from the environment (``WSHUB_SECRET``, ``WSHUB_API_KEY``), read through
+:mod:`wshub.config` like every environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from wshub import config
+from wshub.aio import run
+from wshub.apps.chat import ChatApp
+from wshub.hub import HubLimits
+from wshub.hub.auth import make_token
+from wshub.hub.server import HubServer, start_hub
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("wshub.server")
+
+DEFAULT_DATA_DIR = ".wshub-data"
+
+# Options of the WebSocket layer offered on ``serve`` (name, parser, help); each is passed on
+# only when given, so that the layer's own documented default applies otherwise.
+_NONE_WORDS = ("none", "off", "unlimited")
+
+
+def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type that also accepts ``none`` (no limit / disabled)."""
+
+    def parse(text: str) -> Any:
+        if text.strip().lower() in _NONE_WORDS:
+            return None
+        return kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _compression(text: str) -> str | None:
+    if text.strip().lower() in _NONE_WORDS:
+        return None
+    if text != "deflate":
+        raise argparse.ArgumentTypeError("use 'deflate' or 'none'")
+    return text
+
+
+_TRANSPORT_OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
+    ("max_size", _optional(int), "largest message in bytes (default 1 MiB; 'none': no limit)"),
+    ("max_queue", _optional(int), "unread messages buffered per connection (default 16)"),
+    ("write_limit", int, "write buffer high-water mark in bytes (default 65536)"),
+    ("ping_interval", _optional(float), "seconds between keepalive pings (default 20)"),
+    ("ping_timeout", _optional(float), "seconds to wait for a pong (default 20)"),
+    ("open_timeout", _optional(float), "seconds for the opening handshake (default 10)"),
+    ("close_timeout", _optional(float), "seconds for the closing handshake (default 10)"),
+    ("max_connections", _optional(int), "open connections before 503 (default: no limit)"),
+    ("max_request_size", _optional(int), "largest HTTP request in bytes (default 1 MiB)"),
+    ("compression", _compression, "'deflate' (default) or 'none'"),
+)
+
+
+def _limit_parser(annotation: Any) -> Callable[[str], Any]:
+    """How to read one :class:`HubLimits` field from its annotation (``"float | None"``)."""
+    text = str(annotation)
+    kind: Callable[[str], Any] = float if "float" in text else int
+    return _optional(kind) if "None" in text else kind
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``wshub`` (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(
+        prog="wshub", description="WebSocket toolkit and real-time messaging hub."
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="logging level (default: info)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a hub with the chat page",
+        description=(
+            "Run a hub: the chat page on http://HOST:PORT/, the WebSocket endpoint at PATH and "
+            "the HTTP API (/healthz, /api/...). With no secret (--secret or WSHUB_SECRET), "
+            "anonymous users are allowed with the default anonymous permissions, so that the "
+            "chat works with no configuration; with a secret, only token holders may connect "
+            "unless --allow-anonymous is given."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port, 0 = any (default 8765)")
+    serve.add_argument("--path", default="/ws", help="WebSocket path (default: /ws)")
+    serve.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"where the SQLite history lives, created if needed (default: ./{DEFAULT_DATA_DIR})",
+    )
+    serve.add_argument(
+        "--ephemeral", action="store_true", help="keep history in memory only (lost on exit)"
+    )
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="accept connections without a token even when a secret is set",
+    )
+    serve.add_argument(
+        "--secret",
+        help="HS256 secret for connection tokens, at least 32 bytes (default: $WSHUB_SECRET)",
+    )
+    serve.add_argument(
+        "--api-key", help="key for the HTTP API (default: $WSHUB_API_KEY; none: API off)"
+    )
+    serve.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        default=argparse.SUPPRESS,
+        metavar="ORIGIN",
+        help="allowed Origin of WebSocket upgrades (repeatable; default: any)",
+    )
+    serve.add_argument("--no-chat", action="store_true", help="do not serve the chat page")
+    transport = serve.add_argument_group("WebSocket limits")
+    for name, kind, text in _TRANSPORT_OPTIONS:
+        transport.add_argument(_flag(name), type=kind, default=argparse.SUPPRESS, help=text)
+    hub = serve.add_argument_group("hub limits (docs/hub.md; 'none' where no limit is allowed)")
+    for field in dataclasses.fields(HubLimits):
+        hub.add_argument(
+            _flag(field.name),
+            dest=f"limit_{field.name}",
+            type=_limit_parser(field.type),
+            default=argparse.SUPPRESS,
+            metavar=field.name.upper(),
+            help=f"(default: {field.default})",
+        )
+    serve.set_defaults(func=_serve_command)
+
+    token = commands.add_parser(
+        "token",
+        help="print a connection token (JWT)",
+        description="Sign an HS256 connection token for the hub (claims: docs/hub.md, Tokens).",
+    )
+    token.add_argument("--secret", help="the hub's secret (default: $WSHUB_SECRET)")
+    token.add_argument("--user", required=True, help="the user id (the token's sub)")
+    token.add_argument(
+        "--ttl",
+        type=_optional(float),
+        default=3600.0,
+        help="seconds until it expires (default 3600; 'none': no exp claim)",
+    )
+    token.add_argument(
+        "--channels",
+        nargs="+",
+        default=[],
+        metavar="PATTERN:PERMS",
+        help="permissions, e.g. 'chat:*:spr' 'ticker:*:s' (s subscribe, p publish, r read)",
+    )
+    token.set_defaults(func=_token_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``wshub`` with ``argv`` (default: the command line); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status: int = args.func(args)
+    except ValueError as exc:
+        # Bad configuration (a short secret, an invalid permission): say what, not a traceback.
+        parser.exit(2, f"wshub: error: {exc}\n")
+    return status
+
+
+# --- wshub token ------------------------------------------------------------------------
+
+
+def _token_command(args: argparse.Namespace) -> int:
+    secret = args.secret or config.env_str("WSHUB_SECRET")
+    if not secret:
+        raise ValueError("a secret is needed: --secret or WSHUB_SECRET")
+    print(make_token(secret, args.user, args.ttl, args.channels))
+    return 0
+
+
+# --- wshub serve ------------------------------------------------------------------------
+
+
+def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`start_hub` for the parsed command line."""
+    secret = args.secret or config.env_str("WSHUB_SECRET")
+    api_key = args.api_key or config.env_str("WSHUB_API_KEY")
+    given = vars(args)
+    limits = {
+        field.name: given[f"limit_{field.name}"]
+        for field in dataclasses.fields(HubLimits)
+        if f"limit_{field.name}" in given
+    }
+    options: dict[str, Any] = {
+        "data_dir": None if args.ephemeral else args.data_dir,
+        "ephemeral": args.ephemeral,
+        # Without a secret no token can be checked: anonymous is the only way in.
+        "allow_anonymous": args.allow_anonymous or secret is None,
+        "secret": secret,
+        "api_key": api_key,
+        "path": args.path,
+        "http_handlers": [] if args.no_chat else [ChatApp(ws_path=args.path)],
+        "limits": HubLimits(**limits),
+    }
+    for name, _, _ in _TRANSPORT_OPTIONS:
+        if name in given:
+            options[name] = given[name]
+    if "origins" in given:
+        options["origins"] = given["origins"]
+    return options
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    options = _serve_options(args)
+    run(_serve(args.host, args.port, options))
+    return 0
+
+
+def _display_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
+async def _serve(host: str, port: int, options: dict[str, Any]) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection with 1001."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows' event loop
+            loop.add_signal_handler(signum, stop.set)
+    server: HubServer = await start_hub(host or None, port, **options)
+    try:
+        shown = _display_host(host)
+        if options["http_handlers"]:
+            print(f"wshub: chat on http://{shown}:{server.port}/", flush=True)
+        print(f"wshub: hub on ws://{shown}:{server.port}{server.path}", flush=True)
+        if options["allow_anonymous"]:
+            print("wshub: anonymous users allowed", flush=True)
+        if options["data_dir"] is not None:
+            print(f"wshub: history in {options['data_dir']}", flush=True)
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        await server.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signum)
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m wshub.cli
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Tests for wshub.cli: ``wshub token`` in process, ``wshub serve`` as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+import orjson
+import pytest
+
+import wshub
+from wshub.cli import _serve_options, build_parser, main
+from wshub.exceptions import AuthError
+from wshub.hub.auth import Authenticator
+from wshub.hub.client import HubClient
+
+SECRET = "cli-tests-secret-0123456789abcdef-0123"
+
+
+def token_from_cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(["token", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    return out.strip()
+
+
+# --- wshub token ------------------------------------------------------------------------
+
+
+def test_token_verifies_and_carries_the_claims(capsys: pytest.CaptureFixture[str]) -> None:
+    """The printed JWT verifies with the secret and has sub, exp - iat = ttl and channels."""
+    token = token_from_cli(
+        capsys,
+        "--secret",
+        SECRET,
+        "--user",
+        "alice",
+        "--ttl",
+        "60",
+        "--channels",
+        "chat:*:spr",
+        "ticker:*:s",
+    )
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+    assert claims["exp"] - claims["iat"] == 60
+    assert claims["channels"] == ["chat:*:prs", "ticker:*:s"]
+    identity = Authenticator(secret=SECRET).authenticate(token)
+    assert identity.user == "alice"
+    assert identity.permissions.allows("chat:lobby", "p")
+    assert not identity.permissions.allows("ticker:AAPL", "p")
+
+
+def test_token_secret_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --secret, WSHUB_SECRET signs the token; --ttl none leaves out exp."""
+    monkeypatch.setenv("WSHUB_SECRET", SECRET)
+    token = token_from_cli(capsys, "--user", "bob", "--ttl", "none")
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"require": ["sub"]})
+    assert claims["sub"] == "bob" and "exp" not in claims and claims["channels"] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--user", "carol"],  # no secret anywhere
+        ["--user", "carol", "--secret", "short"],  # under 32 bytes
+        ["--user", "carol", "--secret", SECRET, "--channels", "chat:*:x"],  # bad perms
+    ],
+)
+def test_token_refuses_bad_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Bad configuration exits with status 2 and a one-line error, not a traceback."""
+    monkeypatch.delenv("WSHUB_SECRET", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main(["token", *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wshub: error:") and "Traceback" not in err
+
+
+def test_limit_options_reach_the_hub() -> None:
+    """Core and hub limits keep their keyword names; 'none' means no limit."""
+    line = "serve --ephemeral --max-size none --ping-interval 5 --max-channels 7"
+    line += " --publish-rate none --compression none"
+    args = build_parser().parse_args(line.split())
+    options = _serve_options(args)
+    assert options["max_size"] is None and options["ping_interval"] == 5.0
+    assert options["compression"] is None
+    assert options["limits"].max_channels == 7 and options["limits"].publish_rate is None
+    assert "max_queue" not in options  # not given: the layer's own default applies
+
+
+def test_anonymous_unless_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret: anonymous allowed (the demo); a secret: refused unless --allow-anonymous."""
+    monkeypatch.delenv("WSHUB_SECRET", raising=False)
+    parse = build_parser().parse_args
+    assert _serve_options(parse(["serve"]))["allow_anonymous"] is True
+    assert _serve_options(parse(["serve"]))["data_dir"] == ".wshub-data"
+    monkeypatch.setenv("WSHUB_SECRET", SECRET)
+    assert _serve_options(parse(["serve"]))["allow_anonymous"] is False
+    assert _serve_options(parse(["serve", "--allow-anonymous"]))["allow_anonymous"] is True
+
+
+# --- wshub serve ------------------------------------------------------------------------
+
+
+class Served:
+    def __init__(self, process: asyncio.subprocess.Process, port: int, lines: list[str]):
+        self.process = process
+        self.port = port
+        self.lines = lines
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        def call() -> tuple[int, bytes]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as r:
+                return r.status, r.read()
+
+        return await asyncio.to_thread(call)
+
+    async def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return await self.process.wait()
+
+
+@asynccontextmanager
+async def serve(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[Served]:
+    """``python -m wshub serve --port 0 ARGS`` until it says where the hub is."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WSHUB_")}
+    environment.update(env or {})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wshub",
+        "serve",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=environment,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        while True:
+            line = (await process.stdout.readline()).decode()
+            assert line, f"wshub serve exited early: {lines}"
+            lines.append(line)
+            found = re.match(r"wshub: hub on ws://127\.0\.0\.1:(\d+)/ws", line)
+            if found:
+                break
+        yield Served(process, int(found.group(1)), lines)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+# The server runs in its own process on wshub.run's loop: one client-side loop is enough.
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_answers_http_and_websocket_then_stops_on_sigterm() -> None:
+    """The demo server: chat page, /healthz, a hub session; SIGTERM: 1001 and exit code 0."""
+    async with serve("--ephemeral") as served:
+        assert served.lines[0] == f"wshub: chat on http://127.0.0.1:{served.port}/\n"
+        status, body = await served.get("/healthz")
+        assert status == 200 and orjson.loads(body)["status"] == "ok"
+        status, page = await served.get("/")
+        assert status == 200 and b"<!doctype html>" in page.lower()
+        async with wshub.connect(served.url, subprotocols=["wshub.v1"]) as ws:
+            await ws.send('{"id": 1, "cmd": "connect"}')
+            reply: Any = orjson.loads(await ws.recv())
+            assert reply["id"] == 1 and reply["result"]["user"] == ""
+            assert await served.stop() == 0
+            await ws.wait_closed()
+            assert ws.close_code == 1001
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_with_a_secret_and_a_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """WSHUB_SECRET turns anonymous off; history in --data-dir survives a restart."""
+    env = {"WSHUB_SECRET": SECRET}
+    data_dir = str(tmp_path / "data")
+    token = token_from_cli(capsys, "--secret", SECRET, "--user", "dora", "--channels", "chat:*:spr")
+    async with serve("--data-dir", data_dir, env=env) as served:
+        with pytest.raises(AuthError):
+            await HubClient(served.url).connect()
+        async with HubClient(served.url, token) as client:
+            await client.subscribe("chat:kept")
+            offset = await client.publish("chat:kept", {"text": "still here"})
+        assert await served.stop() == 0
+    assert (tmp_path / "data" / "history.db").exists()
+    async with serve("--data-dir", data_dir, env=env) as served:
+        async with HubClient(served.url, token) as client:
+            page = await client.history("chat:kept")
+            assert [(p.offset, p.data) for p in page.publications] == [
+                (offset, {"text": "still here"})
+            ]
+        assert await served.stop() == 0
