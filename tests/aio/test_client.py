@@ -297,7 +297,12 @@ async def test_async_for_reconnects_after_the_server_drops() -> None:
 
 async def test_async_for_retries_5xx_and_gives_up_on_4xx() -> None:
     """While reconnecting, 5xx answers are retried; a 4xx answer ends the loop."""
-    answers = [Response.text(503, "busy\n"), None, Response.text(403, "banned\n")]
+    answers = [
+        Response.text(503, "busy\n"),
+        Response.text(503, "still busy\n"),
+        None,
+        Response.text(403, "banned\n"),
+    ]
 
     def gatekeeper(connection: ServerConnection, request: Request) -> Response | None:
         return answers.pop(0)
@@ -404,3 +409,20 @@ async def test_sent_frames_are_masked_with_fresh_keys() -> None:
         assert len(set(keys)) == 3
         peer.send_close(1000)
         assert await wait_for(peer.recv_close()) == (1000, "")
+
+
+async def test_async_for_closes_the_previous_connection() -> None:
+    """A loop body that moves on leaves its connection to the iterator, which closes it."""
+    async with loopback_server(echo) as server:
+        connector = connect(server_url(server), backoff_initial=UNIT)
+        opened: list[ClientConnection] = []
+        async for ws in connector:
+            opened.append(ws)
+            await ws.send("hi")
+            assert await wait_for(ws.recv()) == "hi"
+            if len(opened) == 2:
+                break
+        assert not opened[0].open and opened[0].close_code == 1000
+        assert opened[1].open
+        await connector.close()
+        assert not opened[1].open

@@ -725,3 +725,97 @@ async def test_protocol_error_is_reported_to_on_error() -> None:
         assert code == 1002
     assert await wait_for(recorder.closed) == (1006, "")
     assert [type(e).__name__ for e in recorder.errors] == ["ProtocolError"]
+
+
+async def test_unsolicited_pong_is_ignored() -> None:
+    """A pong nobody asked for is a heartbeat (§5.5.3): nothing breaks."""
+    async with (
+        loopback_server(echo) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        await raw.handshake()
+        raw.send_frame(Opcode.PONG, b"heartbeat")
+        raw.send_text("still fine")
+        assert (await wait_for(raw.recv_frame())).payload == b"still fine"
+        raw.send_close(1000)
+        assert await wait_for(raw.recv_close()) == (1000, "")
+
+
+async def test_messages_without_on_message_are_dropped() -> None:
+    """An event-style server without on_message discards messages and stays open."""
+    opened: asyncio.Queue[ServerConnection] = asyncio.Queue()
+    async with (
+        loopback_server(on_open=lambda ws: opened.put_nowait(ws)) as server,
+        connect(server_url(server)) as client,
+    ):
+        ws = await wait_for(opened.get())
+        await client.send("into the void")
+        assert await wait_for(client.ping()) > 0.0  # the message was read before the ping
+        assert ws.open
+        with pytest.raises(InvalidState):
+            await ws.recv()
+
+
+async def test_raising_on_open_closes_with_1011() -> None:
+    """on_open failing is reported to on_error, and the connection closes with 1011."""
+    errors: asyncio.Queue[Exception] = asyncio.Queue()
+
+    def on_open(ws: Any) -> None:
+        raise LookupError("no such room")
+
+    async with (
+        loopback_server(on_open=on_open, on_error=lambda ws, e: errors.put_nowait(e)) as server,
+        connect(server_url(server)) as client,
+    ):
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(client.recv())
+        assert (exc_info.value.code, exc_info.value.reason) == (1011, "")
+        assert isinstance(await wait_for(errors.get()), LookupError)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["plain", "async"])
+async def test_failing_on_error_is_logged(
+    asynchronous: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An on_error that raises itself is logged, not called again; the close is 1011."""
+    calls: list[Exception] = []
+
+    def on_message(ws: Any, message: str | bytes) -> None:
+        raise ValueError("first")
+
+    def on_error(ws: Any, exc: Exception) -> None:
+        calls.append(exc)
+        raise RuntimeError("second")
+
+    async def on_error_async(ws: Any, exc: Exception) -> None:
+        on_error(ws, exc)
+
+    async with (
+        loopback_server(
+            on_message=on_message, on_error=on_error_async if asynchronous else on_error
+        ) as server,
+        connect(server_url(server)) as client,
+    ):
+        await client.send("x")
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(client.recv())
+        assert exc_info.value.code == 1011
+    assert [type(e) for e in calls] == [ValueError]
+    assert "on_error callback failed" in caplog.text
+
+
+async def test_callback_error_without_on_error_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Without on_error, a raising callback is logged and the connection closes with 1011."""
+
+    def on_message(ws: Any, message: str | bytes) -> None:
+        raise ValueError("nobody listens")
+
+    async with (
+        loopback_server(on_message=on_message) as server,
+        connect(server_url(server)) as client,
+    ):
+        await client.send("x")
+        with pytest.raises(ConnectionClosedError) as exc_info:
+            await wait_for(client.recv())
+        assert exc_info.value.code == 1011
+    assert "callback failed" in caplog.text

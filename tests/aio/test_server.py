@@ -762,3 +762,29 @@ async def test_wait_closed_cancels_a_pending_async_process_request() -> None:
         assert await wait_for(raw.read_until_eof()) == b""
     await wait_for(server.wait_closed())
     assert cancelled == ["process_request"]
+
+
+async def test_client_leaving_during_async_process_request() -> None:
+    """A client that leaves while process_request runs is cleaned up once it returns."""
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def slow_check(connection: ServerConnection, req: Request) -> Response | None:
+        entered.set()
+        await release.wait()
+        finished.set()
+        return None  # go on with the upgrade, if the client were still there
+
+    async with loopback_server(echo, process_request=slow_check) as server:
+        async with await RawClient.connect("127.0.0.1", server.port) as raw:
+            raw.send_request("/gone", upgrade_headers())
+            await wait_for(entered.wait())
+            raw.abort()
+        release.set()
+        await wait_for(finished.wait())
+        # With reading paused, the server may learn about the reset only after the 101
+        # went out; either way the connection ends and is forgotten.
+        for conn in list(server.connections):
+            await wait_for(conn.wait_closed())
+        assert server.connections == set()
