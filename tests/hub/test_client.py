@@ -13,13 +13,16 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 
+import wshub
 from wshub.exceptions import (
     AuthError,
     ConnectionClosedOK,
     HubError,
     InvalidState,
+    NegotiationError,
 )
 from wshub.hub import HubLimits, make_token
 from wshub.hub.client import (
@@ -574,3 +577,146 @@ async def test_full_buffer_without_fill_gaps_keeps_the_newest(make_client: MakeC
     await client.ping()
     assert [p.data for p in await take(sub, 4)] == [6, 7, 8, 9]
     assert sub.statistics().skipped == 6
+
+
+# --- callbacks and events ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+async def test_callbacks_hear_of_a_gap_through_on_error(make_client: MakeClient, kind: str) -> None:
+    """With a callback, the 116 of a failed recovery goes to on_error, in stream order."""
+    writer = await make_client()
+    await writer.subscribe("chat:cbgap")
+    await writer.publish("chat:cbgap", "before")
+    seen: list[object] = []
+    done = asyncio.Event()
+
+    def note(item: object) -> None:
+        seen.append(item)
+        if item == "after":
+            done.set()
+
+    def plain(pub: Publication) -> None:
+        note(pub.data)
+
+    async def coro(pub: Publication) -> None:
+        note(pub.data)
+
+    def on_error(sub: Subscription, exc: HubError) -> None:
+        note(exc.code)
+
+    reader = await make_client()
+    await reader.subscribe(
+        "chat:cbgap",
+        plain if kind == "plain" else coro,
+        since=Position(9, "stale"),
+        recent=1,
+        on_error=on_error,
+    )
+    await writer.publish("chat:cbgap", "after")
+    await done.wait()
+    assert seen == [116, "before", "after"]
+
+
+async def test_ephemeral_publications_are_events(make_client: MakeClient) -> None:
+    """publish_ephemeral reaches subscribers as an "ephemeral" event, with no offset."""
+    events: list[ChannelEvent] = []
+    got = asyncio.Event()
+
+    def on_event(event: ChannelEvent) -> None:
+        if event.kind == "ephemeral":
+            events.append(event)
+            got.set()
+
+    alice = await make_client()
+    sub = await alice.subscribe("chat:typing", on_event=on_event)
+    bob = await make_client()
+    await bob.subscribe("chat:typing")
+    await bob.publish_ephemeral("chat:typing", {"typing": True})
+    await got.wait()
+    assert events[0].data == {"typing": True}
+    assert events[0].info is not None and events[0].info.client == bob.client_id
+    assert sub.statistics().accepted == 0
+    assert (await bob.history("chat:typing")).publications == []
+
+
+# --- giving up --------------------------------------------------------------------------
+
+
+async def test_too_many_connections_on_reconnect_ends_the_client() -> None:
+    """A reconnection refused with 112 (then 4006) is final: calls and iteration raise it."""
+    limited = await start_hub(
+        "127.0.0.1",
+        0,
+        ephemeral=True,
+        secret=SECRET,
+        limits=HubLimits(max_connections_per_user=1),
+    )
+    try:
+        gate = Gate("solo")
+        first = HubClient(limited.url(), gate, backoff_initial=0.01)
+        await first.connect()
+        sub = await first.subscribe("chat:solo")
+        gate.open.clear()
+        old_id = first.client_id
+        assert first.connection is not None
+        first.connection.transport.abort()
+        while any(s.client_id == old_id for s in limited.hub.sessions):
+            await asyncio.sleep(0.001)  # until the hub counted the old connection out
+        async with HubClient(limited.url(), token("solo")):
+            gate.open.set()
+            with pytest.raises(HubError) as info:
+                await sub.get()
+            assert info.value.code == 112
+            assert first.closed and first.error is info.value
+            with pytest.raises(HubError):
+                await first.publish("chat:solo", 1)
+    finally:
+        await limited.close()
+
+
+async def test_no_reply_to_connect_times_out() -> None:
+    """A server that never answers connect: connect() raises TimeoutError."""
+
+    async def silent(ws: wshub.ServerConnection) -> None:
+        async for _ in ws:
+            pass
+
+    async with wshub.serve(silent, "127.0.0.1", 0, subprotocols=["wshub.v1"]) as ws_server:
+        client = HubClient(f"ws://127.0.0.1:{ws_server.port}/ws", open_timeout=0.05)
+        with pytest.raises(TimeoutError):
+            await client.connect()
+        assert client.closed
+
+
+async def test_a_server_without_the_subprotocol_is_refused() -> None:
+    """No wshub.v1 in the handshake: NegotiationError, no retry."""
+
+    async def plain(ws: wshub.ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with wshub.serve(plain, "127.0.0.1", 0) as ws_server:
+        client = HubClient(f"ws://127.0.0.1:{ws_server.port}/ws")
+        with pytest.raises(NegotiationError):
+            await client.connect()
+
+
+async def test_garbage_from_the_hub_is_logged_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A message that is not wshub.v1 does not break the connection."""
+
+    async def odd_hub(ws: wshub.ServerConnection) -> None:
+        async for message in ws:
+            command = orjson.loads(message)
+            await ws.send("this is not JSON")
+            await ws.send("[1, 2]")
+            await ws.send(orjson.dumps({"id": command["id"], "result": {"client": "c"}}).decode())
+
+    async with (
+        wshub.serve(odd_hub, "127.0.0.1", 0, subprotocols=["wshub.v1"]) as ws_server,
+        HubClient(f"ws://127.0.0.1:{ws_server.port}/ws") as client,
+    ):
+        assert await client.ping() >= 0
+        assert client.state is ClientState.CONNECTED
+    assert sum("not wshub.v1" in r.message for r in caplog.records) >= 2

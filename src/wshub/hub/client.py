@@ -102,6 +102,7 @@ __all__ = [
     "Publication",
     "Subscription",
     "SubscriptionStats",
+    "hub_error",
 ]
 
 logger = logging.getLogger("wshub.hub.client")
@@ -902,21 +903,22 @@ class HubClient:
                 if self.closed:  # close() ran meanwhile
                     await ws.close()
                     return
-                refusal, ready = await self._session(ws)
+                failure, ready = await self._session(ws)
                 close_code = ws.close_code
                 if self.closed:
                     return
                 if ready:
                     attempt = 0
-                fatal = self._fatal_error(refusal, close_code)
+                fatal = self._fatal_error(failure, close_code)
                 if fatal is not None:
                     self._fail(fatal)
                     return
-                reason = (
-                    f"connect refused ({refusal})"
-                    if refusal is not None
-                    else f"connection lost (close code {close_code}{_reason(ws.close_reason)})"
-                )
+                if isinstance(failure, HubError):
+                    reason = f"connect refused ({failure})"
+                elif isinstance(failure, TimeoutError):
+                    reason = f"no reply to connect within {self._open_timeout} s"
+                else:
+                    reason = f"connection lost (close code {close_code}{_reason(ws.close_reason)})"
             self._set_state(ClientState.WAITING)
             delay = self._delay(attempt, close_code)
             attempt += 1
@@ -924,19 +926,19 @@ class HubClient:
             await asyncio.sleep(delay)
 
     def _fatal_error(
-        self, refusal: HubError | None, close_code: int | None
+        self, failure: BaseException | None, close_code: int | None
     ) -> BaseException | None:
         """The error that ends the client, or ``None`` when reconnecting may help."""
         renewable = callable(self._token)
-        if refusal is not None:
+        if isinstance(failure, HubError):
             if not self._connected_once or not renewable:
-                return refusal
-            if refusal.code not in (ErrorCode.UNAUTHORIZED, ErrorCode.TOKEN_EXPIRED):
-                return refusal
+                return failure
+            if failure.code not in (ErrorCode.UNAUTHORIZED, ErrorCode.TOKEN_EXPIRED):
+                return failure
             return None
         if not self._connected_once:
-            # Lost before the first connect reply: report it rather than retry blindly.
-            return ConnectionClosedError(close_code or 1006, "closed while connecting")
+            # The first connection failed: report it rather than retry blindly.
+            return failure or ConnectionClosedError(close_code or 1006, "closed while connecting")
         if close_code in _FATAL_CLOSE_CODES:
             assert close_code is not None
             return ConnectionClosedError(close_code, CloseCode(close_code).reason)
@@ -944,34 +946,31 @@ class HubClient:
             return AuthError(ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED.message)
         return None
 
-    async def _session(self, ws: ClientConnection) -> tuple[HubError | None, bool]:
+    async def _session(self, ws: ClientConnection) -> tuple[BaseException | None, bool]:
         """Run one connection: ``connect``, restore subscriptions, resend, read until lost.
 
-        Returns the hub's refusal of ``connect`` (or ``None``), and whether the connection
-        got as far as :attr:`ClientState.CONNECTED`.
+        Returns why the handshake failed (the hub's refusal of ``connect``, a timeout, the
+        connection lost), or ``None``; and whether the connection got as far as
+        :attr:`ClientState.CONNECTED`.
         """
         self._ws = ws
         reader = asyncio.get_running_loop().create_task(self._read(ws))
-        refusal: HubError | None = None
+        failure: BaseException | None = None
         ready = False
         try:
             if ws.subprotocol != SUBPROTOCOL:
                 raise NegotiationError(f"the hub did not accept the subprotocol {SUBPROTOCOL}")
             await self._handshake(ws)
             ready = True
-        except HubError as exc:
-            refusal = exc
-        except TimeoutError:
-            logger.warning("%s: no reply to connect within %s s", self.url, self._open_timeout)
-        except ConnectionClosed:
-            pass  # lost during the handshake: the reader saw it too
+        except (HubError, TimeoutError, ConnectionClosed) as exc:
+            failure = exc
         except NegotiationError as exc:
             self._fail(exc)
         finally:
             if not ready or self._state is ClientState.CLOSED:
                 await ws.close()
         await reader
-        return refusal, ready
+        return failure, ready
 
     async def _handshake(self, ws: ClientConnection) -> None:
         token = await self._token_value()
@@ -1276,6 +1275,21 @@ class HubClient:
         mid = message_id if message_id is not None else uuid.uuid4().hex
         result = await self._call(lambda id: Publish(id, channel, payload, mid).serialize())
         return int(result["offset"])
+
+    async def publish_ephemeral(self, channel: str, data: Any) -> None:
+        """Send ``data`` to the current subscribers only (e.g. a typing indicator).
+
+        Not stored, no offset, never recovered (docs/protocol.md §4.4.1); subscribers see
+        it as a :class:`ChannelEvent` of kind ``"ephemeral"``. Not resent after a
+        reconnection: a stale signal is worth nothing.
+
+        Raises:
+            HubError, AuthError: as :meth:`publish`.
+        """
+        payload = orjson.dumps(data)
+        await self._call(
+            lambda id: Publish(id, channel, payload, ephemeral=True).serialize(), _OnLost.RESOLVE
+        )
 
     async def presence(self, channel: str) -> list[ClientInfo]:
         """Who is subscribed to ``channel`` now.
