@@ -459,7 +459,7 @@ async def test_keepalive_keeps_a_responsive_peer_and_measures_latency() -> None:
     """A peer that answers every keepalive ping stays open, ping after ping."""
     accepting = Accepting()
     async with (
-        loopback_server(accepting.handler, ping_interval=UNIT, ping_timeout=2 * UNIT) as server,
+        loopback_server(accepting.handler, ping_interval=UNIT, ping_timeout=WAIT) as server,
         await RawClient.connect("127.0.0.1", server.port) as raw,
     ):
         await raw.handshake()

