@@ -97,6 +97,13 @@ class Gate:
         return token(self.user)
 
 
+def cut_off(client: HubClient, gate: Gate) -> None:
+    """Drop the client's TCP connection; it reconnects only once the gate opens again."""
+    gate.open.clear()
+    assert client.connection is not None and client.connection.transport is not None
+    client.connection.transport.abort()
+
+
 async def take(sub: Subscription, count: int) -> list[Publication]:
     return [await sub.get() for _ in range(count)]
 
@@ -415,9 +422,7 @@ async def test_reconnect_recovers_missed_publications(make_client: MakeClient) -
     offsets = [await writer.publish("chat:rec", n) for n in range(3)]
     assert [p.offset for p in await take(sub, 3)] == offsets
 
-    gate.open.clear()
-    assert reader.connection is not None
-    reader.connection.transport.abort()
+    cut_off(reader, gate)
     offsets += [await writer.publish("chat:rec", n) for n in range(3, 8)]
     gate.open.set()
 
@@ -471,9 +476,7 @@ async def test_calls_wait_for_the_reconnection(make_client: MakeClient) -> None:
     gate = Gate()
     client = await make_client(gate)
     sub = await client.subscribe("chat:wait")
-    gate.open.clear()
-    assert client.connection is not None
-    client.connection.transport.abort()
+    cut_off(client, gate)
     task = asyncio.create_task(client.publish("chat:wait", "queued"))
     late = asyncio.create_task(client.subscribe("chat:late"))
     await asyncio.sleep(0)
@@ -489,9 +492,7 @@ async def test_close_fails_waiting_calls(make_client: MakeClient) -> None:
     gate = Gate()
     client = await make_client(gate)
     sub = await client.subscribe("chat:bye")
-    gate.open.clear()
-    assert client.connection is not None
-    client.connection.transport.abort()
+    cut_off(client, gate)
     task = asyncio.create_task(client.publish("chat:bye", 1))
     await asyncio.sleep(0)
     await client.close()
@@ -657,10 +658,8 @@ async def test_too_many_connections_on_reconnect_ends_the_client() -> None:
         first = HubClient(limited.url(), gate, backoff_initial=0.01)
         await first.connect()
         sub = await first.subscribe("chat:solo")
-        gate.open.clear()
         old_id = first.client_id
-        assert first.connection is not None
-        first.connection.transport.abort()
+        cut_off(first, gate)
         while any(s.client_id == old_id for s in limited.hub.sessions):
             await asyncio.sleep(0.001)  # until the hub counted the old connection out
         async with HubClient(limited.url(), token("solo")):
