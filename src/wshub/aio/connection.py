@@ -496,9 +496,11 @@ class WebSocketConnection(asyncio.Protocol):
             self._pings = {}
         if data in self._pings:
             raise InvalidState("a ping with the same data is already waiting for its pong")
+        # Send first: a ping the core refuses (over 125 bytes) must not be left waiting.
+        # The pong cannot arrive before the entry exists: nothing awaits in between.
+        core.ping(data)
         waiter: asyncio.Future[float] = self.loop.create_future()
         self._pings[data] = (_clock(), waiter)
-        core.ping(data)
         return await waiter
 
     def _on_pong(self, data: bytes) -> None:
