@@ -819,3 +819,12 @@ async def test_callback_error_without_on_error_is_logged(caplog: pytest.LogCaptu
             await wait_for(client.recv())
         assert exc_info.value.code == 1011
     assert "callback failed" in caplog.text
+
+
+async def test_refused_ping_leaves_nothing_behind() -> None:
+    """A ping over 125 bytes is refused each time, and never counts as in flight."""
+    async with websocket_pair() as (_server, client):
+        for _ in range(2):
+            with pytest.raises(InvalidState, match="125 bytes"):
+                await client.ping(b"x" * 126)
+        assert await wait_for(client.ping(b"x" * 125)) > 0.0
