@@ -225,7 +225,13 @@ class Connect:
                 return
             logger.warning("connection to %s lost (close code %s); reconnecting", self.url, code)
             await asyncio.sleep(random.uniform(0, self._backoff_initial))
-            conn = await self._retry_open()
+            try:
+                conn = await self._retry_open()
+            except InvalidHandshake as exc:
+                # A refusal that retrying cannot fix (e.g. 401, 403): nobody awaits this
+                # task, so say it here instead of leaving an unretrieved exception.
+                logger.error("reconnecting to %s refused (%s); giving up", self.url, _describe(exc))
+                return
 
     def __aiter__(self) -> AsyncIterator[ClientConnection]:
         return self._iterate()
