@@ -426,3 +426,31 @@ async def test_async_for_closes_the_previous_connection() -> None:
         assert opened[1].open
         await connector.close()
         assert not opened[1].open
+
+
+async def test_callbacks_reconnect_gives_up_on_4xx(caplog: pytest.LogCaptureFixture) -> None:
+    """A 4xx answer while reconnecting stops the supervisor, logged, with nothing left over."""
+    server_side = DropFirst()
+    answers: list[Response | None] = [None, Response.text(401, "token expired\n")]
+
+    def gatekeeper(connection: ServerConnection, request: Request) -> Response | None:
+        return answers.pop(0)
+
+    closed: asyncio.Queue[int] = asyncio.Queue()
+    async with loopback_server(server_side.handler, process_request=gatekeeper) as server:
+        connector = connect(
+            server_url(server),
+            on_message=lambda ws, m: None,
+            on_close=lambda ws, code, reason: closed.put_nowait(code),
+            reconnect=True,
+            backoff_initial=UNIT,
+        )
+        first = await wait_for(connector)
+        first.send_nowait("drop me")
+        assert await wait_for(closed.get()) == 1006
+        supervisor = connector._supervisor
+        assert supervisor is not None
+        await wait_for(asyncio.shield(supervisor))  # ends without an exception
+        assert answers == []
+        await connector.close()
+    assert "giving up" in caplog.text
