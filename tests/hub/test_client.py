@@ -22,6 +22,7 @@ from wshub.exceptions import (
     ConnectionClosedOK,
     HubError,
     InvalidState,
+    InvalidURI,
     NegotiationError,
 )
 from wshub.hub import HubLimits, make_token
@@ -719,3 +720,29 @@ async def test_garbage_from_the_hub_is_logged_and_skipped(
         assert await client.ping() >= 0
         assert client.state is ClientState.CONNECTED
     assert sum("not wshub.v1" in r.message for r in caplog.records) >= 2
+
+
+async def test_a_failing_token_source_is_retried(make_client: MakeClient) -> None:
+    """The token callable fails once during a reconnection: the client tries again."""
+    calls = 0
+
+    def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("token service down")
+        return token("flaky")
+
+    client = await make_client(flaky)
+    sub = await client.subscribe("chat:flaky")
+    assert client.connection is not None and client.connection.transport is not None
+    client.connection.transport.abort()
+    assert await client.publish("chat:flaky", "back") == 1
+    assert (await sub.get()).data == "back"
+    assert (calls, client.reconnects) == (3, 1)
+
+
+def test_a_wrong_url_fails_at_once() -> None:
+    """The URL is checked when the client is made."""
+    with pytest.raises(InvalidURI):
+        HubClient("http://127.0.0.1/ws")

@@ -92,6 +92,7 @@ from wshub.hub.wire import (
     Subscribe,
     Unsubscribe,
 )
+from wshub.protocol.uri import parse_uri
 
 __all__ = [
     "ChannelEvent",
@@ -498,7 +499,10 @@ class Subscription:
         queue = self._queue
         if len(queue) >= self._queue_size:
             if self._fill_gaps:
-                self._start_repair(pub.offset)
+                if self._position is not None:
+                    self._start_repair(pub.offset)
+                # else: inside a gap already reported (116 queued); the first publication
+                # that finds room starts the stream again.
                 return
             self._drop_oldest()
         queue.append(pub)
@@ -688,6 +692,10 @@ class HubClient:
             to ``connect``; ``None`` waits forever.
         ping_interval, ping_timeout, max_size, compression, ssl, additional_headers,
             origin: passed to :func:`wshub.connect`.
+
+    Raises:
+        InvalidURI: ``url`` is not a ``ws://`` or ``wss://`` URL.
+        ValueError: a limit is out of range.
     """
 
     def __init__(
@@ -710,6 +718,7 @@ class HubClient:
         additional_headers: Iterable[tuple[str, str]] | Mapping[str, str] | None = None,
         origin: str | None = None,
     ) -> None:
+        parse_uri(url)  # a wrong URL fails here, not in the background
         if queue_size < 2:
             raise ValueError("queue_size must be at least 2")
         if max_pending < 1:
@@ -749,7 +758,6 @@ class HubClient:
         self._pending: dict[int, _Request] = {}
         self._slots: asyncio.Semaphore | None = None
         self._subs: dict[str, Subscription] = {}
-        self._connected: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
@@ -766,11 +774,6 @@ class HubClient:
         if state is not self._state:
             logger.debug("%s: %s -> %s", self.url, self._state.name, state.name)
             self._state = state
-            if self._connected is not None:
-                if state is ClientState.CONNECTED:
-                    self._connected.set()
-                else:
-                    self._connected.clear()
 
     @property
     def closed(self) -> bool:
@@ -807,7 +810,6 @@ class HubClient:
             raise InvalidState("connect() was already called")
         loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(self._max_pending)
-        self._connected = asyncio.Event()
         self._first = loop.create_future()
         self._set_state(ClientState.CONNECTING)
         self._runner = loop.create_task(self._run())
@@ -888,6 +890,13 @@ class HubClient:
         return random.uniform(0, min(bound, self._backoff_max))
 
     async def _run(self) -> None:
+        try:
+            await self._reconnect_loop()
+        except Exception as exc:  # a bug, or an error nobody foresaw: never hang the caller
+            logger.exception("%s: the connection loop failed", self.url)
+            self._fail(exc)
+
+    async def _reconnect_loop(self) -> None:
         attempt = 0
         while not self.closed:
             self._set_state(ClientState.CONNECTING)
@@ -917,6 +926,8 @@ class HubClient:
                     reason = f"connect refused ({failure})"
                 elif isinstance(failure, TimeoutError):
                     reason = f"no reply to connect within {self._open_timeout} s"
+                elif failure is not None and not isinstance(failure, ConnectionClosed):
+                    reason = f"connecting failed ({type(failure).__name__}: {failure})"
                 else:
                     reason = f"connection lost (close code {close_code}{_reason(ws.close_reason)})"
             self._set_state(ClientState.WAITING)
@@ -962,10 +973,12 @@ class HubClient:
                 raise NegotiationError(f"the hub did not accept the subprotocol {SUBPROTOCOL}")
             await self._handshake(ws)
             ready = True
-        except (HubError, TimeoutError, ConnectionClosed) as exc:
-            failure = exc
         except NegotiationError as exc:
             self._fail(exc)
+        except Exception as exc:
+            # The hub refused connect, did not answer, the link dropped, or the token
+            # callable failed: _run() decides whether to try again.
+            failure = exc
         finally:
             if not ready or self._state is ClientState.CLOSED:
                 await ws.close()
