@@ -11,11 +11,14 @@ A :class:`HubClient` keeps one WebSocket connection to a hub and hides its losse
 What it guarantees, and how:
 
 * **Reconnects by itself.** After an abnormal closure (lost TCP connection, 1001 hub restart,
-  1011, 4002, 4004 slow consumer) it reconnects with exponential backoff and full jitter and
-  logs why on the ``wshub.hub.client`` logger. Closures that a retry cannot fix end the client
-  instead (4000 bad commands, 4006 too many connections, 4007 subprotocol, and 4001/4003 when
-  the token is a fixed string rather than a callable that can fetch a new one); every waiting
-  call and subscription then raises the error.
+  1011, 4002, 4004 slow consumer; 4005 rate limited, after a longer wait) it reconnects with
+  exponential backoff and full jitter and logs why on the ``wshub.hub.client`` logger. Calls
+  made meanwhile wait and go out once the subscriptions are restored. Closures that a retry
+  cannot fix end the client instead (4000 bad commands, 4006 too many connections, 4007
+  subprotocol, and 4001/4003 when the token is a fixed string rather than a callable that can
+  fetch a new one); every waiting call and subscription then raises the error. Only the first
+  connection is not retried: :meth:`HubClient.connect` raises, so that a wrong URL or token
+  fails fast.
 * **Exactly once, in order, across reconnects.** Each :class:`Subscription` keeps the
   position of the last publication it accepted and re-subscribes with ``since`` = that
   position, so the hub sends exactly the missed publications. Publications are accepted only
@@ -30,13 +33,16 @@ What it guarantees, and how:
 * **Publishes are retried without duplicates.** Every publish carries a ``message_id``
   (a random one unless given); a publish whose reply was lost with the connection is sent
   again with the same id after the re-subscriptions, and the hub answers with the offset it
-  assigned the first time. ``publish()`` returns exactly one offset.
+  assigned the first time. ``publish()`` returns exactly one offset. (A publish whose caller
+  was cancelled is not resent; it may or may not have been made.)
 * **Bounded buffers.** A subscription buffers at most ``queue_size`` unread publications.
   When its reader falls behind that far, the client stops buffering (it keeps reading the
   socket, so replies and other channels are not held up) and, once the reader has caught up
   to half the buffer, fetches what it skipped with ``history`` ``since`` its position: still
   exactly once and in order (this needs the ``r`` permission; without it, or once the hub's
-  history was trimmed, the gap is reported as above). With ``fill_gaps=False`` (tickers,
+  history was trimmed, the gap is reported as above). A gap in the hub's own stream
+  (namespaces whose slow-consumer policy drops publications) is filled the same way.
+  With ``fill_gaps=False`` (tickers,
   where only the newest value matters) the oldest buffered publication is dropped instead,
   and gaps in the stream are skipped. At most ``max_pending`` requests wait for a reply;
   further calls wait for room.
@@ -278,9 +284,10 @@ class Subscription:
     Attributes:
         channel: the channel.
         recoverable: whether the channel keeps history (``None`` until subscribed).
-        recovered: the outcome of the latest subscribe with ``since``: ``True`` when nothing
-            was missed, ``False`` once publications were lost for good (then a 116 was
-            raised at the gap); ``None`` while no recovery was attempted.
+        recovered: ``True`` after a subscribe with ``since`` (a reconnection, or a saved
+            position) recovered everything missed; ``False`` once publications were lost for
+            good (a failed recovery, a new epoch, a gap history could not fill: a 116 was
+            raised at that point of the stream); ``None`` while neither happened.
     """
 
     def __init__(
