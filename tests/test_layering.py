@@ -32,8 +32,8 @@ LAYERS: dict[str, int] = {
     "wshub.protocol": 1,
     "wshub._speedups": 1,  # the compiled part of wshub.protocol (convention 8)
     "wshub.aio": 2,
-    "wshub": 3,  # the root package only: the curated public API
-    "wshub.hub": 4,
+    "wshub.hub": 3,
+    "wshub": 4,  # the root package only: the curated public API, re-exported from aio and hub
     "wshub.apps": 5,
     "wshub.testing": 6,
     "wshub.cli": 7,
@@ -243,7 +243,7 @@ GOOD_TREE = {
     "wshub/protocol/frames.py": "import os\nfrom .. import exceptions\nKEY = os.urandom(4)\n",
     "wshub/aio/__init__.py": "from . import server\nfrom ..protocol import frames\n",
     "wshub/aio/server.py": "import asyncio\nfrom wshub.protocol.frames import KEY\n",
-    "wshub/hub/__init__.py": "from wshub import serve\n",
+    "wshub/hub/__init__.py": "from wshub.aio import serve\n",
     "wshub/testing/__init__.py": "from ..hub import x\nfrom wshub.apps import y\n",
 }
 

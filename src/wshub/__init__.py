@@ -33,6 +33,7 @@ from .exceptions import (
     ProtocolError,
     WSHubError,
 )
+from .hub.client import HubClient, Subscription
 from .protocol import CloseCode, Headers, Request, Response
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "Headers",
+    "HubClient",
     "HubError",
     "InvalidHandshake",
     "InvalidRequest",
@@ -59,6 +61,7 @@ __all__ = [
     "Response",
     "Server",
     "ServerConnection",
+    "Subscription",
     "WSHubError",
     "__version__",
     "broadcast",
