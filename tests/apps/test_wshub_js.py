@@ -93,6 +93,13 @@ async def until(page: Any, condition: str) -> None:
     await page.wait_for_function(f"() => {condition}", timeout=WAIT_MS)
 
 
+async def cut_off(page: Any, server: ChatServer) -> None:
+    """Drop the page's connection from the server side and refuse it until ``refuse(False)``."""
+    server.refuse(True)
+    assert server.drop("Ada") == 1
+    await until(page, "client.state === 'reconnecting'")
+
+
 async def test_subscribe_publish_presence_history(page: Any, chat_server: ChatServer) -> None:
     """The basic commands: a publish resolves to its offset and comes back as a publication."""
     await js(page, "window.subscribe('chat:room', {recent: 10})")
@@ -136,9 +143,7 @@ async def test_reconnect_recovers_exactly_the_missed_publications(
     await until(page, "log.pubs.length === 1")
     first_client = await js(page, "client.clientId")
 
-    chat_server.refuse(True)
-    assert chat_server.drop("Ada") == 1
-    await until(page, "client.state === 'reconnecting'")
+    await cut_off(page, chat_server)
     for n in (2, 3, 4):
         await chat_server.hub.publish("chat:room", {"n": n})
     chat_server.refuse(False)
@@ -166,9 +171,7 @@ async def test_unrecoverable_position_resets_the_subscription(
     await js(page, "window.subscribe('chat:room', {recent: 2})")
     await chat_server.hub.publish("chat:room", {"n": 0})
     await until(page, "log.pubs.length === 1")
-    chat_server.refuse(True)
-    assert chat_server.drop("Ada") == 1
-    await until(page, "client.state === 'reconnecting'")
+    await cut_off(page, chat_server)
     # The chat namespace keeps 100 publications: 150 more trim the client's position away.
     for n in range(1, 151):
         await chat_server.hub.publish("chat:room", {"n": n})
@@ -206,9 +209,7 @@ async def test_publish_in_flight_is_retried_with_its_message_id(
 async def test_publishes_wait_for_the_connection(page: Any, chat_server: ChatServer) -> None:
     """Publishes made while reconnecting are sent after the resubscribe, in call order."""
     await js(page, "window.subscribe('chat:room')")
-    chat_server.refuse(True)
-    assert chat_server.drop("Ada") == 1
-    await until(page, "client.state === 'reconnecting'")
+    await cut_off(page, chat_server)
     await js(page, "window.sent = [1, 2, 3].map((n) => client.publish('chat:room', {n}))")
     ephemeral = await js(
         page,

@@ -136,10 +136,13 @@ export class Subscription {
     // `recovered` is present only when `since` was sent. false: publications were missed and
     // cannot be had; the app must drop what it shows for this channel and start again from
     // the `recent` publications that follow.
+    const last = this.position;
+    const fresh = result.recovered === false || !last || last.epoch !== result.epoch;
     if (result.recovered === false) {
       this._call("onReset", { channel: this.channel, reason: "unrecovered" });
     }
     for (const pub of result.publications || []) {
+      if (!fresh && pub.offset <= last.offset) continue; // already delivered
       this._deliver({ ...pub, channel: this.channel, epoch: result.epoch });
     }
     this.position = { offset: result.offset, epoch: result.epoch };
@@ -385,6 +388,7 @@ export class HubClient extends EventTarget {
       ws = new this.WebSocket(this.url, SUBPROTOCOL);
     } catch (error) {
       this._report(error); // a malformed URL: retrying cannot help
+      this._stopped = true;
       this._setState(State.OFFLINE);
       return;
     }
@@ -402,7 +406,10 @@ export class HubClient extends EventTarget {
     if (this.meta !== undefined) command.meta = this.meta;
     this._send(ws, command).then(
       (result) => this._connected(ws, result),
-      (error) => this._report(error), // the hub closes with 4001/4006 next
+      (error) => {
+        // A refusal: the hub closes with 4001/4006 next. A lost connection: we retry anyway.
+        if (!(error instanceof DisconnectedError)) this._report(error);
+      },
     );
   }
 
@@ -565,6 +572,7 @@ export class HubClient extends EventTarget {
     if (this._subs.has(channel)) {
       return Promise.reject(new HubError(109, "already subscribed"));
     }
+    if (this._stopped) return Promise.reject(new DisconnectedError());
     const sub = new Subscription(this, channel, options);
     this._subs.set(channel, sub);
     return new Promise((resolve, reject) => {
