@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import pytest
 
-from wshub import Server, ServerConnection
+from wshub import Server
 from wshub.testing import (
     RedisServer,
     TLSCertificate,
+    echo,
     loopback_server,
     redis_available,
     redis_server,
@@ -58,12 +59,6 @@ def pytest_asyncio_loop_factories(
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Run each asyncio test on asyncio's loop and on uvloop's."""
     return _loop_factories()
-
-
-async def echo(ws: ServerConnection) -> None:
-    """Send every message back as it came: text as text, binary as binary."""
-    async for message in ws:
-        await ws.send(message)
 
 
 @pytest.fixture

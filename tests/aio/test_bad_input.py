@@ -7,30 +7,18 @@ disturbs the others (STYLE convention 1: bad input from the peer never raises).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
-from wshub import ClientConnection, Server, ServerConnection, connect
+from wshub import ClientConnection, Server, connect
 from wshub.protocol import Frame, Opcode
-from wshub.testing import RawClient, loopback_server, server_url
+from wshub.testing import RawClient, echo, loopback_server, server_url
 
-from . import WAIT
+from . import wait_for
 
 MAX_SIZE = 2**16
-
-
-async def wait_for(aw: Any, timeout: float = WAIT) -> Any:
-    """Await something that must happen; fail the test instead of hanging."""
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def echo(ws: ServerConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
 
 
 @pytest.fixture

@@ -22,20 +22,16 @@ from wshub import (
     connect,
 )
 from wshub.protocol import Opcode
-from wshub.testing import loopback_server, raw_server, server_url, websocket_pair
+from wshub.testing import (
+    echo,
+    loopback_server,
+    raw_peer_pair,
+    raw_server,
+    server_url,
+    websocket_pair,
+)
 
-from . import UNIT, WAIT
-
-
-async def wait_for(aw: Any, timeout: float = WAIT) -> Any:
-    """Await something that must happen; fail the test instead of hanging."""
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def echo(ws: ServerConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
-
+from . import UNIT, PeerCloses, wait_for
 
 # -- the request -----------------------------------------------------------------------------
 
@@ -242,11 +238,7 @@ async def test_client_max_size_fails_with_1009() -> None:
 
 async def test_server_frames_are_checked_for_masking() -> None:
     """A masked frame from a server breaks §5.1: the client fails with 1002."""
-    async with raw_server() as listener:
-        opening = asyncio.ensure_future(connect(listener.url()))
-        peer = await wait_for(listener.accept())
-        await wait_for(peer.accept())
-        ws = await wait_for(opening)
+    async with raw_peer_pair() as (ws, peer):
         peer.send_frame(Opcode.TEXT, b"masked", mask=True)
         code, _ = await wait_for(peer.recv_close())
         assert code == 1002
@@ -375,29 +367,18 @@ async def test_callbacks_do_not_reconnect_after_normal_closure() -> None:
 
 async def test_connect_close_with_code() -> None:
     """``Connect.close(code, reason)`` closes the current connection with them."""
-    received: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-
-    async def handler(ws: ServerConnection) -> None:
-        try:
-            await ws.recv()
-        except ConnectionClosed as exc:
-            received.set_result((exc.code, exc.reason))
-
-    async with loopback_server(handler) as server:
+    peer = PeerCloses()
+    async with loopback_server(peer.handler) as server:
         connector = connect(server_url(server))
         ws = await wait_for(connector)
         assert connector.connection is ws
         await connector.close(4100, "leaving")
-        assert await wait_for(received) == (4100, "leaving")
+        assert await peer.code_and_reason() == (4100, "leaving")
 
 
 async def test_sent_frames_are_masked_with_fresh_keys() -> None:
     """Every client frame is masked (§5.1) and keys differ from frame to frame (§5.3)."""
-    async with raw_server() as listener:
-        opening = asyncio.ensure_future(connect(listener.url()))
-        peer = await wait_for(listener.accept())
-        await wait_for(peer.accept())
-        ws = await wait_for(opening)
+    async with raw_peer_pair() as (ws, peer):
         for _ in range(3):
             await ws.send("same")
         keys = []

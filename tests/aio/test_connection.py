@@ -26,9 +26,17 @@ from wshub import (
 )
 from wshub.protocol import Frame, Opcode, Request, Response
 from wshub.protocol.server import accept_key
-from wshub.testing import RawClient, loopback_server, raw_server, server_url, websocket_pair
+from wshub.testing import (
+    RawClient,
+    echo,
+    loopback_server,
+    raw_peer_pair,
+    raw_server,
+    server_url,
+    websocket_pair,
+)
 
-from . import UNIT, WAIT
+from . import UNIT, WAIT, wait_for
 
 NO_COMPRESSION = {"compression": None}
 MESSAGES = {
@@ -39,17 +47,6 @@ MESSAGES = {
     "1MiB-text": "x" * 2**20,
     "1MiB-binary": bytes(range(256)) * 4096,
 }
-
-
-async def wait_for(aw: Any, timeout: float = WAIT) -> Any:
-    """Await something that must happen; fail the test instead of hanging."""
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def echo(ws: ServerConnection) -> None:
-    """Send every message back."""
-    async for message in ws:
-        await ws.send(message)
 
 
 async def hold_open(ws: ServerConnection) -> None:
@@ -378,43 +375,37 @@ async def block_sender(
         assert count * len(chunk) < 2**27, "the peer never stopped reading"
 
 
-async def test_send_waits_while_the_peer_does_not_read() -> None:
-    """``send`` stays pending while the peer reads nothing and returns once it reads."""
-    chunk = b"x" * 65536
-    async with websocket_pair(
-        server_options={"compression": None, "write_limit": 65536},
-        client_options={"compression": None, "max_queue": 1},
-    ) as (server, client):
-        count, sending = await block_sender(server, chunk)
-        for _ in range(count):
-            assert await wait_for(client.recv()) == chunk
-        await wait_for(sending)
-        assert server.writable
+# Pairs where one side's reading pauses as soon as a few messages are unread.
+CHUNK = b"x" * 65536
+SLOW_CLIENT: dict[str, Any] = {
+    "server_options": {"compression": None, "write_limit": 65536},
+    "client_options": {"compression": None, "max_queue": 1},
+}
+SLOW_SERVER: dict[str, Any] = {
+    "server_options": {"compression": None, "max_queue": 4},
+    "client_options": {"compression": None, "write_limit": 65536},
+}
 
 
-async def test_reading_pauses_above_max_queue_and_resumes_after_recv() -> None:
-    """Unread messages above ``max_queue`` stop reading, so the sender's ``send`` blocks."""
-    chunk = b"y" * 65536
-    async with websocket_pair(
-        server_options={"compression": None, "max_queue": 4},
-        client_options={"compression": None, "write_limit": 65536},
-    ) as (server, client):
-        count, sending = await block_sender(client, chunk)
-        assert count > 4
+@pytest.mark.parametrize("server_sends", [True, False], ids=["server-sends", "client-sends"])
+async def test_send_waits_while_the_peer_does_not_read(server_sends: bool) -> None:
+    """Above ``max_queue`` unread messages the receiver stops reading, so ``send`` waits.
+
+    It returns once the receiver reads again (``recv`` resumes reading).
+    """
+    async with websocket_pair(**(SLOW_CLIENT if server_sends else SLOW_SERVER)) as pair:
+        sender, receiver = pair if server_sends else pair[::-1]
+        count, sending = await block_sender(sender, CHUNK)
         for _ in range(count):
-            assert await wait_for(server.recv()) == chunk
+            assert await wait_for(receiver.recv()) == CHUNK
         await wait_for(sending)
-        assert client.writable
+        assert sender.writable
 
 
 async def test_drain_returns_once_the_buffer_empties() -> None:
     """``drain`` waits for a full write buffer to go below its low-water mark."""
-    chunk = b"d" * 65536
-    async with websocket_pair(
-        server_options={"compression": None, "write_limit": 65536},
-        client_options={"compression": None, "max_queue": 1},
-    ) as (server, client):
-        count = fill_write_buffer(server, chunk)
+    async with websocket_pair(**SLOW_CLIENT) as (server, client):
+        count = fill_write_buffer(server, CHUNK)
         draining = asyncio.ensure_future(server.drain())
         for _ in range(count):
             await wait_for(client.recv())
@@ -424,11 +415,8 @@ async def test_drain_returns_once_the_buffer_empties() -> None:
 
 async def test_drain_raises_when_the_connection_drops() -> None:
     """A ``send`` waiting for the peer to read fails with ConnectionClosed if it goes away."""
-    async with websocket_pair(
-        server_options={"compression": None, "write_limit": 65536},
-        client_options={"compression": None, "max_queue": 1},
-    ) as (server, client):
-        fill_write_buffer(server, b"z" * 65536)
+    async with websocket_pair(**SLOW_CLIENT) as (server, client):
+        fill_write_buffer(server, CHUNK)
         sending = asyncio.ensure_future(server.send(b"last"))
         assert client.transport is not None
         client.transport.abort()
@@ -476,13 +464,8 @@ async def test_keepalive_keeps_a_responsive_peer_and_measures_latency() -> None:
 
 async def test_client_keepalive_closes_when_the_server_is_silent() -> None:
     """The client's keepalive closes with 1011 when the server never answers its ping."""
-    async with raw_server() as listener:
-        opening = asyncio.ensure_future(
-            connect(listener.url(), ping_interval=UNIT, ping_timeout=UNIT, close_timeout=UNIT)
-        )
-        peer = await wait_for(listener.accept())
-        await peer.accept()
-        ws = await wait_for(opening)
+    timeouts = {"ping_interval": UNIT, "ping_timeout": UNIT, "close_timeout": UNIT}
+    async with raw_peer_pair(**timeouts) as (ws, peer):
         ping = await wait_for(peer.recv_frame())
         assert ping.opcode == Opcode.PING
         code, _ = await wait_for(peer.recv_close())
@@ -515,11 +498,7 @@ async def test_server_drops_a_peer_that_never_answers_its_close() -> None:
 
 async def test_client_drops_a_server_that_never_answers_its_close() -> None:
     """The client's ``close`` returns after ``close_timeout`` when the server is silent."""
-    async with raw_server() as listener:
-        opening = asyncio.ensure_future(connect(listener.url(), close_timeout=UNIT))
-        peer = await wait_for(listener.accept())
-        await peer.accept()
-        ws = await wait_for(opening)
+    async with raw_peer_pair(close_timeout=UNIT) as (ws, peer):
         closing = asyncio.ensure_future(ws.close(4000, "bye"))
         assert await wait_for(peer.recv_close()) == (4000, "bye")
         await wait_for(closing)
@@ -529,11 +508,7 @@ async def test_client_drops_a_server_that_never_answers_its_close() -> None:
 
 async def test_client_waits_for_the_server_to_close_tcp() -> None:
     """After the close handshake the client leaves closing TCP to the server (§7.1.1)."""
-    async with raw_server() as listener:
-        opening = asyncio.ensure_future(connect(listener.url(), close_timeout=WAIT))
-        peer = await wait_for(listener.accept())
-        await peer.accept()
-        ws = await wait_for(opening)
+    async with raw_peer_pair(close_timeout=WAIT) as (ws, peer):
         peer.send_close(1000, "server says bye")
         assert await wait_for(peer.recv_close()) == (1000, "")
         assert ws.close_code == 1000 and ws.close_reason == "server says bye"

@@ -17,9 +17,9 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 
 from wshub import ConnectionClosed, ConnectionClosedError, ServerConnection, connect
-from wshub.testing import loopback_server, server_url
+from wshub.testing import echo, loopback_server, server_url
 
-from . import WAIT
+from . import PeerCloses, wait_for
 
 MESSAGES = {
     "text": "héllo ✓",
@@ -29,16 +29,6 @@ MESSAGES = {
     "1MiB-binary": bytes(range(256)) * 4096,
 }
 COMPRESSION = pytest.mark.parametrize("compression", ["deflate", None])
-
-
-async def wait_for(aw: Any, timeout: float = WAIT) -> Any:
-    """Await something that must happen; fail the test instead of hanging."""
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def echo(ws: ServerConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
 
 
 async def ws_echo(ws: WsServerConnection) -> None:
@@ -84,18 +74,12 @@ async def test_their_client_our_server_compression_mismatch(ours: Any, theirs: A
 
 async def test_their_client_closes_with_code_and_reason() -> None:
     """Their ``close(4000, reason)`` reaches our handler as ConnectionClosedError."""
-    seen: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-
-    async def handler(ws: ServerConnection) -> None:
-        try:
-            await ws.recv()
-        except ConnectionClosedError as exc:
-            seen.set_result((exc.code, exc.reason))
-
-    async with loopback_server(handler) as server:
+    peer = PeerCloses()
+    async with loopback_server(peer.handler) as server:
         async with ws_connect(server_url(server), proxy=None) as ws:
             await ws.close(4000, "their reason")
-        assert await wait_for(seen) == (4000, "their reason")
+        assert await peer.code_and_reason() == (4000, "their reason")
+        assert isinstance(peer.closed.result(), ConnectionClosedError)
         assert ws.close_code == 4000
 
 

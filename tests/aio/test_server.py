@@ -30,19 +30,9 @@ from wshub import (
     serve,
 )
 from wshub.protocol import Opcode
-from wshub.testing import RawClient, loopback_server, server_url, websocket_pair
+from wshub.testing import RawClient, echo, loopback_server, server_url, websocket_pair
 
-from . import UNIT, WAIT
-
-
-async def wait_for(aw: Any, timeout: float = WAIT) -> Any:
-    """Await something that must happen; fail the test instead of hanging."""
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def echo(ws: ServerConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
+from . import UNIT, WAIT, PeerCloses, wait_for
 
 
 def upgrade_headers(
@@ -700,23 +690,15 @@ async def test_handler_failing_after_the_close_does_not_close_again() -> None:
 
 async def test_abnormal_client_leaves_handler_with_connection_closed_error() -> None:
     """A handler sees ConnectionClosedError(1006) when its client vanishes."""
-    errors: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-
-    async def handler(ws: ServerConnection) -> None:
-        try:
-            await ws.recv()
-        except ConnectionClosedError as exc:
-            errors.set_result(exc)
-
+    peer = PeerCloses()
     async with (
-        loopback_server(handler) as server,
+        loopback_server(peer.handler) as server,
         await RawClient.connect("127.0.0.1", server.port) as raw,
     ):
         await raw.handshake()
         raw.abort()
-        error = await wait_for(errors)
-        assert isinstance(error, ConnectionClosedError)
-        assert error.code == 1006
+        assert await peer.code_and_reason() == (1006, "")
+        assert isinstance(peer.closed.result(), ConnectionClosedError)
 
 
 async def test_wait_closed_covers_handlers_of_connections_already_gone() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
 
 import pytest
 
@@ -17,22 +16,13 @@ from wshub.protocol import Opcode
 from wshub.testing import (
     RawClient,
     TLSCertificate,
+    echo,
     loopback_server,
     self_signed_certificate,
     server_url,
 )
 
-from . import WAIT
-
-
-async def wait_for(aw: Any, timeout: float = WAIT) -> Any:
-    """Await something that must happen; fail the test instead of hanging."""
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def echo(ws: ServerConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
+from . import wait_for
 
 
 async def test_self_signed_certificate_is_rejected_by_default(

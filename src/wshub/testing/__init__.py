@@ -12,9 +12,16 @@ are imported or looked up only when the helper that needs them is used.
 from __future__ import annotations
 
 from .browser import CHROMIUM, CHROMIUM_FLAGS, chromium_available, launch_chromium
-from .raw import RawClient, RawConnection, RawServer, RawServerConnection, raw_server
+from .raw import (
+    RawClient,
+    RawConnection,
+    RawServer,
+    RawServerConnection,
+    raw_peer_pair,
+    raw_server,
+)
 from .redis import RedisServer, redis_available, redis_server
-from .servers import loopback_server, server_url, websocket_pair
+from .servers import echo, loopback_server, server_url, websocket_pair
 from .tls import TLSCertificate, self_signed_certificate
 
 __all__ = [
@@ -27,8 +34,10 @@ __all__ = [
     "RedisServer",
     "TLSCertificate",
     "chromium_available",
+    "echo",
     "launch_chromium",
     "loopback_server",
+    "raw_peer_pair",
     "raw_server",
     "redis_available",
     "redis_server",

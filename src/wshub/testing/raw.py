@@ -21,11 +21,12 @@ import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
+from ..aio.client import ClientConnection, connect
 from ..exceptions import InvalidResponse
 from ..protocol.frames import Frame, Opcode, parse_close
 from ..protocol.http11 import Request, RequestParser, Response, ResponseParser
-from ..protocol.mask import apply_mask
 from ..protocol.server import accept_key
 
 __all__ = [
@@ -33,10 +34,22 @@ __all__ = [
     "RawConnection",
     "RawServer",
     "RawServerConnection",
+    "raw_peer_pair",
     "raw_server",
 ]
 
 _READ_SIZE = 65536
+_M = TypeVar("_M", Request, Response)
+_M_co = TypeVar("_M_co", Request, Response, covariant=True)
+
+
+class _Parser(Protocol[_M_co]):
+    """What :class:`RequestParser` and :class:`ResponseParser` have in common."""
+
+    @property
+    def leftover(self) -> bytes: ...
+
+    def feed(self, data: bytes) -> _M_co | None: ...
 
 
 class RawConnection:
@@ -151,24 +164,15 @@ class RawConnection:
         Raises:
             EOFError: the connection ended before a whole frame arrived.
         """
-        b0, b1 = await self.read_exactly(2)
-        length = b1 & 0x7F
-        if length == 126:
-            length = int.from_bytes(await self.read_exactly(2), "big")
-        elif length == 127:
-            length = int.from_bytes(await self.read_exactly(8), "big")
-        key = await self.read_exactly(4) if b1 & 0x80 else None
-        payload = await self.read_exactly(length)
-        if key is not None:
-            payload = apply_mask(payload, key)
-        return Frame(
-            b0 & 0x0F,
-            payload,
-            fin=bool(b0 & 0x80),
-            rsv1=bool(b0 & 0x40),
-            rsv2=bool(b0 & 0x20),
-            rsv3=bool(b0 & 0x10),
-        )
+        head = await self.read_exactly(2)
+        length = head[1] & 0x7F
+        extended = 2 if length == 126 else 8 if length == 127 else 0
+        head += await self.read_exactly(extended)
+        if extended:
+            length = int.from_bytes(head[2:], "big")
+        mask = 4 if head[1] & 0x80 else 0
+        frame, _ = Frame.parse(head + await self.read_exactly(mask + length))
+        return frame
 
     async def recv_close(
         self, *, skip: Iterable[int] = (Opcode.PING, Opcode.PONG)
@@ -189,6 +193,17 @@ class RawConnection:
                 return parse_close(frame.payload)
             if frame.opcode not in skipped:
                 raise AssertionError(f"expected a close frame, got {frame!r}")
+
+    async def _read_message(self, parser: _Parser[_M]) -> _M:
+        """Feed ``parser`` until it returns a message; keep the bytes after it."""
+        while True:
+            data = bytes(self._buf)
+            self._buf.clear()
+            message = parser.feed(data) if data else None
+            if message is not None:
+                self._buf += parser.leftover
+                return message
+            await self._fill()
 
     async def read_until_eof(self) -> bytes:
         """Read everything until the peer closes (or resets) the connection."""
@@ -301,18 +316,7 @@ class RawClient(RawConnection):
         Raises:
             EOFError: the connection ended before a whole response arrived.
         """
-        parser = ResponseParser(max_response_size=None)
-        data = bytes(self._buf)
-        self._buf.clear()
-        while True:
-            if data:
-                response = parser.feed(data)
-                if response is not None:
-                    self._buf += parser.leftover
-                    return response
-            await self._fill()
-            data = bytes(self._buf)
-            self._buf.clear()
+        return await self._read_message(ResponseParser(max_response_size=None))
 
     async def handshake(
         self,
@@ -358,18 +362,7 @@ class RawServerConnection(RawConnection):
         Raises:
             EOFError: the connection ended before a whole request arrived.
         """
-        parser = RequestParser(max_request_size=None)
-        data = bytes(self._buf)
-        self._buf.clear()
-        while True:
-            if data:
-                request = parser.feed(data)
-                if request is not None:
-                    self._buf += parser.leftover
-                    return request
-            await self._fill()
-            data = bytes(self._buf)
-            self._buf.clear()
+        return await self._read_message(RequestParser(max_request_size=None))
 
     def respond(self, response: Response) -> None:
         """Write an HTTP response as is."""
@@ -459,3 +452,38 @@ async def raw_server(
         yield server
     finally:
         await server.close()
+
+
+@asynccontextmanager
+async def raw_peer_pair(
+    path: str = "/", *, headers: Iterable[tuple[str, str]] = (), **connect_options: Any
+) -> AsyncIterator[tuple[ClientConnection, RawServerConnection]]:
+    """Connect a wshub client to a raw server peer that accepts the upgrade, then obeys the test.
+
+    The peer answers the upgrade with a 101 (plus ``headers``), and after that sends
+    and answers nothing by itself: a test checks how the client treats a server that
+    never pongs, never closes, or breaks the protocol. On exit the peer hangs up and the
+    client's connection is awaited until it is gone.
+
+    Args:
+        path: the request path.
+        headers: extra headers for the 101 response.
+        connect_options: keyword arguments for :func:`wshub.connect`.
+
+    Yields:
+        The client connection and the raw peer.
+    """
+    async with raw_server() as listener:
+        opening = asyncio.ensure_future(connect(listener.url(path), **connect_options))
+        try:
+            peer = await listener.accept()
+            await peer.accept(headers)
+            ws = await opening
+        finally:
+            if not opening.done():
+                opening.cancel()
+        try:
+            yield ws, peer
+        finally:
+            await peer.close()
+            await ws.wait_closed()

@@ -10,7 +10,13 @@ from typing import Any
 from ..aio.client import ClientConnection, connect
 from ..aio.server import Server, ServerConnection, serve
 
-__all__ = ["loopback_server", "server_url", "websocket_pair"]
+__all__ = ["echo", "loopback_server", "server_url", "websocket_pair"]
+
+
+async def echo(ws: ServerConnection) -> None:
+    """A server handler that sends every message back as it came (text as text)."""
+    async for message in ws:
+        await ws.send(message)
 
 
 @asynccontextmanager
