@@ -218,6 +218,19 @@ def test_headers_keep_every_pair(pairs: list[tuple[str, str]]) -> None:
     assert list(headers) == pairs
     for name, _ in pairs:
         assert headers.get_all(name) == [v for n, v in pairs if n.lower() == name.lower()]
+    adopted = Headers._adopt(list(pairs))
+    assert adopted.items() == headers.items()
+    for name, _ in pairs:
+        assert adopted.get_all(name.upper()) == headers.get_all(name)
+
+
+def test_copy_of_a_repeated_name_is_independent() -> None:
+    """Adding a second value to a copy does not show in the original's values of that name."""
+    headers = Headers([("A", "1")])
+    clone = headers.copy()
+    clone.add("a", "2")
+    assert headers.get_all("A") == ["1"]
+    assert clone.get_all("A") == ["1", "2"]
 
 
 @given(st.text(alphabet=st.sampled_from(list('ab=;, \t"\\x\u00e9')), max_size=30))

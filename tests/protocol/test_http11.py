@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from wshub.exceptions import InvalidRequest, InvalidResponse, InvalidState
 from wshub.protocol.headers import Headers
-from wshub.protocol.http11 import Request, RequestParser, Response, ResponseParser
+from wshub.protocol.http11 import (
+    Request,
+    RequestParser,
+    Response,
+    ResponseParser,
+    parse_request_head,
+)
 
 UPGRADE = (
     b"GET /chat HTTP/1.1\r\n"
@@ -535,3 +541,215 @@ def test_garbage_only_raises_refusals(data: bytes, chunk: int) -> None:
                     break
         except refusal:
             pass
+
+
+# The one-pass request parser (parse_request_head) against the careful one.
+
+BROWSER_UPGRADE = (
+    b"GET /chat?room=1 HTTP/1.1\r\n"
+    b"Host: example.com:8765\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Pragma: no-cache\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.0.0 Safari/537.36\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Origin: https://example.com\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"Accept-Language: en-US,en;q=0.9\r\n"
+    b"Cookie: session=abc; theme=dark\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    b"\r\n"
+)
+
+
+def careful(data: bytes, **limits: int | None) -> tuple[str, object, bytes]:
+    """What the line-by-line parser makes of ``data``: two feeds keep it off the one-pass path."""
+    parser = RequestParser(**limits)  # type: ignore[arg-type]
+    try:
+        request = parser.feed(data[:1])
+        if request is None:
+            request = parser.feed(data[1:])
+    except InvalidRequest as exc:
+        return "refused", (exc.status, exc.reason), b""
+    if request is None:
+        return "incomplete", None, b""
+    shape = (request.method, request.path, request.headers.items(), request.body)
+    return "request", shape, parser.leftover
+
+
+def whole(data: bytes, **limits: int | None) -> tuple[str, object, bytes]:
+    """What RequestParser makes of ``data`` fed at once (the one-pass path when it applies)."""
+    parser = RequestParser(**limits)  # type: ignore[arg-type]
+    try:
+        request = parser.feed(data)
+    except InvalidRequest as exc:
+        return "refused", (exc.status, exc.reason), b""
+    if request is None:
+        return "incomplete", None, b""
+    shape = (request.method, request.path, request.headers.items(), request.body)
+    return "request", shape, parser.leftover
+
+
+@pytest.mark.parametrize("data", [UPGRADE, BROWSER_UPGRADE, b"GET / HTTP/1.0\r\n\r\n"])
+def test_plain_requests_take_the_one_pass_path(data: bytes) -> None:
+    """Usual upgrade requests parse in one pass, to what the careful parser gives."""
+    parsed = parse_request_head(data + b"\x81\x80")
+    assert parsed is not None
+    request, end = parsed
+    assert end == len(data)
+    assert careful(data + b"\x81\x80") == (
+        "request",
+        (request.method, request.path, request.headers.items(), b""),
+        b"\x81\x80",
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "limits"),
+    [
+        (UPGRADE[:-2], {}),  # incomplete
+        (b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", {}),  # a body
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", {}),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", {}),  # space before the colon
+        (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", {}),
+        (b"GET / HTTP/1.1\r\nHost: x\x00\r\n\r\n", {}),
+        (b"GET / HTTP/1.1\r\nHost: x\ny: z\r\n\r\n", {}),  # bare LF
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", {}),
+        (b"GET  / HTTP/1.1\r\n\r\n", {}),
+        (b"G\xc9T / HTTP/1.1\r\n\r\n", {}),
+        (b"GET /\xff HTTP/1.1\r\n\r\n", {}),
+        (UPGRADE, {"max_headers": 3}),
+        (UPGRADE, {"max_line_size": 20}),
+        (UPGRADE, {"max_request_size": 100}),
+    ],
+)
+def test_unusual_requests_are_left_to_the_careful_parser(
+    data: bytes, limits: dict[str, int]
+) -> None:
+    """Anything but a complete, plain, bodiless head within the limits is not taken."""
+    assert parse_request_head(data, **limits) is None
+    assert whole(data, **limits) == careful(data, **limits)
+
+
+_request_lines = st.sampled_from(
+    [
+        b"GET / HTTP/1.1",
+        b"GET /chat?x=1&y=%20 HTTP/1.1",
+        b"POST /p HTTP/1.0",
+        b"get /a HTTP/1.1",
+        b"GET / HTTP/1.2",
+        b"GET / HTTP/2.0",
+        b"GET  / HTTP/1.1",
+        b"GET / HTTP/1.1 ",
+        b"G(T / HTTP/1.1",
+        b"GET /\x7f HTTP/1.1",
+        b"GET /\xe9 HTTP/1.1",
+        b"GET",
+        b"",
+    ]
+)
+_names = st.sampled_from(
+    [
+        b"Host",
+        b"Upgrade",
+        b"connection",
+        b"Sec-WebSocket-Key",
+        b"X-A!#$%&'*+-.^_`|~0",
+        b"Content-Length",
+        b"Transfer-Encoding",
+        b"",
+        b"Bad Name",
+        b"Bad\x00",
+        b"N\xe9",
+        b" Host",
+        b"\tHost",
+        b"Host ",
+    ]
+) | st.binary(min_size=1, max_size=6)
+_values = st.sampled_from(
+    [
+        b" websocket",
+        b"Upgrade",
+        b" 3",
+        b" a, b ,c",
+        b"  padded \t ",
+        b" \t",
+        b"",
+        b" caf\xe9",
+        b" x\x7fy",
+        b" x\ry",
+        b" x\ny",
+        b" tab\there",
+        b": colon",
+        b" 12345678901234567890",
+    ]
+) | st.binary(max_size=10)
+_fields = st.lists(st.tuples(_names, st.sampled_from([b":", b"", b"::"]), _values), max_size=8)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> bytes:
+    line = draw(_request_lines)
+    fields = b"".join(name + sep + value + b"\r\n" for name, sep, value in draw(_fields))
+    end = draw(st.sampled_from([b"\r\n", b"\r\n", b"\n", b""]))
+    tail = draw(st.sampled_from([b"", b"abc", b"\x81\x80\x00\x00\x00\x00", b"\r\n\r\n"]))
+    return line + b"\r\n" + fields + end + tail
+
+
+_plain_values = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=12
+).map(lambda text: text.encode("latin-1"))
+
+
+@st.composite
+def near_plain_requests(draw: st.DrawFn) -> bytes:
+    """Plain requests (the one-pass path's own), some with one byte changed or inserted."""
+    method = draw(st.sampled_from([b"GET", b"POST", b"OPTIONS"]))
+    path = draw(st.sampled_from([b"/", b"/chat?room=1", b"*", b"/a%20b"]))
+    version = draw(st.sampled_from([b"1.1", b"1.0"]))
+    fields = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from([b"Host", b"Upgrade", b"X-Y", b"Sec-WebSocket-Key", b"a.b~c"]),
+                st.sampled_from([b": ", b": ", b":", b":\t", b" :"]),
+                _plain_values,
+                st.sampled_from([b"", b"", b" ", b"\t "]),
+            ),
+            max_size=6,
+        )
+    )
+    data = b"%s %s HTTP/%s\r\n" % (method, path, version)
+    data += b"".join(n + sep + v + trail + b"\r\n" for n, sep, v, trail in fields) + b"\r\n"
+    if draw(st.integers(min_value=0, max_value=2)) == 0:
+        at = draw(st.integers(min_value=0, max_value=len(data)))
+        byte = draw(st.sampled_from([b"\r", b"\n", b" ", b"\t", b":", b"\x00", b"\x7f", b"\xe9"]))
+        data = data[:at] + byte + data[at + draw(st.integers(min_value=0, max_value=1)) :]
+    return data + draw(st.sampled_from([b"", b"\x81\x80abcd"]))
+
+
+_limits = st.fixed_dictionaries(
+    {},
+    optional={
+        "max_line_size": st.integers(min_value=0, max_value=300),
+        "max_headers": st.integers(min_value=0, max_value=8),
+        "max_request_size": st.none() | st.integers(min_value=0, max_value=400),
+    },
+)
+
+
+@given(data=requests() | near_plain_requests(), limits=_limits)
+def test_one_pass_and_careful_parsers_agree(data: bytes, limits: dict[str, int | None]) -> None:
+    """Fed at once or in two pieces, a request gives the same result, refusal or request."""
+    assert whole(data, **limits) == careful(data, **limits)
+
+
+@given(data=requests() | near_plain_requests(), limits=_limits)
+def test_one_pass_parser_only_accepts_what_the_careful_one_accepts(
+    data: bytes, limits: dict[str, int | None]
+) -> None:
+    """Whatever parse_request_head returns is exactly the careful parser's request."""
+    parsed = parse_request_head(data, **limits)  # type: ignore[arg-type]
+    if parsed is not None:
+        request, end = parsed
+        shape = (request.method, request.path, request.headers.items(), request.body)
+        assert careful(data, **limits) == ("request", shape, data[end:])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode, b64encode
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,12 +14,13 @@ from wshub.protocol.extensions.permessage_deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
-from wshub.protocol.headers import Headers
+from wshub.protocol.headers import Headers, parse_tokens
 from wshub.protocol.http11 import Request, RequestParser, Response, ResponseParser
 from wshub.protocol.server import (
     Accepted,
     accept_key,
     accept_request,
+    accept_request_bytes,
     is_upgrade_request,
     reject_response,
 )
@@ -348,3 +352,91 @@ def test_any_request_is_accepted_or_refused(headers: list[tuple[str, str]]) -> N
         assert 400 <= exc.status < 500
     else:
         assert accepted.response.status == 101
+
+
+@given(
+    headers=st.lists(st.tuples(header_names, header_values), max_size=12),
+    server_header=st.sampled_from(["wshub", None, "other/1.0"]),
+)
+def test_serialized_accept_is_the_response_serialized(
+    headers: list[tuple[str, str]], server_header: str | None
+) -> None:
+    """accept_request_bytes refuses what accept_request refuses and gives its bytes otherwise."""
+    settings: dict[str, object] = {
+        "subprotocols": ["chat"],
+        "origins": ["http://a", None],
+        "extensions": [ServerPerMessageDeflateFactory()],
+        "server_header": server_header,
+    }
+    request = Request("GET", "/", BASE + headers)
+    try:
+        accepted = accept_request(request, **settings)  # type: ignore[arg-type]
+    except InvalidRequest as exc:
+        with pytest.raises(InvalidRequest) as again:
+            accept_request_bytes(request, **settings)  # type: ignore[arg-type]
+        assert (again.value.status, again.value.reason) == (exc.status, exc.reason)
+        return
+    raw, subprotocol, extensions = accept_request_bytes(request, **settings)  # type: ignore[arg-type]
+    assert raw == accepted.response.serialize()
+    assert subprotocol == accepted.subprotocol
+    assert [repr(e) for e in extensions] == [repr(e) for e in accepted.extensions]
+
+
+def test_serialized_accept_of_the_rfc_example() -> None:
+    """The usual 101 (no subprotocol, no extension) is the fixed template with §1.3's value."""
+    raw, subprotocol, extensions = accept_request_bytes(make_request())
+    assert raw == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nServer: wshub\r\n\r\n"
+    )
+    assert (subprotocol, extensions) == (None, [])
+
+
+def test_invalid_server_header_is_refused_locally() -> None:
+    """A server header that could split the response raises ValueError, never reaches bytes."""
+    with pytest.raises(ValueError):
+        accept_request_bytes(make_request(), server_header="x\r\nSet-Cookie: a=b")
+
+
+_base64ish = st.text(
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \t\u00a0"),
+    min_size=20,
+    max_size=26,
+)
+
+
+@given(key=_base64ish | st.binary(min_size=16, max_size=16).map(lambda b: b64encode(b).decode()))
+def test_key_check_is_strict_base64_of_16_bytes(key: str) -> None:
+    """A key is accepted exactly when strict base64 decodes it to 16 bytes (RFC 6455 §4.1)."""
+    try:
+        valid = len(b64decode(key.strip().encode("ascii"), validate=True)) == 16
+    except (binascii.Error, UnicodeEncodeError):
+        valid = False
+    try:
+        accept_request(make_request({"Sec-WebSocket-Key": key}))
+    except InvalidRequest as exc:
+        assert not valid
+        assert exc.status == 400
+    else:
+        assert valid
+
+
+_token_values = st.lists(
+    st.sampled_from(["Upgrade", "upgrade", "UPGRADE", "keep-alive", " ", "", ",", "\t"]), max_size=5
+).map("".join)
+
+
+@given(values=st.lists(_token_values, max_size=3))
+def test_connection_tokens_are_found_in_any_list_form(values: list[str]) -> None:
+    """Connection: upgrade is found as parse_tokens would find it, in any list and case."""
+    expected = any(token.lower() == "upgrade" for token in parse_tokens(values))
+    request = make_request(
+        {"Connection": None}, add=[("Connection", value) for value in values if value.strip()]
+    )
+    try:
+        accept_request(request)
+    except InvalidRequest as exc:
+        assert not expected
+        assert exc.reason == "missing Connection: Upgrade"
+    else:
+        assert expected

@@ -89,6 +89,26 @@ class Headers:
         self._items.append((name, value))
         self._index.setdefault(name.lower(), []).append(value)
 
+    @classmethod
+    def _adopt(cls, items: list[tuple[str, str]]) -> Headers:
+        """Wrap already validated pairs without copying or checking them again.
+
+        For the parsers and the handshake, which build the list themselves: the new
+        object owns ``items`` from now on.
+        """
+        new = cls.__new__(cls)
+        index: dict[str, list[str]] = {}
+        for name, value in items:
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        new._items = items
+        new._index = index
+        return new
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of ``name``, or ``default`` when it is absent."""
         values = self._index.get(name.lower())
@@ -104,9 +124,9 @@ class Headers:
 
     def copy(self) -> Headers:
         """Return an independent copy."""
-        new = Headers()
-        for name, value in self._items:
-            new._add_unchecked(name, value)
+        new = Headers.__new__(Headers)
+        new._items = list(self._items)
+        new._index = {key: list(values) for key, values in self._index.items()}
         return new
 
     def __getitem__(self, name: str) -> str:

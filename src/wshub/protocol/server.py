@@ -10,8 +10,8 @@ calls these functions and writes the bytes.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,12 +25,24 @@ __all__ = [
     "Accepted",
     "accept_key",
     "accept_request",
+    "accept_request_bytes",
     "is_upgrade_request",
     "reject_response",
 ]
 
 #: The GUID appended to the key before hashing (RFC 6455 §1.3).
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+_SWITCHING = "Switching Protocols"
+# The 101 response with its fixed lines; only the accept value varies in the usual case.
+_ACCEPT_HEAD = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
+_ACCEPT_TAIL = b"\r\nServer: wshub\r\n\r\n"
+_KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 
 # The headers that tell a client which upgrade and version we speak (RFC 6455 §4.2.2,
 # RFC 9110 §15.5.22 for 426).
@@ -68,7 +80,14 @@ def accept_key(key: str) -> str:
 
 
 def _has_token(headers: Headers, name: str, token: str) -> bool:
-    return any(value.lower() == token for value in parse_tokens(headers.get_all(name)))
+    # parse_tokens, unrolled for the usual single-element value ("websocket", "Upgrade").
+    for value in headers._index.get(name.lower(), ()):
+        value = value.strip(" \t").lower()
+        if value == token:
+            return True
+        if "," in value and any(element.strip(" \t") == token for element in value.split(",")):
+            return True
+    return False
 
 
 def is_upgrade_request(request: Request) -> bool:
@@ -85,12 +104,9 @@ def _check_key(headers: Headers) -> str:
     if len(keys) != 1:
         raise InvalidRequest(400, "missing or repeated Sec-WebSocket-Key")
     key = keys[0].strip()
-    # RFC 6455 §4.1: the key is 16 random bytes, base64-encoded.
-    try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise InvalidRequest(400, "invalid Sec-WebSocket-Key") from None
-    if len(raw) != 16:
+    # RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 digits and "==" is
+    # the only spelling that strict base64 decodes to 16 bytes.
+    if _KEY_RE.fullmatch(key) is None:
         raise InvalidRequest(400, "invalid Sec-WebSocket-Key")
     return key
 
@@ -144,6 +160,38 @@ def _negotiate_extensions(
     return accepted_headers, accepted
 
 
+def _negotiate(
+    request: Request,
+    subprotocols: Sequence[str] | None,
+    origins: Sequence[str | None] | None,
+    extensions: Sequence[ServerExtensionFactory],
+) -> tuple[str, str | None, str | None, list[Extension]]:
+    """Validate an upgrade request; return the accept value, subprotocol and extensions."""
+    headers = request.headers
+    if request.method != "GET":
+        raise InvalidRequest(405, "method not allowed", [("Allow", "GET")])
+    if not _has_token(headers, "Upgrade", "websocket"):
+        raise InvalidRequest(426, "upgrade required", list(_UPGRADE_REQUIRED_HEADERS))
+    if not _has_token(headers, "Connection", "upgrade"):
+        raise InvalidRequest(400, "missing Connection: Upgrade")
+    index = headers._index
+    if len(index.get("host", ())) != 1:
+        raise InvalidRequest(400, "missing or repeated Host header")
+    # The version is checked before the key so that a client of another version learns
+    # which one we speak (RFC 6455 §4.2.2 item 4).
+    if index.get("sec-websocket-version") != ["13"]:
+        raise InvalidRequest(
+            426, "unsupported WebSocket version", [("Sec-WebSocket-Version", "13")]
+        )
+    key = _check_key(headers)
+    if origins is not None:
+        _check_origin(headers, origins)
+    subprotocol = _select_subprotocol(headers, subprotocols)
+    extension_headers, accepted = _negotiate_extensions(headers, extensions)
+    extension_header = ", ".join(extension_headers) if extension_headers else None
+    return accept_key(key), subprotocol, extension_header, accepted
+
+
 def accept_request(
     request: Request,
     *,
@@ -171,38 +219,58 @@ def accept_request(
             GET, 426 no ``Upgrade: websocket`` or an unsupported version, 400 a missing
             or malformed header, 403 an origin not allowed.
     """
-    headers = request.headers
-    if request.method != "GET":
-        raise InvalidRequest(405, "method not allowed", [("Allow", "GET")])
-    if not _has_token(headers, "Upgrade", "websocket"):
-        raise InvalidRequest(426, "upgrade required", list(_UPGRADE_REQUIRED_HEADERS))
-    if not _has_token(headers, "Connection", "upgrade"):
-        raise InvalidRequest(400, "missing Connection: Upgrade")
-    if len(headers.get_all("Host")) != 1:
-        raise InvalidRequest(400, "missing or repeated Host header")
-    # The version is checked before the key so that a client of another version learns
-    # which one we speak (RFC 6455 §4.2.2 item 4).
-    if headers.get_all("Sec-WebSocket-Version") != ["13"]:
-        raise InvalidRequest(
-            426, "unsupported WebSocket version", [("Sec-WebSocket-Version", "13")]
-        )
-    key = _check_key(headers)
-    if origins is not None:
-        _check_origin(headers, origins)
-    subprotocol = _select_subprotocol(headers, subprotocols)
-    extension_headers, accepted = _negotiate_extensions(headers, extensions)
+    accept, subprotocol, extension_header, accepted = _negotiate(
+        request, subprotocols, origins, extensions
+    )
+    response = _switching(accept, subprotocol, extension_header, server_header)
+    return Accepted(response, subprotocol, accepted)
 
-    response_headers = Headers()
-    response_headers.add("Upgrade", "websocket")
-    response_headers.add("Connection", "Upgrade")
-    response_headers.add("Sec-WebSocket-Accept", accept_key(key))
+
+def accept_request_bytes(
+    request: Request,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str | None] | None = None,
+    extensions: Sequence[ServerExtensionFactory] = (),
+    server_header: str | None = "wshub",
+) -> tuple[bytes, str | None, list[Extension]]:
+    """Like :func:`accept_request`, with the 101 response already serialized.
+
+    A transport that only writes the response skips building a :class:`Response`: the
+    bytes come from a template where only the accept value and the optional
+    subprotocol and extension lines vary. They are exactly what ``accept_request(...)
+    .response.serialize()`` gives.
+
+    Returns:
+        The serialized 101 response, the negotiated subprotocol and the extensions.
+
+    Raises:
+        InvalidRequest: as :func:`accept_request`.
+    """
+    accept, subprotocol, extension_header, accepted = _negotiate(
+        request, subprotocols, origins, extensions
+    )
+    if subprotocol is None and extension_header is None and server_header == "wshub":
+        return b"".join((_ACCEPT_HEAD, accept.encode(), _ACCEPT_TAIL)), None, accepted
+    response = _switching(accept, subprotocol, extension_header, server_header)
+    return response.serialize(), subprotocol, accepted
+
+
+def _switching(
+    accept: str, subprotocol: str | None, extension_header: str | None, server_header: str | None
+) -> Response:
+    """The 101 response. The subprotocol is one the client offered (a valid field value)
+    and the extension header was serialized from tokens, so only ``server_header``, the
+    caller's, is checked."""
+    items = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)]
     if subprotocol is not None:
-        response_headers.add("Sec-WebSocket-Protocol", subprotocol)
-    if extension_headers:
-        response_headers.add("Sec-WebSocket-Extensions", ", ".join(extension_headers))
+        items.append(("Sec-WebSocket-Protocol", subprotocol))
+    if extension_header is not None:
+        items.append(("Sec-WebSocket-Extensions", extension_header))
+    headers = Headers._adopt(items)
     if server_header is not None:
-        response_headers.add("Server", server_header)
-    return Accepted(Response(101, "", response_headers), subprotocol, accepted)
+        headers.add("Server", server_header)
+    return Response._trusted(101, _SWITCHING, headers)
 
 
 def reject_response(error: InvalidRequest, *, server_header: str | None = "wshub") -> Response:
