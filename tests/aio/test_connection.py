@@ -24,6 +24,7 @@ from wshub import (
     ServerConnection,
     connect,
 )
+from wshub.aio.connection import Deadlines
 from wshub.protocol import Frame, Opcode, Request, Response
 from wshub.protocol.server import accept_key
 from wshub.testing import (
@@ -803,3 +804,88 @@ async def test_refused_ping_leaves_nothing_behind() -> None:
             with pytest.raises(InvalidState, match="125 bytes"):
                 await client.ping(b"x" * 126)
         assert await wait_for(client.ping(b"x" * 125)) > 0.0
+
+
+# -- handshake messages kept as bytes; deadlines on one timing wheel ---------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_server_reads_back_the_handshake_as_it_crossed_the_wire(
+    compression: str | None,
+) -> None:
+    """ws.request and ws.response, kept as bytes until read, parse to what crossed the wire."""
+    options = {"compression": compression}
+    async with websocket_pair(
+        "/a?b=c",
+        server_options=options,
+        client_options={**options, "additional_headers": [("X-Two", "1"), ("x-two", "2")]},
+    ) as (server, client):
+        assert client.request is not None and client.response is not None
+        request = server.request
+        assert request is not None and request is server.request  # parsed once, then kept
+        assert (request.method, request.path) == ("GET", "/a?b=c")
+        assert request.headers.items() == client.request.headers.items()
+        response = server.response
+        assert response is not None and response is server.response
+        assert response == client.response
+        assert response.serialize() == client.response.serialize()
+        await client.send("still works")
+        assert await wait_for(server.recv()) == "still works"
+
+
+async def test_deadlines_are_forgotten_with_their_connections() -> None:
+    """Open, keepalive and closed connections leave no deadline and no pending entry behind."""
+    accepting = Accepting()
+    async with loopback_server(accepting.handler, ping_interval=UNIT, open_timeout=WAIT) as server:
+        raw = await RawClient.connect("127.0.0.1", server.port)
+        clients = [await connect(server_url(server)) for _ in range(5)]
+        conns = [await accepting.next() for _ in clients]
+        deadlines = conns[0]._opts.deadlines(asyncio.get_running_loop())
+        while not server._pending:
+            await asyncio.sleep(0)
+        # five keepalives and one open_timeout (the raw client never sends its request)
+        assert len(deadlines) == 6
+        for client in clients:
+            await client.close()
+        await raw.close()
+        for conn in conns:
+            await wait_for(conn.wait_closed())
+        while server._pending:
+            await asyncio.sleep(0)
+        assert len(deadlines) == 0
+
+
+class _Armed:
+    """The part of a connection that Deadlines drives: one deadline slot and its callback."""
+
+    def __init__(self, name: str, fired: list[str]) -> None:
+        self.name = name
+        self.fired = fired
+        self._deadline: set[Any] | None = None
+
+    def _deadline_passed(self) -> None:
+        self.fired.append(self.name)
+
+
+async def test_deadlines_fire_in_order_once_and_not_when_disarmed() -> None:
+    """Deadlines fire in time order, each once; a discarded one never fires."""
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, resolution=UNIT / 8)
+    fired: list[str] = []
+    armed = {name: _Armed(name, fired) for name in "abcd"}
+    for name, delay in (("c", 3 * UNIT), ("a", UNIT), ("b", 2 * UNIT), ("d", 2 * UNIT)):
+        armed[name]._deadline = deadlines.arm(armed[name], delay)  # type: ignore[arg-type]
+    slot = armed["d"]._deadline
+    assert slot is not None
+    slot.discard(armed["d"])
+    armed["d"]._deadline = None
+    assert len(deadlines) == 3
+
+    async def three_fired() -> None:
+        while len(fired) < 3:
+            await asyncio.sleep(UNIT / 4)
+
+    await wait_for(three_fired())
+    assert fired == ["a", "b", "c"]
+    assert len(deadlines) == 0
+    assert all(a._deadline is None for a in armed.values())

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import os
 import random
 import struct
@@ -38,7 +39,7 @@ from ..exceptions import (
 )
 from ..protocol.connection import Connection as Core
 from ..protocol.connection import State
-from ..protocol.http11 import Request, Response
+from ..protocol.http11 import Request, Response, ResponseParser, parse_request_head
 
 __all__ = ["Callbacks", "ConnectionOptions", "WebSocketConnection"]
 
@@ -112,6 +113,7 @@ class ConnectionOptions:
     connection, so that an idle connection stays small)."""
 
     __slots__ = (
+        "_deadlines",
         "callbacks",
         "close_timeout",
         "logger",
@@ -154,6 +156,77 @@ class ConnectionOptions:
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.logger = logger
+        self._deadlines: Deadlines | None = None
+
+    def deadlines(self, loop: asyncio.AbstractEventLoop) -> Deadlines:
+        """The timing wheel of this server's (or client's) connections on ``loop``."""
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            # A slot an eighth of the shortest timeout long: deadlines are late by at
+            # most 12.5%, and a wheel of 10,000 idle connections wakes rarely.
+            shortest = min(
+                (t for t in (self.open_timeout, self.ping_interval, self.ping_timeout) if t),
+                default=1.0,
+            )
+            deadlines = self._deadlines = Deadlines(loop, resolution=min(shortest / 8, 1.0))
+        return deadlines
+
+
+class Deadlines:
+    """Many connections' deadlines on one event-loop timer: a timing wheel.
+
+    Each connection has at most one deadline at a time: ``open_timeout`` during the
+    opening handshake, then the keepalive's next ping or its ``ping_timeout``. A
+    ``TimerHandle`` for each costs some 600 bytes and a heap operation per connection;
+    here an armed connection costs one entry in the set of its time slot, and one
+    timer runs per slot that holds deadlines. A deadline fires at the end of its slot:
+    late by at most ``resolution`` seconds, never early.
+    """
+
+    __slots__ = ("_handle", "_next", "_slots", "loop", "resolution")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, resolution: float) -> None:
+        self.loop = loop
+        self.resolution = max(resolution, 0.001)
+        self._slots: dict[int, set[WebSocketConnection]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._next: int | None = None
+
+    def __len__(self) -> int:
+        """How many deadlines are armed."""
+        return sum(len(slot) for slot in self._slots.values())
+
+    def arm(self, conn: WebSocketConnection, delay: float) -> set[WebSocketConnection]:
+        """Call ``conn._deadline_passed()`` in ``delay`` seconds; returns the slot to disarm."""
+        index = math.ceil((self.loop.time() + delay) / self.resolution)
+        slot = self._slots.get(index)
+        if slot is None:
+            slot = self._slots[index] = set()
+            if self._next is None or index < self._next:
+                self._schedule(index)
+        slot.add(conn)
+        return slot
+
+    def _schedule(self, index: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._next = index
+        self._handle = self.loop.call_at(index * self.resolution, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = self._next = None
+        # uvloop rounds timers to milliseconds: a slot due within one counts as due.
+        now = (self.loop.time() + 0.001) / self.resolution
+        slots = self._slots
+        for index in sorted(i for i in slots if i <= now):
+            slot = slots.pop(index)
+            # A list: a callback may disarm or re-arm others of the same slot.
+            for conn in list(slot):
+                if conn._deadline is slot:
+                    conn._deadline = None
+                    conn._deadline_passed()
+        if slots:
+            self._schedule(min(slots))
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -167,21 +240,21 @@ class WebSocketConnection(asyncio.Protocol):
         "_closing_handled",
         "_core",
         "_cork",
+        "_deadline",
         "_drain_waiter",
         "_id",
         "_lost",
         "_lost_waiter",
         "_messages",
         "_opts",
-        "_ping_handle",
         "_pings",
         "_reading_paused",
         "_recv_waiter",
+        "_request",
+        "_response",
         "_write_paused",
         "latency",
         "loop",
-        "request",
-        "response",
         "subprotocol",
         "transport",
     )
@@ -194,8 +267,10 @@ class WebSocketConnection(asyncio.Protocol):
         # While data_received runs, frames written to this connection collect here and
         # leave in one write: one system call per read, not one per message.
         self._cork: list[bytes] | None = None
-        self.request: Request | None = None
-        self.response: Response | None = None
+        # The handshake's messages; the server keeps them as the bytes that went over
+        # the wire, parsed when first read (most applications never read them).
+        self._request: Request | bytes | None = None
+        self._response: Response | bytes | None = None
         self.subprotocol: str | None = None
         self.latency = 0.0
         self._id: str | None = None
@@ -208,7 +283,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._lost_waiter: asyncio.Future[None] | None = None
         self._closing_handled = False
         self._close_handle: asyncio.TimerHandle | None = None
-        self._ping_handle: asyncio.TimerHandle | None = None
+        # The slot of this connection's deadline in the options' Deadlines (open_timeout,
+        # then the keepalive), or None.
+        self._deadline: set[WebSocketConnection] | None = None
         self._pings: dict[bytes, tuple[float, asyncio.Future[float] | None]] | None = None
         self._cb_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._cb_task: asyncio.Task[None] | None = None
@@ -221,6 +298,33 @@ class WebSocketConnection(asyncio.Protocol):
         if self._id is None:
             self._id = os.urandom(16).hex()
         return self._id
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake's HTTP request (``None`` before it is read)."""
+        request = self._request
+        if type(request) is bytes:
+            parsed = parse_request_head(request, max_request_size=None)
+            assert parsed is not None, "a request head that parsed once parses again"
+            request = self._request = parsed[0]
+        return request  # type: ignore[return-value]
+
+    @request.setter
+    def request(self, request: Request | None) -> None:
+        self._request = request
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake's HTTP response (``None`` before it is sent or read)."""
+        response = self._response
+        if type(response) is bytes:
+            response = self._response = ResponseParser(max_response_size=None).feed(response)
+            assert response is not None, "the 101 we sent is a whole response"
+        return response  # type: ignore[return-value]
+
+    @response.setter
+    def response(self, response: Response | None) -> None:
+        self._response = response
 
     @property
     def remote_address(self) -> Any:
@@ -292,10 +396,10 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        for handle in (self._close_handle, self._ping_handle):
-            if handle is not None:
-                handle.cancel()
-        self._close_handle = self._ping_handle = None
+        if self._close_handle is not None:
+            self._close_handle.cancel()
+            self._close_handle = None
+        self._disarm()
         core = self._core
         if core is not None:
             core.receive_eof()
@@ -361,7 +465,7 @@ class WebSocketConnection(asyncio.Protocol):
         core.on_ping = _drop
         core.on_close = _drop_close
         if opts.ping_interval is not None:
-            self._ping_handle = self.loop.call_later(opts.ping_interval, self._keepalive)
+            self._arm(opts.ping_interval)
         if cb.on_open is not None:
             self._run_callback(cb.on_open, cb.on_open_async)
 
@@ -521,32 +625,43 @@ class WebSocketConnection(asyncio.Protocol):
                 break
         opts = self._opts
         if keepalive_acknowledged and opts.ping_interval is not None and not self._lost:
-            # The keepalive ping was answered: stop its ping_timeout timer and schedule
-            # the next ping (_ping_handle is that timer while a keepalive ping is out).
-            if self._ping_handle is not None:
-                self._ping_handle.cancel()
-            self._ping_handle = self.loop.call_later(opts.ping_interval, self._keepalive)
+            # The keepalive ping was answered: its ping_timeout deadline gives way to
+            # the next ping's.
+            self._arm(opts.ping_interval)
 
-    def _keepalive(self) -> None:
-        """Send a keepalive ping; the peer has ``ping_timeout`` seconds to answer."""
-        self._ping_handle = None
+    # -- deadlines: open_timeout, keepalive ------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        """Set this connection's one deadline ``delay`` seconds from now (replacing any)."""
+        if self._deadline is not None:
+            self._deadline.discard(self)
+        self._deadline = self._opts.deadlines(self.loop).arm(self, delay)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.discard(self)
+            self._deadline = None
+
+    def _deadline_passed(self) -> None:
+        """The deadline set by ``_arm`` has come: the keepalive's (the server adds one)."""
         core = self._core
         if core is None or core.state is not _OPEN:
             return
+        pings = self._pings
+        if pings is not None and any(waiter is None for _, waiter in pings.values()):
+            # The keepalive ping is still unanswered after ping_timeout.
+            self._opts.logger.info("keepalive ping timed out; closing the connection (1011)")
+            self._close_now(1011, "keepalive ping timeout")
+            return
+        # Time for a keepalive ping; the peer has ping_timeout seconds to answer.
         data = struct.pack("!I", random.getrandbits(32))
-        if self._pings is None:
-            self._pings = {}
-        self._pings[data] = (_clock(), None)
+        if pings is None:
+            pings = self._pings = {}
+        pings[data] = (_clock(), None)
         core.ping(data)
         timeout = self._opts.ping_timeout
         if timeout is not None:
-            self._ping_handle = self.loop.call_later(timeout, self._keepalive_timeout, data)
-
-    def _keepalive_timeout(self, data: bytes) -> None:
-        self._ping_handle = None
-        if self._pings is not None and data in self._pings:
-            self._opts.logger.info("keepalive ping timed out; closing the connection (1011)")
-            self._close_now(1011, "keepalive ping timeout")
+            self._arm(timeout)
 
     # -- closing ------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side, State, frame_message
 from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from ..protocol.http11 import Request, RequestParser, Response
-from ..protocol.server import accept_request, is_upgrade_request, reject_response
+from ..protocol.http11 import Request, RequestParser, Response, parse_request_head
+from ..protocol.server import accept_request_bytes, is_upgrade_request, reject_response
 from .connection import Callbacks, ConnectionOptions, WebSocketConnection
 
 __all__ = ["Server", "ServerConnection", "broadcast", "serve"]
@@ -63,13 +63,12 @@ class _ServerSettings:
 class ServerConnection(WebSocketConnection):
     """A connection accepted by a :class:`Server`."""
 
-    __slots__ = ("_open_handle", "_parser", "_server", "_task")
+    __slots__ = ("_parser", "_server", "_task")
 
     def __init__(self, server: Server) -> None:
         super().__init__(server._options)
         self._server = server
         self._parser: RequestParser | None = None
-        self._open_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -86,11 +85,12 @@ class ServerConnection(WebSocketConnection):
         self._server._pending.add(self)
         timeout = self._opts.open_timeout
         if timeout is not None:
-            self._open_handle = self.loop.call_later(timeout, self._open_timed_out)
+            self._arm(timeout)
 
-    def _open_timed_out(self) -> None:
-        self._open_handle = None
-        if self._core is None and self.transport is not None:
+    def _deadline_passed(self) -> None:
+        if self._core is not None:
+            super()._deadline_passed()
+        elif self.transport is not None and not self._lost:
             logger.info("opening handshake timed out; dropping %s", self.remote_address)
             self.transport.abort()
 
@@ -103,9 +103,6 @@ class ServerConnection(WebSocketConnection):
         return task
 
     def _connection_gone(self) -> None:
-        if self._open_handle is not None:
-            self._open_handle.cancel()
-            self._open_handle = None
         self._server._pending.discard(self)
         self._server.connections.discard(self)
 
@@ -114,19 +111,36 @@ class ServerConnection(WebSocketConnection):
     def _handshake_data(self, data: bytes) -> None:
         settings = self._server._settings
         if self._parser is None:
-            if self.request is not None:
+            if self._request is not None:
                 return  # answering a plain HTTP request or processing one: ignore the rest
+            # The usual case: the whole request in one read, parsed in one pass.
+            parsed = parse_request_head(data, max_request_size=settings.max_request_size)
+            if parsed is not None:
+                request, end = parsed
+                if settings.process_request is None:
+                    # Keep the head as received (``data`` itself when nothing follows it):
+                    # ``ws.request`` parses it again if it is ever read.
+                    self._request = data if end == len(data) else data[:end]
+                    self._upgrade(request, data[end:])
+                    return
+                self._handle_request(request, data[end:])
+                return
             self._parser = RequestParser(max_request_size=settings.max_request_size)
         try:
-            request = self._parser.feed(data)
+            message = self._parser.feed(data)
         except InvalidRequest as exc:
             self._respond(reject_response(exc))
             return
-        if request is None:
+        if message is None:
             return
         leftover = self._parser.leftover
         self._parser = None
-        self.request = request
+        self._handle_request(message, leftover)
+
+    def _handle_request(self, request: Request, leftover: bytes) -> None:
+        """Answer a complete request: through ``process_request`` if set, else upgrade it."""
+        settings = self._server._settings
+        self._request = request
         if settings.process_request is not None:
             if settings.process_request_async:
                 assert self.transport is not None
@@ -163,10 +177,8 @@ class ServerConnection(WebSocketConnection):
     def _respond(self, response: Response) -> None:
         """Answer with a plain HTTP response and close the connection."""
         assert self.transport is not None
-        if self._open_handle is not None:
-            self._open_handle.cancel()
-            self._open_handle = None
-        self.response = response
+        self._disarm()
+        self._response = response
         if "Connection" not in response.headers:
             response.headers.add("Connection", "close")
         self.transport.write(response.serialize())
@@ -191,7 +203,7 @@ class ServerConnection(WebSocketConnection):
             self._respond(Response.text(503, "Service Unavailable: too many connections\n"))
             return
         try:
-            accepted = accept_request(
+            response, subprotocol, extensions = accept_request_bytes(
                 request,
                 subprotocols=settings.subprotocols,
                 origins=settings.origins,
@@ -204,15 +216,14 @@ class ServerConnection(WebSocketConnection):
             self._respond(reject_response(exc))
             return
         assert self.transport is not None
-        if self._open_handle is not None:
-            self._open_handle.cancel()
-            self._open_handle = None
+        self._disarm()
         server._pending.discard(self)
         server.connections.add(self)
-        self.response = accepted.response
-        self.subprotocol = accepted.subprotocol
-        self.transport.write(accepted.response.serialize())
-        core = Core(Side.SERVER, extensions=accepted.extensions, max_size=self._opts.max_size)
+        # Kept as sent; ``ws.response`` parses it if it is ever read.
+        self._response = response
+        self.subprotocol = subprotocol
+        self.transport.write(response)
+        core = Core(Side.SERVER, extensions=extensions, max_size=self._opts.max_size)
         self._start(core)
         handler = server._handler
         if handler is not None:
