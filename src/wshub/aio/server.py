@@ -7,6 +7,7 @@ import inspect
 import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import ConnectionClosed, InvalidRequest
@@ -18,7 +19,7 @@ from ..protocol.http11 import Request, RequestParser, Response, parse_request_he
 from ..protocol.server import accept_request_bytes, is_upgrade_request, reject_response
 from .connection import Callbacks, ConnectionOptions, WebSocketConnection
 
-__all__ = ["Server", "ServerConnection", "broadcast", "serve"]
+__all__ = ["Server", "ServerConnection", "ServerStats", "broadcast", "serve"]
 
 logger = logging.getLogger("wshub.server")
 
@@ -60,6 +61,56 @@ class _ServerSettings:
         self.process_request_async = inspect.iscoroutinefunction(process_request)
 
 
+@dataclass(slots=True)
+class ServerStats:
+    """Counters of one server (``Server.stats``), for monitoring (``wshub.hub.metrics``).
+
+    Plain integers, bumped once per handshake, per closed connection or per slow-consumer
+    event; the traffic counters are bumped per read, per message and per frame, and only
+    when the server was made with ``count_traffic=True``, so that the default receive path
+    carries no counting at all.
+
+    Attributes:
+        handshakes: upgrade requests answered, by HTTP status (101: accepted; 403, 426,
+            503, ...: refused, including refusals by ``process_request``).
+        http_responses: other requests answered with a plain HTTP response, by status
+            (requests that could not be parsed count here).
+        handshake_timeouts: connections dropped for not completing the upgrade in
+            ``open_timeout``.
+        close_codes_sent: closed WebSocket connections by the code of the close frame the
+            server sent (none sent: not counted).
+        close_codes_received: closed WebSocket connections by the code the peer sent (1006:
+            no close frame came).
+        keepalive_timeouts: connections closed with 1011 for want of a keepalive pong.
+        slow_consumer_skips: messages ``broadcast()`` did not write to a connection above
+            its ``write_limit``.
+        slow_consumer_disconnects: connections ``broadcast(slow_consumer="close")`` closed.
+        count_traffic: whether the four counters below are kept.
+        messages_received: WebSocket messages received.
+        messages_sent: WebSocket messages sent (``broadcast()``: one per recipient).
+        bytes_received: bytes of WebSocket frames read (not the HTTP handshake).
+        bytes_sent: bytes of WebSocket frames written, control frames included.
+    """
+
+    handshakes: dict[int, int] = field(default_factory=dict)
+    http_responses: dict[int, int] = field(default_factory=dict)
+    handshake_timeouts: int = 0
+    close_codes_sent: dict[int, int] = field(default_factory=dict)
+    close_codes_received: dict[int, int] = field(default_factory=dict)
+    keepalive_timeouts: int = 0
+    slow_consumer_skips: int = 0
+    slow_consumer_disconnects: int = 0
+    count_traffic: bool = False
+    messages_received: int = 0
+    messages_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+
+
+def _bump(counts: dict[int, int], key: int) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
 class ServerConnection(WebSocketConnection):
     """A connection accepted by a :class:`Server`."""
 
@@ -88,10 +139,15 @@ class ServerConnection(WebSocketConnection):
             self._arm(timeout)
 
     def _deadline_passed(self) -> None:
-        if self._core is not None:
+        core = self._core
+        if core is not None:
+            unclosed = core.close_sent is None
             super()._deadline_passed()
+            if unclosed and core.close_sent is not None:
+                self._server.stats.keepalive_timeouts += 1  # the keepalive gave up on the peer
         elif self.transport is not None and not self._lost:
             logger.info("opening handshake timed out; dropping %s", self.remote_address)
+            self._server.stats.handshake_timeouts += 1
             self.transport.abort()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -103,8 +159,15 @@ class ServerConnection(WebSocketConnection):
         return task
 
     def _connection_gone(self) -> None:
-        self._server._pending.discard(self)
-        self._server.connections.discard(self)
+        server = self._server
+        server._pending.discard(self)
+        server.connections.discard(self)
+        core = self._core
+        if core is not None:
+            stats = server.stats
+            if core.close_sent is not None:
+                _bump(stats.close_codes_sent, core.close_sent[0])
+            _bump(stats.close_codes_received, core.close_code or 1006)
 
     # -- opening handshake (RFC 6455 §4.2) -------------------------------------------------------
 
@@ -179,6 +242,12 @@ class ServerConnection(WebSocketConnection):
         assert self.transport is not None
         self._disarm()
         self._response = response
+        request = self.request
+        stats = self._server.stats
+        if request is not None and is_upgrade_request(request):
+            _bump(stats.handshakes, response.status)
+        else:
+            _bump(stats.http_responses, response.status)
         if "Connection" not in response.headers:
             response.headers.add("Connection", "close")
         self.transport.write(response.serialize())
@@ -219,6 +288,7 @@ class ServerConnection(WebSocketConnection):
         self._disarm()
         server._pending.discard(self)
         server.connections.add(self)
+        _bump(server.stats.handshakes, 101)
         # Kept as sent; ``ws.response`` parses it if it is ever read.
         self._response = response
         self.subprotocol = subprotocol
@@ -249,6 +319,37 @@ class ServerConnection(WebSocketConnection):
         await self.close(1000, "")
 
 
+class _CountingServerConnection(ServerConnection):
+    """A server connection that counts its traffic in ``ServerStats`` (``count_traffic``).
+
+    A subclass, chosen per server, so that servers that do not count pay nothing: each
+    override costs a call per read, per message received and per frame written.
+    """
+
+    __slots__ = ("_deliver",)
+
+    def data_received(self, data: bytes) -> None:
+        if self._core is not None:  # frames only: bytes left over from the handshake come here
+            self._server.stats.bytes_received += len(data)
+        super().data_received(data)
+
+    def _start(self, core: Core) -> None:
+        super()._start(core)
+        self._deliver = core.on_message
+        core.on_message = self._count_message
+
+    def _count_message(self, message: str | bytes) -> None:
+        self._server.stats.messages_received += 1
+        self._deliver(message)
+
+    def _write(self, data: bytes) -> None:
+        stats = self._server.stats
+        stats.bytes_sent += len(data)
+        if 0 < data[0] & 0x0F < 3:  # a text or binary frame: one per message sent
+            stats.messages_sent += 1
+        super()._write(data)
+
+
 class Server:
     """A listening WebSocket server; awaitable and usable as ``async with``."""
 
@@ -265,6 +366,7 @@ class Server:
         backlog: int,
         reuse_port: bool,
         sock: Any,
+        count_traffic: bool = False,
     ) -> None:
         self._handler: Handler | None = handler if inspect.iscoroutinefunction(handler) else None
         self.host = host
@@ -282,6 +384,8 @@ class Server:
         # outlive its connection, and shutdown must wait for it (or cancel it) all the same.
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.stats = ServerStats(count_traffic=count_traffic)
+        self._connection_class = _CountingServerConnection if count_traffic else ServerConnection
 
     async def start(self) -> Server:
         """Start listening; idempotent."""
@@ -289,14 +393,14 @@ class Server:
             loop = asyncio.get_running_loop()
             if self._sock is not None:
                 self._server = await loop.create_server(
-                    lambda: ServerConnection(self),
+                    lambda: self._connection_class(self),
                     sock=self._sock,
                     ssl=self._ssl,
                     backlog=self._backlog,
                 )
             else:
                 self._server = await loop.create_server(
-                    lambda: ServerConnection(self),
+                    lambda: self._connection_class(self),
                     self.host,
                     self._port,
                     ssl=self._ssl,
@@ -408,6 +512,7 @@ def serve(
     backlog: int = 1024,
     reuse_port: bool = False,
     sock: Any = None,
+    count_traffic: bool = False,
 ) -> Server:
     """Create a WebSocket server; ``await`` it or use it with ``async with``.
 
@@ -440,6 +545,8 @@ def serve(
         backlog: the listen backlog (a connect storm needs a deep one).
         reuse_port: set ``SO_REUSEPORT`` so several processes can share the port.
         sock: an already bound socket to serve on, instead of host and port.
+        count_traffic: count messages and bytes in ``Server.stats`` (a few function
+            calls per message; handshakes, closes and slow consumers are always counted).
     """
     if inspect.iscoroutinefunction(handler):
         if on_message is not None:
@@ -488,6 +595,7 @@ def serve(
         backlog=backlog,
         reuse_port=reuse_port,
         sock=sock,
+        count_traffic=count_traffic,
     )
 
 
@@ -519,8 +627,13 @@ def broadcast(
         if core is None or core.state is not State.OPEN:
             continue
         if conn._write_paused:
+            stats = conn._server.stats if isinstance(conn, ServerConnection) else None
             if slow_consumer == "close":
                 conn._close_now(1008, "slow consumer")
+                if stats is not None:
+                    stats.slow_consumer_disconnects += 1
+            elif stats is not None:
+                stats.slow_consumer_skips += 1
             continue
         if core.side is Side.SERVER:
             conn._write(frame)
