@@ -145,7 +145,8 @@ class HttpApi:
             exc.status, {"error": {"code": int(exc.code), "message": exc.message}}, exc.headers
         )
 
-    def _authorized(self, request: Request) -> bool:
+    def authorized(self, request: Request) -> bool:
+        """Whether ``request`` carries the API key (``/metrics`` accepts it too)."""
         if self._key is None:
             return False
         given = request.headers.get("X-API-Key")
@@ -157,7 +158,7 @@ class HttpApi:
         return hmac.compare_digest(given.encode(), self._key)
 
     async def _dispatch(self, request: Request, path: str) -> Response:
-        if not self._authorized(request):
+        if not self.authorized(request):
             raise _Refused(
                 401,
                 ErrorCode.UNAUTHORIZED,

@@ -6,9 +6,10 @@ This is what ``wshub serve`` and the demo apps start::
                                http_handlers=[ChatApp(ws_path="/ws")]) as server:
         await server.serve_forever()
 
-One port serves, in this order: the HTTP API (``/healthz``, ``/api/...``), the extra
-``http_handlers`` (a chat page, static files), then the WebSocket upgrade at ``path``
-(subprotocol ``wshub.v1``). An upgrade at another path gets 404.
+One port serves, in this order: ``/metrics`` (:mod:`wshub.hub.metrics`), the HTTP API
+(``/healthz``, ``/api/...``), the extra ``http_handlers`` (a chat page, static files), then
+the WebSocket upgrade at ``path`` (subprotocol ``wshub.v1``). An upgrade at another path
+gets 404.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from wshub.hub.channels import ChannelRegistry
 from wshub.hub.history import HistoryStore, MemoryHistory, SQLiteHistory
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
+from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
 from wshub.hub.wire import SUBPROTOCOL, CloseCode
 from wshub.protocol.http11 import Request, Response
 from wshub.protocol.server import is_upgrade_request
@@ -50,6 +52,7 @@ class HubServer:
         hub: the :class:`Hub` (publish to it directly from the same process).
         server: the underlying :class:`wshub.Server`.
         path: the WebSocket path.
+        metrics: the ``GET /metrics`` endpoint.
     """
 
     def __init__(
@@ -60,10 +63,14 @@ class HubServer:
         path: str = "/ws",
         http_handlers: Iterable[HttpHandler] = (),
         owned_history: HistoryStore | None = None,
+        metrics: MetricsAccess = "local",
     ) -> None:
         self.hub = hub
         self.path = path
         self.api = HttpApi(hub, api_key=api_key)
+        self.metrics = MetricsEndpoint(
+            hub, lambda: self.server, access=metrics, authorized=self.api.authorized
+        )
         self._handlers = list(http_handlers)
         self._owned_history = owned_history
         self.server: Server | None = None
@@ -79,7 +86,10 @@ class HubServer:
         return f"ws://{host}:{self.port}{self.path}"
 
     async def process_request(self, connection: Any, request: Request) -> Response | None:
-        """The ``process_request`` hook: HTTP API, extra handlers, then the upgrade."""
+        """The ``process_request`` hook: metrics, HTTP API, extra handlers, then the upgrade."""
+        response = self.metrics(connection, request)
+        if response is not None:
+            return response
         response = await self.api.handle(request)
         if response is not None:
             return response
@@ -145,6 +155,7 @@ async def start_hub(
     registry: ChannelRegistry | None = None,
     limits: HubLimits | None = None,
     hub: Hub | None = None,
+    metrics: MetricsAccess = "local",
     **serve_options: Any,
 ) -> HubServer:
     """Start a hub server and return it, listening.
@@ -167,6 +178,10 @@ async def start_hub(
         hub: a hub built by the caller (then ``data_dir``, ``ephemeral``, the auth
             options, ``registry`` and ``limits`` are ignored, and closing the server closes
             it but not its stores).
+        metrics: who may read ``GET /metrics``: ``"local"`` (loopback clients and API key
+            holders), ``"key"``, ``"open"`` or ``"off"`` (see :mod:`wshub.hub.metrics`).
+            Unless ``"off"``, the transport also counts messages and bytes
+            (``count_traffic``).
         **serve_options: passed to :func:`wshub.serve` (``origins``, ``max_size``,
             ``ssl``, ``ping_interval``, ...); ``max_request_size`` defaults to 1 MiB here so
             that HTTP API publications up to the hub's own limit get through.
@@ -193,8 +208,14 @@ async def start_hub(
         )
         hub = Hub(registry=registry, history=history, auth=auth, limits=limits)
     hub_server = HubServer(
-        hub, api_key=api_key, path=path, http_handlers=http_handlers, owned_history=owned
+        hub,
+        api_key=api_key,
+        path=path,
+        http_handlers=http_handlers,
+        owned_history=owned,
+        metrics=metrics,
     )
+    serve_options.setdefault("count_traffic", hub_server.metrics.enabled)
     # The API's requests carry publications of up to max_publication_size (64 KiB) plus JSON
     # framing: the transport's default request bound would refuse them before the hub could.
     serve_options.setdefault("max_request_size", 2**20)
