@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -22,6 +23,8 @@ from wshub.cli import _serve_options, build_parser, main
 from wshub.exceptions import AuthError
 from wshub.hub.auth import Authenticator
 from wshub.hub.client import HubClient
+from wshub.log import JsonFormatter
+from wshub.testing import TLSCertificate
 
 SECRET = "cli-tests-secret-0123456789abcdef-0123"
 
@@ -162,7 +165,7 @@ async def serve(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[
             line = (await process.stdout.readline()).decode()
             assert line, f"wshub serve exited early: {lines}"
             lines.append(line)
-            found = re.match(r"wshub: hub on ws://127\.0\.0\.1:(\d+)/ws", line)
+            found = re.match(r"wshub: hub on wss?://127\.0\.0\.1:(\d+)/ws", line)
             if found:
                 break
         yield Served(process, int(found.group(1)), lines)
@@ -213,4 +216,101 @@ async def test_serve_with_a_secret_and_a_data_dir(
             assert [(p.offset, p.data) for p in page.publications] == [
                 (offset, {"text": "still here"})
             ]
+        assert await served.stop() == 0
+
+
+# --- TLS, logging and the other serve options -----------------------------------------------
+
+
+def test_serve_options_for_metrics_and_port_sharing() -> None:
+    """--metrics, --reuse-port and --backlog reach start_hub only when given."""
+    parse = build_parser().parse_args
+    assert not {"metrics", "reuse_port", "backlog", "ssl"} & set(_serve_options(parse(["serve"])))
+    options = _serve_options(
+        parse(["serve", "--metrics", "key", "--reuse-port", "--backlog", "4096"])
+    )
+    assert (options["metrics"], options["reuse_port"], options["backlog"]) == ("key", True, 4096)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--keyfile", "key.pem"],  # a key without a certificate
+        ["--certfile", "/nonexistent/cert.pem"],  # a file that is not there
+    ],
+)
+def test_serve_refuses_bad_tls_files(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    """A TLS misconfiguration exits with status 2 and a one-line error."""
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "serve",
+                "--ephemeral",
+                *args,
+            ]
+        )
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wshub: error:") and "Traceback" not in err
+
+
+def test_log_options_before_or_after_the_command() -> None:
+    """--log-level and --log-format work before ``serve`` and after it (the latter wins)."""
+    parse = build_parser().parse_args
+    args = parse(["--log-level", "warning", "serve", "--log-format", "json"])
+    assert (args.log_level, args.log_format) == ("warning", "json")
+    args = parse(["--log-format", "json", "serve", "--log-level", "debug", "--log-format", "text"])
+    assert (args.log_level, args.log_format) == ("debug", "text")
+    assert (parse(["serve"]).log_level, parse(["serve"]).log_format) == ("info", "text")
+
+
+def test_main_installs_the_json_formatter(capsys: pytest.CaptureFixture[str]) -> None:
+    """``wshub --log-format json ...`` logs JSON lines on standard error."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        main(
+            [
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+                "token",
+                "--secret",
+                SECRET,
+                "--user",
+                "eve",
+            ]
+        )
+        assert isinstance(root.handlers[-1].formatter, JsonFormatter)
+        assert root.level == logging.DEBUG
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_over_tls(tmp_path: Path, tls_certificate: TLSCertificate) -> None:
+    """--certfile/--keyfile: the page, /healthz and the hub answer over https and wss."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(tls_certificate.cert_pem)
+    key.write_bytes(tls_certificate.key_pem)
+    async with serve("--ephemeral", "--certfile", str(cert), "--keyfile", str(key)) as served:
+        assert served.lines[0] == f"wshub: chat on https://127.0.0.1:{served.port}/\n"
+        context = tls_certificate.client_context()
+
+        def healthz() -> int:
+            url = f"https://127.0.0.1:{served.port}/healthz"
+            with urllib.request.urlopen(url, timeout=30, context=context) as response:
+                return int(response.status)
+
+        assert await asyncio.to_thread(healthz) == 200
+        url = f"wss://127.0.0.1:{served.port}/ws"
+        async with wshub.connect(url, ssl=context, subprotocols=["wshub.v1"]) as ws:
+            await ws.send('{"id": 1, "cmd": "connect"}')
+            reply: Any = orjson.loads(await ws.recv())
+            assert reply["id"] == 1 and "result" in reply
         assert await served.stop() == 0

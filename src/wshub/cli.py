@@ -12,6 +12,10 @@ argument (``max_size`` is ``--max-size``); the hub's limits are read from
 :class:`~wshub.hub.HubLimits` itself, so that a new limit appears here without another edit.
 Secrets may come from the environment (``WSHUB_SECRET``, ``WSHUB_API_KEY``), read through
 :mod:`wshub.config` like every environment variable.
+
+Production switches (docs/deployment.md): ``--certfile``/``--keyfile`` serve https and wss,
+``--metrics`` says who may read ``/metrics``, ``--reuse-port`` lets several processes share
+the port, ``--log-level``/``--log-format json`` shape the logs on standard error.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +36,9 @@ from wshub.aio import run
 from wshub.apps.chat import ChatApp
 from wshub.hub import HubLimits
 from wshub.hub.auth import make_token
+from wshub.hub.metrics import METRICS_ACCESS
 from wshub.hub.server import HubServer, start_hub
+from wshub.log import LEVELS, LOG_FORMATS, configure_logging
 
 __all__ = ["build_parser", "main"]
 
@@ -95,10 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wshub", description="WebSocket toolkit and real-time messaging hub."
     )
     parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="logging level (default: info)",
+        "--log-level", default="info", choices=LEVELS, help="logging level (default: info)"
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="log lines as text or as JSON objects (default: text)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -145,6 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="allowed Origin of WebSocket upgrades (repeatable; default: any)",
     )
     serve.add_argument("--no-chat", action="store_true", help="do not serve the chat page")
+    serve.add_argument(
+        "--metrics",
+        choices=METRICS_ACCESS,
+        default=argparse.SUPPRESS,
+        help="who may GET /metrics: local (loopback clients or the API key; the default), "
+        "key, open, off",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="set SO_REUSEPORT, so that several processes can listen on the port",
+    )
+    serve.add_argument(
+        "--backlog", type=int, default=argparse.SUPPRESS, help="listen backlog (default 1024)"
+    )
+    tls = serve.add_argument_group("TLS (serve https:// and wss://)")
+    tls.add_argument("--certfile", help="PEM certificate chain, the server's certificate first")
+    tls.add_argument("--keyfile", help="PEM private key (default: in the certfile)")
+    logs = serve.add_argument_group("logging (also accepted before the command)")
+    logs.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS)
+    logs.add_argument("--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS)
     transport = serve.add_argument_group("WebSocket limits")
     for name, kind, text in _TRANSPORT_OPTIONS:
         transport.add_argument(_flag(name), type=kind, default=argparse.SUPPRESS, help=text)
@@ -188,10 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wshub`` with ``argv`` (default: the command line); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         status: int = args.func(args)
     except ValueError as exc:
@@ -238,9 +267,28 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
     for name, _, _ in _TRANSPORT_OPTIONS:
         if name in given:
             options[name] = given[name]
-    if "origins" in given:
-        options["origins"] = given["origins"]
+    for name in ("origins", "metrics", "reuse_port", "backlog"):
+        if name in given:
+            options[name] = given[name]
+    if args.certfile or args.keyfile:
+        options["ssl"] = _tls_context(args.certfile, args.keyfile)
     return options
+
+
+def _tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
+    """A server context with Python's secure defaults and the given certificate.
+
+    Raises:
+        ValueError: no certificate, or the files cannot be read or do not match.
+    """
+    if not certfile:
+        raise ValueError("--keyfile needs --certfile")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the TLS certificate: {exc}") from exc
+    return context
 
 
 def _serve_command(args: argparse.Namespace) -> int:
@@ -265,9 +313,10 @@ async def _serve(host: str, port: int, options: dict[str, Any]) -> None:
     server: HubServer = await start_hub(host or None, port, **options)
     try:
         shown = _display_host(host)
+        secure = "s" if "ssl" in options else ""
         if options["http_handlers"]:
-            print(f"wshub: chat on http://{shown}:{server.port}/", flush=True)
-        print(f"wshub: hub on ws://{shown}:{server.port}{server.path}", flush=True)
+            print(f"wshub: chat on http{secure}://{shown}:{server.port}/", flush=True)
+        print(f"wshub: hub on ws{secure}://{shown}:{server.port}{server.path}", flush=True)
         if options["allow_anonymous"]:
             print("wshub: anonymous users allowed", flush=True)
         if options["data_dir"] is not None:
