@@ -9,12 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wshub.exceptions import InvalidHandshake, InvalidResponse, NegotiationError
-from wshub.protocol.client import ClientHandshake
+from wshub.protocol.client import ClientHandshake, frame_message_masked
+from wshub.protocol.connection import Connection, Side
+from wshub.protocol.events import Message
 from wshub.protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
+from wshub.protocol.frames import build_frame
 from wshub.protocol.headers import Headers
 from wshub.protocol.http11 import RequestParser, Response, ResponseParser
 from wshub.protocol.server import accept_key, accept_request
@@ -338,3 +341,33 @@ def test_any_response_is_accepted_or_refused(headers: list[tuple[str, str]], sta
     else:
         assert status == 101
         assert accepted.subprotocol in (None, "chat")
+
+
+# -- frame_message_masked: the client's send path without extensions ---------------------------
+
+
+@given(
+    message=st.text(max_size=300)
+    | st.binary(max_size=300)
+    | st.sampled_from([b"x" * 125, b"x" * 126, b"x" * 65535, b"x" * 65536, "é" * 70000])
+    | st.binary(max_size=200).map(bytearray)
+)
+def test_masked_message_frame_is_what_the_core_sends(message: str | bytes) -> None:
+    """The frame is the core's frame for the same key, and a server reads the message back."""
+    frame = frame_message_masked(message)
+    length = frame[1] & 0x7F
+    key_at = 2 if length < 126 else (4 if length == 126 else 10)
+    key = frame[key_at : key_at + 4]
+    opcode = 0x1 if isinstance(message, str) else 0x2
+    payload = message.encode() if isinstance(message, str) else bytes(message)
+    assert frame == build_frame(opcode, payload, mask=key)
+    server = Connection(Side.SERVER, max_size=None)
+    server.receive_data(frame)
+    received = server.events_received()
+    assert received == [Message(message if isinstance(message, str) else bytes(message))]
+
+
+def test_masked_message_frames_have_fresh_keys() -> None:
+    """Every frame gets its own masking key (RFC 6455 §5.3)."""
+    keys = {frame_message_masked(b"same")[2:6] for _ in range(64)}
+    assert len(keys) > 1

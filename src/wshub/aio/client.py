@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mappin
 from typing import Any
 
 from ..exceptions import InvalidHandshake, InvalidResponse, InvalidURI
-from ..protocol.client import ClientHandshake
+from ..protocol.client import ClientHandshake, frame_message_masked
 from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side
 from ..protocol.extensions.base import ClientExtensionFactory
@@ -72,6 +72,8 @@ class ClientConnection(WebSocketConnection):
         leftover = parser.leftover
         self._parser = None
         self.subprotocol = accepted.subprotocol
+        if not accepted.extensions:
+            self._frame = frame_message_masked
         self._start(Core(Side.CLIENT, extensions=accepted.extensions, max_size=self._opts.max_size))
         if not self._opened.done():
             self._opened.set_result(None)

@@ -242,6 +242,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_cork",
         "_deadline",
         "_drain_waiter",
+        "_frame",
         "_id",
         "_lost",
         "_lost_waiter",
@@ -264,6 +265,9 @@ class WebSocketConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self._core: Core | None = None
+        # Frames a whole message the way the core would, for the send path to skip the
+        # core's general frame builder; set when no extension was negotiated.
+        self._frame: Callable[[Message], bytes] | None = None
         # While data_received runs, frames written to this connection collect here and
         # leave in one write: one system call per read, not one per message.
         self._cork: list[bytes] | None = None
@@ -569,14 +573,22 @@ class WebSocketConnection(asyncio.Protocol):
         core = self._core
         if core is None or core.state is not _OPEN:
             raise self._closed_exc()
-        core.send(message)
+        frame = self._frame
+        if frame is None:
+            core.send(message)
+        else:
+            self._write(frame(message))
 
     async def send(self, message: Message) -> None:
         """Send a message; waits while the write buffer is above ``write_limit``."""
         core = self._core
         if core is None or core.state is not _OPEN:
             raise self._closed_exc()
-        core.send(message)
+        frame = self._frame
+        if frame is None:
+            core.send(message)
+        else:
+            self._write(frame(message))
         if self._write_paused:
             await self.drain()
 

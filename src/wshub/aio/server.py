@@ -294,6 +294,8 @@ class ServerConnection(WebSocketConnection):
         self.subprotocol = subprotocol
         self.transport.write(response)
         core = Core(Side.SERVER, extensions=extensions, max_size=self._opts.max_size)
+        if not extensions:
+            self._frame = frame_message
         self._start(core)
         handler = server._handler
         if handler is not None:

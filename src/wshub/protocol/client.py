@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 
 from wshub.exceptions import InvalidResponse, NegotiationError
@@ -22,10 +23,48 @@ from wshub.protocol.headers import (
     serialize_extension,
 )
 from wshub.protocol.http11 import Request, Response
+from wshub.protocol.mask import new_mask
 from wshub.protocol.server import Accepted, accept_key
+from wshub.protocol.speedups import apply_mask
 from wshub.protocol.uri import WebSocketURI
 
-__all__ = ["ClientHandshake"]
+__all__ = ["ClientHandshake", "frame_message_masked"]
+
+# Frame headers of whole, masked text (0x81) and binary (0x82) messages (RFC 6455 §5.2):
+# FIN and the opcode, then the mask bit and the length, 7 bits or the 126/127 escapes.
+_SHORT_HEADERS = {op: [bytes((op, 0x80 | n)) for n in range(126)] for op in (0x81, 0x82)}
+_pack16 = struct.Struct("!BBH").pack
+_pack64 = struct.Struct("!BBQ").pack
+
+
+def frame_message_masked(message: str | bytes) -> bytes:
+    """Frame a whole message as a client sends it when no extension was negotiated.
+
+    One masked frame with a fresh key (RFC 6455 §5.1, §5.3): text for ``str``, binary for
+    bytes-like objects. It is the bytes :meth:`Connection.send
+    <wshub.protocol.connection.Connection.send>` writes on a client connection without
+    extensions, built with table lookups instead of the general frame builder, because
+    a client sends every message through here.
+    """
+    if type(message) is bytes:
+        opcode = 0x82
+        payload = message
+    elif isinstance(message, str):
+        opcode = 0x81
+        payload = message.encode("utf-8")
+    else:
+        opcode = 0x82
+        payload = bytes(message)
+    n = len(payload)
+    if n < 126:
+        head = _SHORT_HEADERS[opcode][n]
+    elif n < 65536:
+        head = _pack16(opcode, 0xFE, n)
+    else:
+        head = _pack64(opcode, 0xFF, n)
+    mask = new_mask()
+    return b"".join((head, mask, apply_mask(payload, mask)))
+
 
 # Headers the caller's additional_headers replace rather than repeat.
 _REPLACEABLE = ("Host", "Origin", "User-Agent", "Authorization")
