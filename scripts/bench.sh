@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark wshub side by side with its peers in the shared harness (../shared/bench) and write
-# benchmarks/RESULTS.md from the harness's results.json (benchmarks/report.py).
+# benchmarks/RESULTS.md from the harness's results.json (benchmarks/report.py), then compare the
+# clients (benchmarks/client_bench.py: ours vs picows' against the C echo server) and append that.
 #
 # Usage: scripts/bench.sh [--quick]          (`make bench`, `make bench-quick`)
 #   --quick    1 run of 1 s per cell (smoke test); writes benchmarks/out/quick/RESULTS.md instead
@@ -43,4 +44,13 @@ python3 "$BENCH/run.py" --out "$OUT" "${OPTS[@]}" "${EXTRA[@]}" \
   --server "wshub=$PY $ROOT/benchmarks/server.py --port \$PORT --app \$APP" \
   --servers "$SERVERS"
 "$PY" "$ROOT/benchmarks/report.py" "$OUT/results.json" --out "$REPORT"
+
+# ---- clients: wshub's client vs picows' client against the harness's C echo server ----------
+# (benchmarks/client_bench.py; its table is appended to the report)
+CLIENT_OPTS=(--reps 3 --seconds 5)
+[ "${1:-}" = --quick ] && CLIENT_OPTS=(--reps 1 --seconds 1 --warmup 0.5)
+echo "bench: clients (benchmarks/client_bench.py ${CLIENT_OPTS[*]})"
+"$PY" "$ROOT/benchmarks/client_bench.py" "${CLIENT_OPTS[@]}" --out "$OUT/clients.md"
+{ echo; cat "$OUT/clients.md"; } >>"$REPORT"
+
 echo "bench: done in $(($(date +%s) - T0)) s; $REPORT"
