@@ -1,0 +1,233 @@
+"""Presence in Redis, shared by every hub node, cleaned up after a crash (:class:`RedisPresence`).
+
+One hash per channel, ``<prefix>:presence:<channel>``: field = client id, value =
+``"<expires ms> <arrived µs> <ClientInfo JSON>"``. Times are Redis's own (``TIME``), so the
+nodes' clocks do not matter.
+
+Each entry expires ``ttl`` seconds after it was last written. A node rewrites the entries
+of its own clients every ``heartbeat_interval`` seconds, so:
+
+* a node that crashes (no ``remove`` for its clients) stops rewriting them, and they vanish
+  from :meth:`RedisPresence.get` within ``ttl`` seconds; the hash itself expires when no
+  node writes to it any more;
+* a Redis that restarted empty is filled again by the next heartbeat of every node;
+* an ``add`` that fails (Redis briefly unreachable) is logged and repaired by the next
+  heartbeat instead of failing the subscription, which has already been confirmed to the
+  client when the hub adds its presence.
+
+Redis 7.4 has per-field expiry (``HEXPIRE``); the expiry kept in the value works from
+Redis 6.2 on and lets :meth:`~RedisPresence.get` drop expired entries in the same script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from wshub.exceptions import HubError, InvalidState
+from wshub.hub.redis_support import DEFAULT_PREFIX, Availability, close_client, redis_client
+from wshub.hub.wire import ClientInfo
+
+__all__ = ["RedisPresence"]
+
+logger = logging.getLogger("wshub.hub")
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS[1] hash. ARGV: client, info JSON, ttl in ms. An entry keeps its arrival time while
+# it lives, so that rewriting it (heartbeat, replacement) keeps its place in the order.
+_ADD = (
+    _NOW_MS
+    + """
+local arrived = t[1] .. string.format('%06d', tonumber(t[2]))
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local expires, since = string.match(old, '^(%d+) (%d+) ')
+  if expires and tonumber(expires) >= now_ms then arrived = since end
+end
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], (now_ms + ttl) .. ' ' .. arrived .. ' ' .. ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+)
+
+# KEYS[1] hash. ARGV[1] client. Returns 1 when a live entry was removed.
+_REMOVE = (
+    _NOW_MS
+    + """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local expires = string.match(old, '^(%d+) ')
+if expires and tonumber(expires) >= now_ms then return 1 end
+return 0
+"""
+)
+
+# KEYS[1] hash. Drops expired entries; returns the live ones as {arrived, JSON, ...}.
+_GET = (
+    _NOW_MS
+    + """
+local entries = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #entries, 2 do
+  local expires, arrived, info = string.match(entries[i + 1], '^(%d+) (%d+) (.*)$')
+  if expires and tonumber(expires) >= now_ms then
+    live[#live + 1] = arrived
+    live[#live + 1] = info
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+return live
+"""
+)
+
+
+#: Entries rewritten per round trip by the heartbeat.
+_BATCH = 500
+
+
+def _info(raw: bytes) -> ClientInfo:
+    obj = orjson.loads(raw)
+    return ClientInfo(obj["client"], obj["user"], obj.get("meta"))
+
+
+class RedisPresence:
+    """A :class:`~wshub.hub.presence.PresenceStore` in Redis, shared by every hub node.
+
+    Args:
+        redis: a Redis URL (the store then owns its client) or a client to share (not
+            closed by :meth:`close`).
+        prefix: the first part of every key.
+        ttl: seconds an entry lives without being rewritten: how long the clients of a
+            crashed node stay listed at most.
+        heartbeat_interval: seconds between rewrites of this node's entries; well below
+            ``ttl`` so that one late or failed heartbeat does not drop live clients.
+
+    Raises:
+        ValueError: ``heartbeat_interval`` is not positive or not below ``ttl``.
+    """
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        ttl: float = 30.0,
+        heartbeat_interval: float = 10.0,
+    ) -> None:
+        if not 0 < heartbeat_interval < ttl:
+            raise ValueError("need 0 < heartbeat_interval < ttl")
+        self._owns_client = isinstance(redis, str)
+        self._client = redis_client(redis) if isinstance(redis, str) else redis
+        self._prefix = prefix
+        self._ttl_ms = str(max(1, round(ttl * 1000)))
+        self._interval = heartbeat_interval
+        self._add = self._client.register_script(_ADD)
+        self._remove = self._client.register_script(_REMOVE)
+        self._get = self._client.register_script(_GET)
+        # This node's entries, rewritten by the heartbeat: channel -> client -> info JSON.
+        self._local: dict[str, dict[str, bytes]] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._health = Availability(logger, "presence")
+        self._closed = False
+
+    def _key(self, channel: str) -> str:
+        return f"{self._prefix}:presence:{channel}"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidState("presence store is closed")
+
+    async def add(self, channel: str, info: ClientInfo) -> None:
+        self._check_open()
+        encoded = info.encode()
+        self._local.setdefault(channel, {})[info.client] = encoded
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        try:
+            await self._add([self._key(channel)], [info.client, encoded, self._ttl_ms])
+        except RedisError as exc:
+            # The heartbeat writes it as soon as Redis answers again.
+            self._health.failed(exc)
+            return
+        self._health.succeeded()
+
+    async def remove(self, channel: str, client: str) -> bool:
+        self._check_open()
+        entries = self._local.get(channel)
+        was_local = entries is not None and entries.pop(client, None) is not None
+        if entries is not None and not entries:
+            del self._local[channel]
+        try:
+            removed = await self._remove([self._key(channel)], [client])
+        except RedisError as exc:
+            # No longer rewritten, the entry expires on its own within ttl.
+            self._health.failed(exc)
+            return was_local
+        self._health.succeeded()
+        return bool(removed)
+
+    async def get(self, channel: str) -> list[ClientInfo]:
+        self._check_open()
+        try:
+            live: list[bytes] = await self._get([self._key(channel)], [])
+        except RedisError as exc:
+            raise self._health.failed(exc) from exc
+        self._health.succeeded()
+        entries = sorted(zip(live[0::2], live[1::2], strict=True), key=lambda e: int(e[0]))
+        return [_info(raw) for _, raw in entries]
+
+    async def refresh(self) -> None:
+        """Rewrite this node's entries now (what the heartbeat does).
+
+        Raises:
+            HubError: Redis failed (code 100).
+        """
+        self._check_open()
+        entries = [
+            (channel, client, raw)
+            for channel, clients in self._local.items()
+            for client, raw in clients.items()
+        ]
+        try:
+            for start in range(0, len(entries), _BATCH):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for channel, client, raw in entries[start : start + _BATCH]:
+                        await self._add([self._key(channel)], [client, raw, self._ttl_ms], pipe)
+                    await pipe.execute()
+        except RedisError as exc:
+            raise self._health.failed(exc) from exc
+        self._health.succeeded()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except HubError:
+                pass  # logged once by refresh; the next beat retries
+            except Exception:
+                logger.exception("presence heartbeat failed")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        self._local.clear()
+        if self._owns_client:
+            await close_client(self._client)

@@ -1,0 +1,122 @@
+"""What the hub's Redis broker and stores share: the client, key names, failure reporting.
+
+Redis is an optional dependency (``pip install wshub[redis]``); only the ``redis_*`` modules
+and :mod:`wshub.hub.brokers.redis` import it, so a hub without Redis never needs it.
+
+The client is built for a hub, not for a script:
+
+* every wait is bounded: connecting (``connect_timeout``), each command
+  (``command_timeout``) and waiting for a free pooled connection (the same bound), so a slow
+  or dead Redis turns into an error reply (code 100), never into a hub that hangs;
+* the pool is bounded (``max_connections``) and blocks for a free connection instead of
+  opening more, so a burst cannot open thousands of sockets to Redis;
+* commands are never retried by the client: a write that reached Redis before the
+  connection broke would otherwise run twice (a second offset for one publication). The
+  caller sees the failure; a client retries a publish with its ``message_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from wshub.exceptions import HubError
+from wshub.hub.wire import ErrorCode
+
+__all__ = ["DEFAULT_PREFIX", "Availability", "close_client", "describe_url", "redis_client"]
+
+#: The default first part of every key and Pub/Sub channel name, so that several hubs (or
+#: other applications) can share one Redis database by using different prefixes.
+DEFAULT_PREFIX = "wshub"
+
+
+def redis_client(
+    url: str,
+    *,
+    max_connections: int = 32,
+    connect_timeout: float | None = 5.0,
+    command_timeout: float | None = 5.0,
+) -> Redis:
+    """A Redis client for the hub's stores and broker.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
+            ``unix:///path/to/socket``.
+        max_connections: connections in the pool at most; a command waits (at most
+            ``command_timeout``) for a free one. The broker's subscriber holds one for good.
+        connect_timeout: seconds to open a connection; ``None`` waits forever.
+        command_timeout: seconds for one command, and to wait for a pooled connection;
+            ``None`` waits forever (not advised: a stuck Redis would stall publishers).
+
+    Raises:
+        ValueError: ``url`` is not a Redis URL.
+    """
+    if max_connections < 1:
+        raise ValueError("max_connections must be >= 1")
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=command_timeout,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=command_timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return Redis(connection_pool=pool)
+
+
+async def close_client(client: Redis) -> None:
+    """Close ``client`` and every connection of its pool."""
+    await client.connection_pool.disconnect()
+
+
+def describe_url(url: str) -> str:
+    """``url`` without its credentials, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = parts.hostname or "localhost"
+    port = parts.port or 6379
+    return f"{parts.scheme}://{host}:{port}{parts.path}"
+
+
+class Availability:
+    """Turns Redis failures into error 100 and logs only when Redis comes and goes.
+
+    During an outage every command fails; logging each failure would flood the log, so
+    only the first failure (warning) and the first success after it (info) are logged.
+
+    Args:
+        logger: where to log.
+        what: names the component in the messages (``"history"``, ``"broker"``, ...).
+    """
+
+    __slots__ = ("_logger", "_up", "_what")
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._logger = logger
+        self._what = what
+        self._up = True
+
+    @property
+    def up(self) -> bool:
+        """Whether the last command succeeded."""
+        return self._up
+
+    def failed(self, exc: BaseException) -> HubError:
+        """Record a failure; returns the error to raise (``raise ... from exc``)."""
+        if self._up:
+            self._up = False
+            self._logger.warning("%s: Redis unavailable: %s", self._what, exc)
+        else:
+            self._logger.debug("%s: Redis still unavailable: %s", self._what, exc)
+        return HubError(ErrorCode.INTERNAL, ErrorCode.INTERNAL.message)
+
+    def succeeded(self) -> None:
+        """Record a success."""
+        if not self._up:
+            self._up = True
+            self._logger.info("%s: Redis available again", self._what)
