@@ -30,6 +30,10 @@ BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
 # what an install depends on: reinstall when one of these changes
 INSTALL_INPUTS := pyproject.toml $(wildcard setup.py)
+# this machine's pip configuration names a local index folder that does not exist for every
+# package; pip says so once per package, which buries real messages
+PIP_INSTALL := $(PY) -m pip install -q
+PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 export PY SHARED
 
 .PHONY: help run install install-test test deps lint typecheck coverage \
@@ -52,11 +56,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(INSTALL_INPUTS) | $(PY)
-	$(PY) -m pip install -q -e .
+	$(PIP_INSTALL) -e . $(PIP_QUIET)
 	touch $@
 
 $(VENV)/.installed-test: $(INSTALL_INPUTS) | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PIP_INSTALL) -e '.[test]' $(PIP_QUIET)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
