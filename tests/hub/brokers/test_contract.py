@@ -8,6 +8,7 @@ Add an implementation by adding a parameter to the ``broker`` fixture.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,9 +17,16 @@ from wshub.exceptions import InvalidState
 from wshub.hub.brokers import Broker, MemoryBroker
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
-    implementation: Broker = MemoryBroker()
+    implementation: Broker
+    if request.param == "redis":
+        from wshub.hub.brokers.redis import RedisBroker
+
+        server = request.getfixturevalue("redis")
+        implementation = RedisBroker(server.url, prefix=f"t{uuid.uuid4().hex[:12]}")
+    else:
+        implementation = MemoryBroker()
     yield implementation
     await implementation.close()
 
