@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import signal
@@ -23,7 +22,6 @@ from wshub.cli import _serve_options, build_parser, main
 from wshub.exceptions import AuthError
 from wshub.hub.auth import Authenticator
 from wshub.hub.client import HubClient
-from wshub.log import JsonFormatter
 from wshub.testing import TLSCertificate
 
 SECRET = "cli-tests-secret-0123456789abcdef-0123"
@@ -262,34 +260,6 @@ def test_log_options_before_or_after_the_command() -> None:
     args = parse(["--log-format", "json", "serve", "--log-level", "debug", "--log-format", "text"])
     assert (args.log_level, args.log_format) == ("debug", "text")
     assert (parse(["serve"]).log_level, parse(["serve"]).log_format) == ("info", "text")
-
-
-def test_main_installs_the_json_formatter(capsys: pytest.CaptureFixture[str]) -> None:
-    """``wshub --log-format json ...`` logs JSON lines on standard error."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        main(
-            [
-                "--log-format",
-                "json",
-                "--log-level",
-                "debug",
-                "token",
-                "--secret",
-                SECRET,
-                "--user",
-                "eve",
-            ]
-        )
-        assert isinstance(root.handlers[-1].formatter, JsonFormatter)
-        assert root.level == logging.DEBUG
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
 
 
 @pytest.mark.asyncio(loop_factories=["asyncio"])

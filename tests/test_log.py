@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import wshub
+from wshub.cli import main
 from wshub.log import JsonFormatter, configure_logging
 from wshub.testing import loopback_server, server_url
 
@@ -104,6 +105,32 @@ def test_json_formatter_works_without_configure() -> None:
     """JsonFormatter can be installed on any handler by an embedding application."""
     record = logging.LogRecord("wshub.broker", logging.WARNING, __file__, 1, "x=%d", (1,), None)
     assert json.loads(JsonFormatter().format(record))["message"] == "x=1"
+
+
+def test_the_command_line_installs_the_json_formatter(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``wshub --log-format json --log-level debug ...`` logs JSON lines from debug up."""
+    secret = "log-tests-secret-0123456789abcdef-0123"
+    assert (
+        main(
+            [
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+                "token",
+                "--secret",
+                secret,
+                "--user",
+                "eve",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.count(".") == 2  # the token was printed: a JWT
+    assert isinstance(root_logger.handlers[-1].formatter, JsonFormatter)
+    assert root_logger.level == logging.DEBUG
 
 
 def logger_names() -> dict[str, str]:
