@@ -18,7 +18,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from wshub.aio import Server, ServerConnection, serve
@@ -45,6 +45,12 @@ HttpHandler = Callable[[Any, Request], Response | Awaitable[Response | None] | N
 HISTORY_FILE = "history.db"
 
 
+class _Resource(Protocol):
+    """Something the server closes after the hub (a store, the Redis backend)."""
+
+    async def close(self) -> None: ...
+
+
 class HubServer:
     """A running hub server. Build it with :func:`start_hub`.
 
@@ -64,6 +70,7 @@ class HubServer:
         http_handlers: Iterable[HttpHandler] = (),
         owned_history: HistoryStore | None = None,
         metrics: MetricsAccess = "local",
+        owned: Iterable[_Resource] = (),
     ) -> None:
         self.hub = hub
         self.path = path
@@ -72,7 +79,8 @@ class HubServer:
             hub, lambda: self.server, access=metrics, authorized=self.api.authorized
         )
         self._handlers = list(http_handlers)
-        self._owned_history = owned_history
+        self._owned: list[_Resource] = [] if owned_history is None else [owned_history]
+        self._owned.extend(owned)
         self.server: Server | None = None
 
     @property
@@ -129,8 +137,8 @@ class HubServer:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-        if self._owned_history is not None:
-            await self._owned_history.close()
+        for resource in self._owned:
+            await resource.close()
 
     async def __aenter__(self) -> HubServer:
         return self
@@ -156,6 +164,8 @@ async def start_hub(
     limits: HubLimits | None = None,
     hub: Hub | None = None,
     metrics: MetricsAccess = "local",
+    redis_url: str | None = None,
+    redis_prefix: str = "wshub",
     **serve_options: Any,
 ) -> HubServer:
     """Start a hub server and return it, listening.
@@ -164,7 +174,7 @@ async def start_hub(
         host: the interface to listen on (``None``: all).
         port: the TCP port (0 picks a free one; see :attr:`HubServer.port`).
         data_dir: where the SQLite history lives (``history.db``, created if needed);
-            required unless ``ephemeral``.
+            required unless ``ephemeral`` or ``redis_url``.
         ephemeral: keep history in memory only (lost on restart).
         allow_anonymous: accept connections without a token.
         anonymous_permissions: what anonymous connections may do.
@@ -182,52 +192,80 @@ async def start_hub(
             holders), ``"key"``, ``"open"`` or ``"off"`` (see :mod:`wshub.hub.metrics`).
             Unless ``"off"``, the transport also counts messages and bytes
             (``count_traffic``).
+        redis_url: share history, presence and fan-out with the other nodes of the hub
+            through this Redis (``redis://host:6379/0``; needs ``wshub[redis]``), instead
+            of ``data_dir`` or ``ephemeral``; see docs/hub.md, "Scaling out with Redis".
+        redis_prefix: the first part of every Redis key and Pub/Sub channel; the nodes
+            of one hub use the same, other hubs on the same Redis another one.
         **serve_options: passed to :func:`wshub.serve` (``origins``, ``max_size``,
             ``ssl``, ``ping_interval``, ...); ``max_request_size`` defaults to 1 MiB here so
             that HTTP API publications up to the hub's own limit get through.
 
     Raises:
-        ValueError: neither ``data_dir`` nor ``ephemeral``; an invalid auth configuration.
+        ValueError: none or several of ``data_dir``, ``ephemeral`` and ``redis_url``; an
+            invalid auth configuration or Redis URL.
+        ConnectionError: Redis does not answer.
     """
-    owned: HistoryStore | None = None
+    owned: list[_Resource] = []
     if hub is None:
-        if ephemeral:
-            history: HistoryStore = MemoryHistory()
-        elif data_dir is None:
-            raise ValueError("data_dir is required unless ephemeral=True")
-        else:
-            directory = Path(data_dir)
-            directory.mkdir(parents=True, exist_ok=True)
-            history = SQLiteHistory(directory / HISTORY_FILE)
-        owned = history
         auth = Authenticator(
             secret=secret,
             public_key=public_key,
             allow_anonymous=allow_anonymous,
             anonymous_permissions=anonymous_permissions,
         )
-        hub = Hub(registry=registry, history=history, auth=auth, limits=limits)
+        if redis_url is not None:
+            if ephemeral or data_dir is not None:
+                raise ValueError("redis_url replaces data_dir and ephemeral: give only one")
+            from wshub.hub.redis_backend import RedisBackend  # redis is optional
+
+            backend = await RedisBackend.connect(redis_url, prefix=redis_prefix)
+            owned.append(backend)
+            hub = Hub(
+                registry=backend.registry(registry),
+                history=backend.history,
+                broker=backend.broker,
+                presence=backend.presence,
+                auth=auth,
+                limits=limits,
+            )
+        else:
+            if ephemeral:
+                history: HistoryStore = MemoryHistory()
+            elif data_dir is None:
+                raise ValueError("data_dir is required unless ephemeral=True or redis_url")
+            else:
+                directory = Path(data_dir)
+                directory.mkdir(parents=True, exist_ok=True)
+                history = SQLiteHistory(directory / HISTORY_FILE)
+            owned.append(history)
+            hub = Hub(registry=registry, history=history, auth=auth, limits=limits)
     hub_server = HubServer(
         hub,
         api_key=api_key,
         path=path,
         http_handlers=http_handlers,
-        owned_history=owned,
         metrics=metrics,
+        owned=owned,
     )
     serve_options.setdefault("count_traffic", hub_server.metrics.enabled)
     # The API's requests carry publications of up to max_publication_size (64 KiB) plus JSON
     # framing: the transport's default request bound would refuse them before the hub could.
     serve_options.setdefault("max_request_size", 2**20)
-    await hub.start()
-    hub_server.server = await serve(
-        hub_server.handle,
-        host,
-        port,
-        subprotocols=[SUBPROTOCOL],
-        process_request=hub_server.process_request,
-        **serve_options,
-    )
+    try:
+        await hub.start()
+        hub_server.server = await serve(
+            hub_server.handle,
+            host,
+            port,
+            subprotocols=[SUBPROTOCOL],
+            process_request=hub_server.process_request,
+            **serve_options,
+        )
+    except BaseException:
+        if owned:  # the hub is ours (the port was taken, ...): release its stores and Redis
+            await hub_server.close()
+        raise
     logger.info("hub listening on %s:%d%s", host or "*", hub_server.port, path)
     return hub_server
 
