@@ -29,7 +29,7 @@ LINT_PATHS ?= $(wildcard src tests compliance benchmarks scripts)
 BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
 # what an install depends on: reinstall when one of these changes
-INSTALL_INPUTS := pyproject.toml $(wildcard setup.py)
+INSTALL_INPUTS := pyproject.toml $(wildcard setup.py src/wshub/*.c)
 # this machine's pip configuration names a local index folder that does not exist for every
 # package; pip says so once per package, which buries real messages
 PIP_INSTALL := $(PY) -m pip install -q
