@@ -22,7 +22,7 @@ from wshub.cli import _serve_options, build_parser, main
 from wshub.exceptions import AuthError
 from wshub.hub.auth import Authenticator
 from wshub.hub.client import HubClient
-from wshub.testing import TLSCertificate
+from wshub.testing import RedisServer, TLSCertificate
 
 SECRET = "cli-tests-secret-0123456789abcdef-0123"
 
@@ -215,6 +215,39 @@ async def test_serve_with_a_secret_and_a_data_dir(
                 (offset, {"text": "still here"})
             ]
         assert await served.stop() == 0
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_with_redis(redis: RedisServer) -> None:
+    """--redis or WSHUB_REDIS_URL: two serve processes are two nodes of one hub."""
+    async with (
+        serve("--redis", redis.url) as one,
+        serve(env={"WSHUB_REDIS_URL": redis.url}) as two,
+    ):
+        assert one.process.stdout is not None
+        while not one.lines[-1].startswith("wshub: history, presence and fan-out in Redis"):
+            one.lines.append((await one.process.stdout.readline()).decode())
+        assert one.lines[-1].rstrip().endswith(f"Redis at {redis.url}")
+        async with HubClient(one.url) as reader, HubClient(two.url) as writer:
+            sub = await reader.subscribe("chat:cli-redis")
+            await writer.subscribe("chat:cli-redis")
+            offset = await writer.publish("chat:cli-redis", {"text": "across"})
+            pub = await sub.get()
+            assert (pub.offset, pub.data) == (offset, {"text": "across"})
+        assert await one.stop() == 0
+        assert await two.stop() == 0
+
+
+def test_serve_redis_options_and_an_unreachable_redis(capsys: pytest.CaptureFixture[str]) -> None:
+    """--redis replaces the data directory; a Redis that does not answer exits with 1."""
+    options = _serve_options(build_parser().parse_args(["serve", "--redis", "redis://h:1/0"]))
+    assert (options["redis_url"], options["data_dir"]) == ("redis://h:1/0", None)
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--port", "0", "--redis", "redis://127.0.0.1:1/0"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("wshub: error: cannot reach Redis") and "Traceback" not in err
 
 
 # --- TLS, logging and the other serve options -----------------------------------------------

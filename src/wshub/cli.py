@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ephemeral", action="store_true", help="keep history in memory only (lost on exit)"
     )
     serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share history, presence and fan-out with the other nodes through Redis, e.g. "
+        "redis://localhost:6379/0; replaces --data-dir (default: $WSHUB_REDIS_URL)",
+    )
+    serve.add_argument(
         "--allow-anonymous",
         action="store_true",
         help="accept connections without a token even when a secret is set",
@@ -226,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         # Bad configuration (a short secret, an invalid permission): say what, not a traceback.
         parser.exit(2, f"wshub: error: {exc}\n")
+    except ConnectionError as exc:
+        # A service the hub needs does not answer (Redis): also not worth a traceback.
+        parser.exit(1, f"wshub: error: {exc}\n")
     return status
 
 
@@ -247,6 +256,7 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`start_hub` for the parsed command line."""
     secret = args.secret or config.env_str("WSHUB_SECRET")
     api_key = args.api_key or config.env_str("WSHUB_API_KEY")
+    redis_url = args.redis or config.env_str("WSHUB_REDIS_URL")
     given = vars(args)
     limits = {
         field.name: given[f"limit_{field.name}"]
@@ -254,7 +264,7 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
         if f"limit_{field.name}" in given
     }
     options: dict[str, Any] = {
-        "data_dir": None if args.ephemeral else args.data_dir,
+        "data_dir": None if args.ephemeral or redis_url else args.data_dir,
         "ephemeral": args.ephemeral,
         # Without a secret no token can be checked: anonymous is the only way in.
         "allow_anonymous": args.allow_anonymous or secret is None,
@@ -272,6 +282,8 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
             options[name] = given[name]
     if args.certfile or args.keyfile:
         options["ssl"] = _tls_context(args.certfile, args.keyfile)
+    if redis_url:
+        options["redis_url"] = redis_url
     return options
 
 
@@ -321,6 +333,11 @@ async def _serve(host: str, port: int, options: dict[str, Any]) -> None:
             print("wshub: anonymous users allowed", flush=True)
         if options["data_dir"] is not None:
             print(f"wshub: history in {options['data_dir']}", flush=True)
+        if "redis_url" in options:
+            from wshub.hub.redis_support import describe_url  # redis is optional
+
+            shown_url = describe_url(options["redis_url"])
+            print(f"wshub: history, presence and fan-out in Redis at {shown_url}", flush=True)
         await stop.wait()
         logger.info("shutting down")
     finally:

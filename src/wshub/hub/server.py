@@ -203,7 +203,8 @@ async def start_hub(
 
     Raises:
         ValueError: none or several of ``data_dir``, ``ephemeral`` and ``redis_url``; an
-            invalid auth configuration or Redis URL.
+            invalid auth configuration or Redis URL; ``redis_url`` without the ``redis``
+            package.
         ConnectionError: Redis does not answer.
     """
     owned: list[_Resource] = []
@@ -217,7 +218,10 @@ async def start_hub(
         if redis_url is not None:
             if ephemeral or data_dir is not None:
                 raise ValueError("redis_url replaces data_dir and ephemeral: give only one")
-            from wshub.hub.redis_backend import RedisBackend  # redis is optional
+            try:
+                from wshub.hub.redis_backend import RedisBackend  # redis is optional
+            except ImportError as exc:
+                raise ValueError("redis_url needs redis: pip install 'wshub[redis]'") from exc
 
             backend = await RedisBackend.connect(redis_url, prefix=redis_prefix)
             owned.append(backend)
