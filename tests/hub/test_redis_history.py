@@ -23,11 +23,12 @@ from wshub.hub.redis_support import redis_client
 from wshub.testing import RedisServer
 
 from . import test_history as contract
-from .test_history import Clock, Factory, clock, store  # noqa: F401 - fixtures of the contract
+from .test_history import Clock, Factory
 
 pytestmark = pytest.mark.redis
 
-# The contract tests, collected in this module so that they use this module's ``factory``.
+# The contract's tests and fixtures, collected in this module so that they use this module's
+# ``factory``.
 globals().update(
     {
         name: test
@@ -36,6 +37,7 @@ globals().update(
         and {"store", "factory"} & set(inspect.signature(test).parameters)
     }
 )
+globals().update(clock=contract.clock, store=contract.store)
 
 
 @pytest.fixture
@@ -86,11 +88,7 @@ async def test_concurrent_appends_from_two_nodes_get_distinct_consecutive_offset
     """Offsets are assigned atomically in Redis: no two appends share one, none is skipped."""
     a, b = nodes
     results = await asyncio.gather(
-        *(
-            node.append("c:x", b"%d" % i, size=1000, ttl=None)
-            for i in range(100)
-            for node in (a, b)
-        )
+        *(node.append("c:x", b"%d" % i, size=1000, ttl=None) for i in range(100) for node in (a, b))
     )
     assert sorted(r.position.offset for r in results) == list(range(1, 201))
     pubs, position = await a.latest("c:x", limit=1000)
