@@ -562,31 +562,28 @@ BROWSER_UPGRADE = (
 )
 
 
-def careful(data: bytes, **limits: int | None) -> tuple[str, object, bytes]:
-    """What the line-by-line parser makes of ``data``: one feed, of a bytearray, which keeps
-    it off the one-pass path (that path only takes ``bytes``)."""
+def parse(data: bytes | bytearray, **limits: int | None) -> tuple[str, object, bytes]:
+    """What RequestParser makes of ``data`` fed at once: the one-pass path for ``bytes``
+    when it applies, the line-by-line path always for a ``bytearray`` (see ``careful``)."""
     parser = RequestParser(**limits)  # type: ignore[arg-type]
     try:
-        request = parser.feed(bytearray(data))  # type: ignore[arg-type]
+        request = parser.feed(data)  # type: ignore[arg-type]
     except InvalidRequest as exc:
         return "refused", (exc.status, exc.reason), b""
     if request is None:
         return "incomplete", None, b""
     shape = (request.method, request.path, request.headers.items(), request.body)
     return "request", shape, parser.leftover
+
+
+def careful(data: bytes, **limits: int | None) -> tuple[str, object, bytes]:
+    """The line-by-line parser's result: the one-pass path only takes ``bytes``."""
+    return parse(bytearray(data), **limits)
 
 
 def whole(data: bytes, **limits: int | None) -> tuple[str, object, bytes]:
-    """What RequestParser makes of ``data`` fed at once (the one-pass path when it applies)."""
-    parser = RequestParser(**limits)  # type: ignore[arg-type]
-    try:
-        request = parser.feed(data)
-    except InvalidRequest as exc:
-        return "refused", (exc.status, exc.reason), b""
-    if request is None:
-        return "incomplete", None, b""
-    shape = (request.method, request.path, request.headers.items(), request.body)
-    return "request", shape, parser.leftover
+    """RequestParser's result for ``data`` in one ``bytes`` feed."""
+    return parse(data, **limits)
 
 
 @pytest.mark.parametrize("data", [UPGRADE, BROWSER_UPGRADE, b"GET / HTTP/1.0\r\n\r\n"])

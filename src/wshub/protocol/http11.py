@@ -116,18 +116,6 @@ class Request:
         object.__setattr__(self, "headers", _to_headers(headers))
         object.__setattr__(self, "body", builtins.bytes(body))
 
-    @classmethod
-    def _trusted(
-        cls, method: str, path: str, headers: Headers, body: builtins.bytes = b""
-    ) -> Request:
-        """Build a request from parts a parser has validated; ``headers`` is taken, not copied."""
-        request = cls.__new__(cls)
-        object.__setattr__(request, "method", method)
-        object.__setattr__(request, "path", path)
-        object.__setattr__(request, "headers", headers)
-        object.__setattr__(request, "body", body)
-        return request
-
     def serialize(self) -> builtins.bytes:
         """Encode the request as HTTP/1.1, adding ``Content-Length`` for a body."""
         extra = []
@@ -178,18 +166,6 @@ class Response:
         object.__setattr__(self, "reason", reason)
         object.__setattr__(self, "headers", _to_headers(headers))
         object.__setattr__(self, "body", builtins.bytes(body))
-
-    @classmethod
-    def _trusted(
-        cls, status: int, reason: str, headers: Headers, body: builtins.bytes = b""
-    ) -> Response:
-        """Build a response from validated parts (the reason as sent); ``headers`` is taken."""
-        response = cls.__new__(cls)
-        object.__setattr__(response, "status", status)
-        object.__setattr__(response, "reason", reason)
-        object.__setattr__(response, "headers", headers)
-        object.__setattr__(response, "body", body)
-        return response
 
     def serialize(self) -> builtins.bytes:
         """Encode the response as HTTP/1.1.
@@ -244,6 +220,21 @@ class Response:
         return cls(status, "", merged, body)
 
 
+_M = TypeVar("_M", Request, Response)
+
+
+def _assemble(cls: type[_M], *values: Any) -> _M:
+    """Make a message from field values already validated (headers are taken, not copied).
+
+    For the parsers and the handshake, which check bytes before decoding them: the
+    constructors would check and copy everything again. Values come in field order.
+    """
+    message = object.__new__(cls)
+    for name, value in zip(cls.__slots__, values, strict=True):
+        object.__setattr__(message, name, value)
+    return message
+
+
 def parse_request_head(
     data: builtins.bytes,
     *,
@@ -293,10 +284,8 @@ def parse_request_head(
     if "content-length" in index or "transfer-encoding" in index:
         return None
     method, path = line.group(1, 2)
-    return Request._trusted(method.decode("ascii"), path.decode("ascii"), headers), end + 4
-
-
-_M = TypeVar("_M", Request, Response)
+    request = _assemble(Request, method.decode("ascii"), path.decode("ascii"), headers, b"")
+    return request, end + 4
 
 
 class _MessageParser(Generic[_M]):
@@ -547,7 +536,7 @@ class RequestParser(_MessageParser[Request]):
 
     def _build(self, body: builtins.bytes) -> Request:
         # The headers were validated line by line and the parser is done with them.
-        return Request._trusted(self._method, self._path, self._headers, body)
+        return _assemble(Request, self._method, self._path, self._headers, body)
 
 
 class ResponseParser(_MessageParser[Response]):
@@ -609,4 +598,4 @@ class ResponseParser(_MessageParser[Response]):
         if not reason:
             # An empty reason reads as the standard phrase, as for a built response.
             return Response(self._status, "", self._headers, body)
-        return Response._trusted(self._status, reason, self._headers, body)
+        return _assemble(Response, self._status, reason, self._headers, body)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from wshub.exceptions import InvalidRequest
 from wshub.protocol.extensions.base import Extension, ServerExtensionFactory
 from wshub.protocol.headers import Headers, parse_extensions, parse_tokens, serialize_extension
-from wshub.protocol.http11 import Request, Response
+from wshub.protocol.http11 import Request, Response, _assemble
 
 __all__ = [
     "GUID",
@@ -270,7 +270,7 @@ def _switching(
     headers = Headers._adopt(items)
     if server_header is not None:
         headers.add("Server", server_header)
-    return Response._trusted(101, _SWITCHING, headers)
+    return _assemble(Response, 101, _SWITCHING, headers, b"")
 
 
 def reject_response(error: InvalidRequest, *, server_header: str | None = "wshub") -> Response:
