@@ -204,6 +204,6 @@ async def http(
                 return error.code, dict(error.headers), error.read()
 
     status, response_headers, content = await asyncio.to_thread(call)
-    if response_headers.get("Content-Type") == "application/json":
+    if response_headers.get("Content-Type") == "application/json" and content:
         return status, response_headers, orjson.loads(content)
     return status, response_headers, content

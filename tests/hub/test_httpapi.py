@@ -12,12 +12,14 @@ from .conftest import http
 
 
 async def test_healthz_needs_no_key(hub_server: HubServer) -> None:
-    """GET /healthz answers 200 without a key; other methods get 405."""
+    """GET and HEAD /healthz answer 200 without a key; other methods get 405."""
     status, headers, body = await http(hub_server, "GET", "/healthz", key=None)
     assert (status, body) == (200, {"status": "ok", "connections": 0})
     assert headers["Content-Type"] == "application/json"
+    status, headers, _ = await http(hub_server, "HEAD", "/healthz", key=None)
+    assert (status, headers["Content-Type"]) == (200, "application/json")
     status, headers, _ = await http(hub_server, "POST", "/healthz", {}, key=None)
-    assert (status, headers["Allow"]) == (405, "GET")
+    assert (status, headers["Allow"]) == (405, "GET, HEAD")
 
 
 @pytest.mark.parametrize(

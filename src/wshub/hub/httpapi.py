@@ -122,11 +122,17 @@ class HttpApi:
         """Answer ``request`` if it is for the API, else return ``None``. Never raises."""
         path = urlsplit(request.path).path
         if path == "/healthz":
-            if request.method != "GET":
+            if request.method not in ("GET", "HEAD"):
                 return self._error(
-                    _Refused(405, ErrorCode.BAD_REQUEST, "method not allowed", (("Allow", "GET"),))
+                    _Refused(
+                        405, ErrorCode.BAD_REQUEST, "method not allowed", (("Allow", "GET, HEAD"),)
+                    )
                 )
-            return _json(200, {"status": "ok", "connections": self.hub.stats.connections})
+            health = _json(200, {"status": "ok", "connections": self.hub.stats.connections})
+            if request.method == "HEAD":
+                # Load balancers probe with HEAD: same status and headers, no body.
+                return Response(health.status, headers=health.headers)
+            return health
         if path != "/api" and not path.startswith("/api/"):
             return None
         try:

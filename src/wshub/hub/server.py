@@ -132,10 +132,14 @@ class HubServer:
         await self.server.serve_forever()
 
     async def close(self) -> None:
-        """Close every session (1001), stop listening, close the hub and its stores."""
-        await self.hub.close()
+        """Stop listening, close every session (1001), then the hub and its stores.
+
+        The listener goes first, so that no upgrade is accepted by a hub that is closing.
+        """
         if self.server is not None:
             self.server.close()
+        await self.hub.close()
+        if self.server is not None:
             await self.server.wait_closed()
         for resource in self._owned:
             await resource.close()

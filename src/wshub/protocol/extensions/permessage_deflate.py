@@ -153,7 +153,7 @@ class PerMessageDeflate(Extension):
         if max_size is not None and len(output) > max_size:
             # The connection is failing: free the window now.
             self._decompressor = None
-            raise PayloadTooBig(f"message over {max_size} bytes after decompression")
+            raise PayloadTooBig("message too big after decompression")
         # A block with BFINAL set ends the deflate stream (RFC 7692 §7.2.3.4); the next
         # message then starts a new one. Otherwise, without context takeover the peer
         # starts afresh after each message and the window is no longer needed.
