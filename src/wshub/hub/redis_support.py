@@ -17,6 +17,7 @@ The client is built for a hub, not for a script:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlsplit
 
@@ -27,7 +28,14 @@ from redis.backoff import NoBackoff
 from wshub.exceptions import HubError
 from wshub.hub.wire import ErrorCode
 
-__all__ = ["DEFAULT_PREFIX", "Availability", "close_client", "describe_url", "redis_client"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Availability",
+    "close_client",
+    "describe_url",
+    "raise_if_cancelled",
+    "redis_client",
+]
 
 #: The default first part of every key and Pub/Sub channel name, so that several hubs (or
 #: other applications) can share one Redis database by using different prefixes.
@@ -83,6 +91,19 @@ def describe_url(url: str) -> str:
     return f"{parts.scheme}://{host}:{port}{parts.path}"
 
 
+def raise_if_cancelled() -> None:
+    """Raise :class:`asyncio.CancelledError` if the current task is being cancelled.
+
+    Call it where a Redis error is caught. A cancellation that arrives just as the
+    connection breaks can come out of redis-py as a ``ConnectionError``; handled as a
+    failure, it would be lost, and a task being stopped (a reader, a hub's expiry loop)
+    would carry on as if nothing had been asked of it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Availability:
     """Turns Redis failures into error 100 and logs only when Redis comes and goes.
 
@@ -107,7 +128,13 @@ class Availability:
         return self._up
 
     def failed(self, exc: BaseException) -> HubError:
-        """Record a failure; returns the error to raise (``raise ... from exc``)."""
+        """Record a failure; returns the error to raise (``raise ... from exc``).
+
+        Raises:
+            asyncio.CancelledError: the task is being cancelled (see
+                :func:`raise_if_cancelled`): that is what happened, not a Redis failure.
+        """
+        raise_if_cancelled()
         if self._up:
             self._up = False
             self._logger.warning("%s: Redis unavailable: %s", self._what, exc)

@@ -136,6 +136,22 @@ async def test_subscribe_fails_with_100_when_redis_stays_down(prefix: str) -> No
             await broker.close()
 
 
+async def test_a_cancelled_subscribe_leaves_nothing_behind(prefix: str) -> None:
+    """A subscribe cancelled while it waits for Redis takes its callback back."""
+    async with redis_proxy(None) as dead:
+        broker = RedisBroker(dead.url, prefix=prefix, **FAST)
+        try:
+            pending = asyncio.ensure_future(broker.subscribe("c:a", Inbox()))
+            while dead.accepted < 2:
+                await asyncio.sleep(0.005)
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+            assert broker.statistics().channels == 0
+        finally:
+            await broker.close()
+
+
 async def test_a_silent_connection_is_replaced(
     proxy: RedisProxy, publisher: RedisBroker, prefix: str
 ) -> None:

@@ -43,7 +43,13 @@ from redis.exceptions import RedisError
 
 from wshub.exceptions import HubError, InvalidState
 from wshub.hub.brokers.base import BrokerCallback
-from wshub.hub.redis_support import DEFAULT_PREFIX, Availability, close_client, redis_client
+from wshub.hub.redis_support import (
+    DEFAULT_PREFIX,
+    Availability,
+    close_client,
+    raise_if_cancelled,
+    redis_client,
+)
 from wshub.hub.wire import ErrorCode
 
 __all__ = ["BrokerStatistics", "RedisBroker"]
@@ -206,6 +212,9 @@ class RedisBroker:
             await self.unsubscribe(channel, callback)
             logger.warning("subscribing to %s timed out", channel)
             raise HubError(ErrorCode.INTERNAL, ErrorCode.INTERNAL.message) from exc
+        except asyncio.CancelledError:
+            await self.unsubscribe(channel, callback)  # the caller never saw it subscribed
+            raise
 
     async def unsubscribe(self, channel: str, callback: BrokerCallback) -> None:
         key = self._key(channel)
@@ -243,12 +252,13 @@ class RedisBroker:
             else:
                 await pubsub.unsubscribe(key)
         except RedisError as exc:
+            raise_if_cancelled()
             logger.debug("%s failed, the reader reconnects: %s", command, exc)
 
     async def _run(self) -> None:
         """Keep a subscriber connection, reconnecting with backoff; ends with :meth:`close`."""
         failures = 0
-        while True:
+        while not self._closed:
             pubsub = self._client.pubsub()
             try:
                 await self._open(pubsub)
@@ -258,10 +268,12 @@ class RedisBroker:
                 failures = 0
                 await self._read(pubsub)
             except (RedisError, OSError, TimeoutError) as exc:
+                raise_if_cancelled()
                 if failures == 0:
                     logger.warning("broker: lost Redis, reconnecting: %s", exc)
                 failures += 1
             except Exception:
+                raise_if_cancelled()
                 # Not a connection problem: log it in full, but keep the node delivering.
                 logger.exception("broker: subscriber connection failed, reconnecting")
                 failures += 1
