@@ -141,6 +141,8 @@ class RedisBroker:
         # SUBSCRIBE/UNSUBSCRIBE sent on the current connection and not yet confirmed, per
         # Redis channel: a channel is delivered once its last command is confirmed.
         self._inflight: dict[bytes, int] = {}
+        # The channels a new connection subscribed to and Redis has not confirmed yet.
+        self._resubscribing: set[bytes] = set()
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connected = False
@@ -291,15 +293,16 @@ class RedisBroker:
         keys = list(self._channels)
         for key in keys:
             self._inflight[key] = 1
+        self._resubscribing = set(keys)
+        self._connected = not keys
         for start in range(0, len(keys), 1000):
             await pubsub.subscribe(*keys[start : start + 1000])
-        if not keys:
-            self._connected = True
 
     def _lost(self) -> None:
         self._pubsub = None
         self._connected = False
         self._inflight.clear()
+        self._resubscribing.clear()
         for state in self._channels.values():
             state.ready.clear()
 
@@ -327,6 +330,9 @@ class RedisBroker:
                 self._confirmed(message["channel"])
 
     def _confirmed(self, key: bytes) -> None:
+        if self._resubscribing:
+            self._resubscribing.discard(key)
+            self._connected = not self._resubscribing
         count = self._inflight.get(key, 0) - 1
         if count > 0:
             self._inflight[key] = count
@@ -336,8 +342,6 @@ class RedisBroker:
         state = self._channels.get(key)
         if state is not None:
             state.ready.set()
-        if not self._inflight and not self._connected:
-            self._connected = True
 
     def _deliver(self, key: bytes, payload: Any) -> None:
         state = self._channels.get(key)
