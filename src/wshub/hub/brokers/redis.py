@@ -221,8 +221,9 @@ class RedisBroker:
     async def unsubscribe(self, channel: str, callback: BrokerCallback) -> None:
         key = self._key(channel)
         state = self._channels.get(key)
-        if state is None or state.callbacks.pop(callback, False) is False:
+        if state is None or callback not in state.callbacks:
             return
+        del state.callbacks[callback]
         if not state.callbacks:
             del self._channels[key]
             await self._send("UNSUBSCRIBE", key)
