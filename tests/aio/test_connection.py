@@ -889,3 +889,33 @@ async def test_deadlines_fire_in_order_once_and_not_when_disarmed() -> None:
     assert fired == ["a", "b", "c"]
     assert len(deadlines) == 0
     assert all(a._deadline is None for a in armed.values())
+
+
+class _Failing(_Armed):
+    def _deadline_passed(self) -> None:
+        super()._deadline_passed()
+        raise RuntimeError("deadline callback failed")
+
+
+async def test_a_failing_deadline_does_not_stop_the_others() -> None:
+    """A deadline callback that raises is reported to the loop; the rest of its slot fires."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        deadlines = Deadlines(loop, resolution=UNIT)
+        fired: list[str] = []
+        armed = [_Failing("x", fired), _Armed("y", fired), _Failing("z", fired)]
+        for a in armed:
+            a._deadline = deadlines.arm(a, UNIT)  # type: ignore[arg-type]
+
+        async def all_fired() -> None:
+            while len(fired) < 3:
+                await asyncio.sleep(UNIT / 4)
+
+        await wait_for(all_fired())
+    finally:
+        loop.set_exception_handler(previous)
+    assert sorted(fired) == ["x", "y", "z"]
+    assert [type(c["exception"]) for c in reported] == [RuntimeError, RuntimeError]

@@ -224,7 +224,13 @@ class Deadlines:
             for conn in list(slot):
                 if conn._deadline is slot:
                     conn._deadline = None
-                    conn._deadline_passed()
+                    try:
+                        conn._deadline_passed()
+                    except Exception as exc:
+                        # One connection's failure must not cost the others their deadlines.
+                        self.loop.call_exception_handler(
+                            {"message": "a connection deadline failed", "exception": exc}
+                        )
         if slots:
             self._schedule(min(slots))
 
