@@ -29,7 +29,7 @@ from wshub import (
     connect,
     serve,
 )
-from wshub.protocol import Opcode
+from wshub.protocol import Frame, Opcode
 from wshub.testing import RawClient, echo, loopback_server, server_url, websocket_pair
 
 from . import UNIT, WAIT, PeerCloses, wait_for
@@ -773,3 +773,29 @@ async def test_client_leaving_during_async_process_request() -> None:
         for conn in list(server.connections):
             await wait_for(conn.wait_closed())
         assert server.connections == set()
+
+
+@pytest.mark.parametrize("split", [1, 20, -3], ids=["first-byte", "mid-line", "before-end"])
+async def test_request_in_pieces_upgrades_as_one_in_a_single_read(split: int) -> None:
+    """A request split over several reads (the line-by-line path) upgrades like a whole one."""
+    accepting_paths: list[str] = []
+
+    async def remember(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        accepting_paths.append(ws.request.path)
+        await ws.send("hi")
+
+    async with (
+        loopback_server(remember) as server,
+        await RawClient.connect("127.0.0.1", server.port) as raw,
+    ):
+        request = Request("GET", "/pieces?x=1", upgrade_headers()).serialize()
+        raw.write(request[:split])
+        await raw.drain()
+        await asyncio.sleep(UNIT)  # let the server read the first piece alone
+        raw.write(request[split:] + Frame(Opcode.TEXT, b"after").serialize(b"abcd"))
+        response = await wait_for(raw.read_response())
+        assert response.status == 101
+        frame = await wait_for(raw.recv_frame())
+        assert (frame.opcode, frame.payload) == (Opcode.TEXT, b"hi")
+    assert accepting_paths == ["/pieces?x=1"]
