@@ -93,20 +93,51 @@ class HubLimits:
     max_pending_replies: int = 256
 
 
-class _Channel:
-    """The local subscribers of one channel and whether the broker delivers it here."""
+#: How long a publication that arrived ahead of its predecessor waits for it (seconds), and
+#: how many may wait. Two nodes publishing to one channel through Redis can deliver offsets
+#: out of order; within this window they are put back in order, after it they go on and the
+#: clients see (and fill) a gap, as docs/protocol.md §5.1 describes.
+REORDER_WINDOW = 0.1
+REORDER_MAX_HELD = 64
 
-    __slots__ = ("broker_active", "lock", "name", "subs")
+_Args = tuple[int, int, str, str]
+
+
+class _Channel:
+    """The local subscribers of one channel, whether the broker delivers it here, and the
+    broker's last position for it (to put cross-node publications back in offset order)."""
+
+    __slots__ = ("broker_active", "epoch", "flush_handle", "held", "lock", "name", "offset", "subs")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.subs: dict[str, Subscription] = {}
         self.lock = asyncio.Lock()
         self.broker_active = False
+        self.epoch: str | None = None
+        self.offset = 0
+        self.held: dict[int, _Args] = {}
+        self.flush_handle: asyncio.TimerHandle | None = None
 
 
 def _envelope(kind: int, offset: int, epoch: str, push: bytes) -> bytes:
     return b"%d %d %s\n" % (kind, offset, epoch.encode()) + push
+
+
+def _fan_out(state: _Channel, args: _Args) -> None:
+    for sub in list(state.subs.values()):
+        sub.feed(*args)
+
+
+def _release_held(state: _Channel) -> None:
+    """Give up waiting: deliver what is held, in offset order (subscribers see the gap)."""
+    if state.flush_handle is not None:
+        state.flush_handle.cancel()
+        state.flush_handle = None
+    held, state.held = state.held, {}
+    for offset in sorted(held):
+        state.offset = max(state.offset, offset)
+        _fan_out(state, held[offset])
 
 
 class Hub:
@@ -387,8 +418,38 @@ class Hub:
         kind, offset, epoch = header.split(b" ")
         message = body.decode()
         args = (int(kind), int(offset), epoch.decode(), message)
-        for sub in list(state.subs.values()):
-            sub.feed(*args)
+        if args[0] == POS:
+            self._positioned(state, args)
+        else:
+            _fan_out(state, args)
+
+    def _positioned(self, state: _Channel, args: _Args) -> None:
+        """Deliver a positioned publication in offset order, holding one that came early."""
+        offset, epoch = args[1], args[2]
+        if epoch != state.epoch:
+            _release_held(state)
+            state.epoch, state.offset = epoch, offset
+            _fan_out(state, args)
+            return
+        if offset > state.offset + 1:
+            state.held[offset] = args
+            if len(state.held) > REORDER_MAX_HELD:
+                _release_held(state)
+            elif state.flush_handle is None:
+                state.flush_handle = asyncio.get_running_loop().call_later(
+                    REORDER_WINDOW, _release_held, state
+                )
+            return
+        if offset == state.offset + 1:
+            state.offset = offset
+        _fan_out(state, args)
+        held = state.held
+        while held and state.offset + 1 in held:
+            state.offset += 1
+            _fan_out(state, held.pop(state.offset))
+        if not held and state.flush_handle is not None:
+            state.flush_handle.cancel()
+            state.flush_handle = None
 
     # --- subscriptions -------------------------------------------------------------------
 
@@ -425,6 +486,9 @@ class Hub:
             if state.subs or self._channels.get(state.name) is not state:
                 return
             del self._channels[state.name]
+            if state.flush_handle is not None:
+                state.flush_handle.cancel()
+                state.flush_handle = None
             if state.broker_active:
                 state.broker_active = False
                 with contextlib.suppress(InvalidState):
@@ -455,6 +519,10 @@ class Hub:
             pubs, position = await store.latest(sub.channel, limit=recent)
         elif since is None:
             position = await store.position(sub.channel)
+        state = self._channels.get(sub.channel)
+        if state is not None and state.epoch is None:
+            # The broker has delivered nothing here yet: order what comes from this position.
+            state.epoch, state.offset = position.epoch, position.offset
         result: dict[str, Any] = {
             "channel": sub.channel,
             **position.to_json(),
