@@ -80,6 +80,8 @@ def render(results: dict[str, Any], source: str) -> str:
     meta = results["meta"]
     summary: dict[str, dict[str, Any]] = results["summary"]
     scenarios: list[dict[str, Any]] = meta["scenarios"]
+    runs: dict[str, dict[str, Any]] = results.get("runs", {})
+    warm_rss = False
     servers = [name for name in summary if summary[name]]
     versions = dict(meta.get("versions", {}))
     if SUBJECT in versions:
@@ -169,8 +171,20 @@ def render(results: dict[str, Any], source: str) -> str:
                 f"{fmt(s.get('hs_p50_us'))} / {fmt(s.get('hs_p99_us'))}" if s.get("value") else DASH
             )
         if storm:
-            row.append(fmt(summary[name].get(storm[0]["id"], {}).get("rss_per_conn_kb")))
+            sid = storm[0]["id"]
+            rss_cell = fmt(summary[name].get(sid, {}).get("rss_per_conn_kb"))
+            if runs.get(name, {}).get(f"{sid}:discarded"):
+                rss_cell += " *"
+                warm_rss = True
+            row.append(rss_cell)
         lines.append("| " + " | ".join(row) + " |")
+    if warm_rss:
+        lines += [
+            "",
+            "\\* a storm run was discarded for foreign CPU load and rerun on the same server "
+            "process, whose memory was already grown by the discarded run: this RSS per "
+            "connection reads low. Rerun on an idle machine to compare memory.",
+        ]
 
     if SUBJECT in servers:
         lines += [
