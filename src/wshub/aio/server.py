@@ -647,7 +647,12 @@ def broadcast(
                 stats.slow_consumer_skips += 1
             continue
         if core.side is Side.SERVER:
-            conn._write(frame)
+            # conn._write(frame), inlined: this line runs once per subscriber.
+            cork = conn._cork
+            if cork is None:
+                conn.transport.write(frame)  # type: ignore[union-attr]
+            else:
+                cork.append(frame)
         else:
             core.send(message)
         sent += 1

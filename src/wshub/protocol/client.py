@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import secrets
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from wshub.exceptions import InvalidResponse, NegotiationError
+from wshub.protocol import speedups
 from wshub.protocol.extensions.base import ClientExtensionFactory, Extension
 from wshub.protocol.headers import (
     ExtensionParam,
@@ -28,7 +29,7 @@ from wshub.protocol.server import Accepted, accept_key
 from wshub.protocol.speedups import apply_mask
 from wshub.protocol.uri import WebSocketURI
 
-__all__ = ["ClientHandshake", "frame_message_masked"]
+__all__ = ["ClientHandshake", "frame_message_masked", "frame_message_masked_python"]
 
 # Frame headers of whole, masked text (0x81) and binary (0x82) messages (RFC 6455 §5.2):
 # FIN and the opcode, then the mask bit and the length, 7 bits or the 126/127 escapes.
@@ -37,7 +38,7 @@ _pack16 = struct.Struct("!BBH").pack
 _pack64 = struct.Struct("!BBQ").pack
 
 
-def frame_message_masked(message: str | bytes) -> bytes:
+def frame_message_masked_python(message: str | bytes) -> bytes:
     """Frame a whole message as a client sends it when no extension was negotiated.
 
     One masked frame with a fresh key (RFC 6455 §5.1, §5.3): text for ``str``, binary for
@@ -205,3 +206,9 @@ class ClientHandshake:
                 except NegotiationError as exc:
                     error = exc
         raise error
+
+
+#: The compiled builder when it is built (same bytes but for the random key), else the above.
+frame_message_masked: Callable[[str | bytes], bytes] = (
+    speedups.frame_message_masked or frame_message_masked_python
+)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from . import speedups
 from .events import CloseReceived, Event, Message, Ping, Pong
 from .extensions.base import Extension
 from .frames import CloseCode, build_frame, is_valid_close_code, parse_close, serialize_close
@@ -205,6 +206,18 @@ class Connection:
             self._buf += data
             data = bytes(self._buf)
             self._buf.clear()
+        elif _scan_frames is not None and not self._remaining and not self._m_op:
+            # Compiled fast path: whole single-frame messages go straight to on_message; the
+            # first frame it does not handle (control, fragment, compressed, incomplete,
+            # invalid) and everything after it is parsed below, by the reference code.
+            max_size = self.max_size
+            pos = _scan_frames(
+                data, self._expect_mask, -1 if max_size is None else max_size, self.on_message
+            )
+            if pos == len(data) or self._discard:
+                return
+            if pos:
+                data = data[pos:]
         pos = 0
         end = len(data)
         while pos < end:
@@ -512,7 +525,7 @@ class Connection:
         self._set_state(State.CLOSING)
 
 
-def frame_message(message: str | bytes) -> bytes:
+def _frame_message(message: str | bytes) -> bytes:
     """Frame a message for a server to send, once, to any number of connections.
 
     The frame is unmasked and uncompressed: servers never mask (§5.1), and RFC
@@ -522,3 +535,7 @@ def frame_message(message: str | bytes) -> bytes:
     if type(message) is str:
         return build_frame(_TEXT, message.encode("utf-8"))
     return build_frame(_BINARY, message if type(message) is bytes else bytes(message))  # type: ignore[arg-type]
+
+
+_scan_frames = speedups.scan_frames
+frame_message: Callable[[str | bytes], bytes] = speedups.frame_message or _frame_message
