@@ -116,7 +116,11 @@ async def test_compression_is_negotiated_and_used() -> None:
         await RawClient.connect("127.0.0.1", server.port) as raw,
     ):
         response = await raw.handshake(headers=[("Sec-WebSocket-Extensions", "permessage-deflate")])
-        assert response.headers["Sec-WebSocket-Extensions"] == "permessage-deflate"
+        # The server's default keeps its compressor small: 12-bit windows (RFC 7692 §7.1.2.1).
+        assert (
+            response.headers["Sec-WebSocket-Extensions"]
+            == "permessage-deflate; server_max_window_bits=12"
+        )
         ws = next(iter(server.connections))
         await ws.send("z" * 1000)
         frame = await wait_for(raw.recv_frame())

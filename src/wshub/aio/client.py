@@ -25,7 +25,7 @@ from ..protocol.client import ClientHandshake, frame_message_masked
 from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side
 from ..protocol.extensions.base import ClientExtensionFactory
-from ..protocol.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from ..protocol.extensions.permessage_deflate import client_deflate
 from ..protocol.http11 import ResponseParser
 from ..protocol.uri import parse_uri
 from .connection import Callbacks, ConnectionOptions, WebSocketConnection
@@ -311,7 +311,7 @@ def connect(
     """
     callbacks = Callbacks(on_open, on_message, on_close, on_error)
     if compression == "deflate":
-        extensions: Sequence[ClientExtensionFactory] = [ClientPerMessageDeflateFactory()]
+        extensions: Sequence[ClientExtensionFactory] = [client_deflate()]
     elif compression is None:
         extensions = []
     else:

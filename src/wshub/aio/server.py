@@ -14,7 +14,7 @@ from ..exceptions import ConnectionClosed, InvalidRequest
 from ..protocol.connection import Connection as Core
 from ..protocol.connection import Side, State, frame_message
 from ..protocol.extensions.base import ServerExtensionFactory
-from ..protocol.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from ..protocol.extensions.permessage_deflate import server_deflate
 from ..protocol.http11 import Request, RequestParser, Response, parse_request_head
 from ..protocol.server import accept_request_bytes, is_upgrade_request, reject_response
 from .connection import Callbacks, ConnectionOptions, WebSocketConnection
@@ -570,7 +570,7 @@ def serve(
         )
         modern = False
     if compression == "deflate":
-        extensions: Sequence[ServerExtensionFactory] = [ServerPerMessageDeflateFactory()]
+        extensions: Sequence[ServerExtensionFactory] = [server_deflate()]
     elif compression is None:
         extensions = []
     else:
