@@ -435,3 +435,33 @@ async def test_callbacks_reconnect_gives_up_on_4xx(caplog: pytest.LogCaptureFixt
         assert answers == []
         await connector.close()
     assert "giving up" in caplog.text
+
+
+async def test_async_for_backs_off_after_normal_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts and closes at once gets growing delays, not a tight loop."""
+    import wshub.aio.client as client_module
+
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(delay: float) -> None:
+        delays.append(delay)
+        await real_sleep(0)
+
+    # The jitter is uniform(0, delay): make it return the bound, to read the delays back.
+    monkeypatch.setattr(client_module.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(client_module.asyncio, "sleep", recorded_sleep)
+
+    async def close_at_once(ws: ServerConnection) -> None:
+        await ws.close(1000)
+
+    async with loopback_server(close_at_once) as server:
+        connector = connect(server_url(server), backoff_initial=0.5, backoff_factor=2.0)
+        rounds = 0
+        async for ws in connector:
+            await ws.wait_closed()
+            rounds += 1
+            if rounds == 4:
+                break
+        await connector.close()
+    assert delays == [1.0, 2.0, 4.0]

@@ -799,3 +799,25 @@ async def test_request_in_pieces_upgrades_as_one_in_a_single_read(split: int) ->
         frame = await wait_for(raw.recv_frame())
         assert (frame.opcode, frame.payload) == (Opcode.TEXT, b"hi")
     assert accepting_paths == ["/pieces?x=1"]
+
+
+def test_serve_refuses_a_handler_it_cannot_call() -> None:
+    """An object with no on_* method and no async __call__ is a mistake, said at once."""
+    with pytest.raises(TypeError, match="coroutine function or have on_open"):
+        wshub.serve(object())
+
+
+async def test_a_handler_object_with_async_call_is_a_modern_handler() -> None:
+    """``serve(obj)`` where ``obj.__call__`` is ``async def`` runs it per connection."""
+
+    class Echo:
+        async def __call__(self, ws: ServerConnection) -> None:
+            async for message in ws:
+                await ws.send(message)
+
+    async with (
+        loopback_server(Echo()) as server,
+        wshub.connect(server_url(server)) as client,
+    ):
+        await client.send("round trip")
+        assert await wait_for(client.recv()) == "round trip"

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import ssl as ssl_module
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,9 @@ from .connection import Callbacks, ConnectionOptions, WebSocketConnection
 __all__ = ["ClientConnection", "Connect", "connect"]
 
 logger = logging.getLogger("wshub.client")
+
+#: Seconds after which a connection counts as stable: its end resets the reconnect delay.
+STABLE_CONNECTION = 60.0
 
 
 class ClientConnection(WebSocketConnection):
@@ -240,18 +244,28 @@ class Connect:
 
     async def _iterate(self) -> AsyncIterator[ClientConnection]:
         previous: ClientConnection | None = None
+        opened_at = 0.0
+        delay = self._backoff_initial
         while not self._stopped:
             if previous is not None:
                 if previous.open:
                     await previous.close()
-                if previous.close_code not in (1000, 1001):
-                    logger.warning(
-                        "connection to %s lost (close code %s); reconnecting",
-                        self.url,
-                        previous.close_code,
-                    )
-                    await asyncio.sleep(random.uniform(0, self._backoff_initial))
+                # Back off even after a normal close: a server that accepts and closes at
+                # once must not get a tight reconnect loop. A connection that lived for a
+                # while resets the delay.
+                if time.monotonic() - opened_at > STABLE_CONNECTION:
+                    delay = self._backoff_initial
+                else:
+                    delay = min(delay * self._backoff_factor, self._backoff_max)
+                log = logger.info if previous.close_code in (1000, 1001) else logger.warning
+                log(
+                    "connection to %s closed (close code %s); reconnecting",
+                    self.url,
+                    previous.close_code,
+                )
+                await asyncio.sleep(random.uniform(0, delay))
             previous = await self._retry_open()
+            opened_at = time.monotonic()
             yield previous
 
 

@@ -27,7 +27,7 @@ import random
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..exceptions import (
@@ -41,7 +41,7 @@ from ..protocol.connection import Connection as Core
 from ..protocol.connection import State
 from ..protocol.http11 import Request, Response, ResponseParser, parse_request_head
 
-__all__ = ["Callbacks", "ConnectionOptions", "WebSocketConnection"]
+__all__ = ["Callbacks", "ConnectionOptions", "WebSocketConnection", "is_async_callable"]
 
 Message = str | bytes
 _OPEN = State.OPEN
@@ -80,10 +80,10 @@ class Callbacks:
         self.on_message = on_message
         self.on_close = on_close
         self.on_error = on_error
-        self.on_open_async = _is_async(on_open)
-        self.on_message_async = _is_async(on_message)
-        self.on_close_async = _is_async(on_close)
-        self.on_error_async = _is_async(on_error)
+        self.on_open_async = is_async_callable(on_open)
+        self.on_message_async = is_async_callable(on_message)
+        self.on_close_async = is_async_callable(on_close)
+        self.on_error_async = is_async_callable(on_error)
 
     @classmethod
     def from_object(cls, obj: object, **overrides: Callable[..., Any] | None) -> Callbacks:
@@ -94,13 +94,10 @@ class Callbacks:
         }
         return cls(**found)
 
-    @property
-    def any(self) -> bool:
-        """Whether any callback is set."""
-        return bool(self.on_open or self.on_message or self.on_close or self.on_error)
 
-
-def _is_async(fn: object) -> bool:
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns a coroutine: an ``async def`` function, or an object
+    whose ``__call__`` is one. Decided once per server or client, not per message."""
     if fn is None:
         return False
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
@@ -822,9 +819,3 @@ def _drop(_: object) -> None:
 
 def _drop_close(_code: int, _reason: str) -> None:
     """Discard a close event; the transport reads the core's state instead."""
-
-
-async def _maybe_await(value: Awaitable[Any] | Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value

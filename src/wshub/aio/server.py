@@ -17,11 +17,13 @@ from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.permessage_deflate import server_deflate
 from ..protocol.http11 import Request, RequestParser, Response, parse_request_head
 from ..protocol.server import accept_request_bytes, is_upgrade_request, reject_response
-from .connection import Callbacks, ConnectionOptions, WebSocketConnection
+from .connection import Callbacks, ConnectionOptions, WebSocketConnection, is_async_callable
 
 __all__ = ["Server", "ServerConnection", "ServerStats", "broadcast", "serve"]
 
 logger = logging.getLogger("wshub.server")
+
+_EVENT_METHODS = ("on_open", "on_message", "on_close", "on_error")
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
@@ -379,7 +381,7 @@ class Server:
         sock: Any,
         count_traffic: bool = False,
     ) -> None:
-        self._handler: Handler | None = handler if inspect.iscoroutinefunction(handler) else None
+        self._handler: Handler | None = handler if is_async_callable(handler) else None  # type: ignore[assignment]
         self.host = host
         self._port = port
         self._options = options
@@ -559,12 +561,19 @@ def serve(
         count_traffic: count messages and bytes in ``Server.stats`` (a few function
             calls per message; handshakes, closes and slow consumers are always counted).
     """
-    if inspect.iscoroutinefunction(handler):
+    if is_async_callable(handler):
         if on_message is not None:
             raise ValueError("give either a handler coroutine or an on_message callback")
         callbacks = Callbacks(on_open, None, on_close, on_error)
         modern = True
     else:
+        if handler is not None and not any(
+            callable(getattr(handler, name, None)) for name in _EVENT_METHODS
+        ):
+            raise TypeError(
+                "handler must be a coroutine function or have on_open/on_message/on_close/"
+                f"on_error methods, not {type(handler).__name__}"
+            )
         callbacks = Callbacks.from_object(
             handler, on_open=on_open, on_message=on_message, on_close=on_close, on_error=on_error
         )

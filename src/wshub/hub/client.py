@@ -72,6 +72,7 @@ from typing import Any, Literal, TypeAlias
 import orjson
 
 from wshub.aio import ClientConnection, connect
+from wshub.aio.connection import is_async_callable
 from wshub.exceptions import (
     AuthError,
     ConnectionClosed,
@@ -150,12 +151,6 @@ def hub_error(error: Mapping[str, Any], channel: str | None = None) -> HubError:
 
 def _unrecoverable(channel: str) -> HubError:
     return HubError(ErrorCode.UNRECOVERABLE, ErrorCode.UNRECOVERABLE.message, channel=channel)
-
-
-def _is_async(fn: object) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - objects with an async __call__
-    )
 
 
 # --- values -----------------------------------------------------------------------------
@@ -310,7 +305,7 @@ class Subscription:
         self._client = client
         self._callback = callback
         # A plain callback runs inline on the receive path and needs no buffer.
-        self._inline = callback is not None and not _is_async(callback)
+        self._inline = callback is not None and not is_async_callable(callback)
         self._on_event = on_event
         self._on_error = on_error
         self._since = since
