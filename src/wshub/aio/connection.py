@@ -584,14 +584,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     async def send(self, message: Message) -> None:
         """Send a message; waits while the write buffer is above ``write_limit``."""
-        core = self._core
-        if core is None or core.state is not _OPEN:
-            raise self._closed_exc()
-        frame = self._frame
-        if frame is None:
-            core.send(message)
-        else:
-            self._write(frame(message))
+        self.send_nowait(message)
         if self._write_paused:
             await self.drain()
 
