@@ -10,6 +10,7 @@ import asyncio
 import base64
 import os
 import socket
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -583,6 +584,88 @@ async def test_broadcast_slow_consumer_policy(policy: str) -> None:
         finally:
             await raw.close()
             for ws in fast:
+                await ws.close()
+
+
+def _segments_sent(conn: ServerConnection) -> int:
+    """TCP segments the kernel has sent on this connection (``tcpi_segs_out`` of TCP_INFO).
+
+    With TCP_NODELAY (asyncio and uvloop set it) each small ``write`` leaves as one segment,
+    so this counts the writes that reached the socket.
+    """
+    sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int.from_bytes(info[136:140], sys.byteorder)
+
+
+async def _ready_clients(server: Server, count: int) -> list[wshub.ClientConnection]:
+    clients = [
+        await connect(server_url(server), compression=None, ping_interval=None)
+        for _ in range(count)
+    ]
+    for ws in clients:  # every connection is registered once it echoes
+        await ws.send("ready")
+        assert await wait_for(ws.recv()) == "ready"
+    return clients
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs Linux TCP_INFO")
+async def test_broadcasts_of_one_loop_iteration_share_one_write_per_subscriber() -> None:
+    """Frames fanned out in one iteration are corked and reach each peer in one ``write``."""
+    async with loopback_server(echo, compression=None, ping_interval=None) as server:
+        clients = await _ready_clients(server, 20)
+        try:
+            conns = list(server.connections)
+            before = [_segments_sent(c) for c in conns]
+            for i in range(3):
+                assert broadcast(server.connections, f"m{i}") == 20
+            # Nothing has left yet: every frame waits in its connection's cork.
+            assert [_segments_sent(c) for c in conns] == before
+            for ws in clients:
+                assert [await wait_for(ws.recv()) for _ in range(3)] == ["m0", "m1", "m2"]
+            # One segment (one write) per subscriber carried all three messages.
+            assert [_segments_sent(c) - b for c, b in zip(conns, before, strict=True)] == [1] * 20
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
+async def test_corked_broadcast_keeps_order_with_direct_sends() -> None:
+    """A message sent to one connection between two broadcasts arrives between them."""
+    async with loopback_server(echo, compression=None, ping_interval=None) as server:
+        clients = await _ready_clients(server, 3)
+        try:
+            target = next(iter(server.connections))
+            broadcast(server.connections, "first")
+            target.send_nowait("direct")
+            broadcast(server.connections, "second")
+            got = [[await wait_for(ws.recv()) for _ in range(2)] for ws in clients]
+            assert sorted(got) == [["first", "direct"]] + [["first", "second"]] * 2
+            (direct_client,) = [ws for ws, g in zip(clients, got, strict=True) if g[1] == "direct"]
+            assert await wait_for(direct_client.recv()) == "second"
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
+async def test_connection_aborted_before_the_flush_does_not_stop_the_others() -> None:
+    """A subscriber whose transport is gone by flush time is passed over; the rest get it."""
+    async with loopback_server(echo, compression=None, ping_interval=None) as server:
+        clients = await _ready_clients(server, 3)
+        try:
+            victim = next(iter(server.connections))
+            assert broadcast(server.connections, "news") == 3
+            assert victim.transport is not None
+            victim.transport.abort()
+            received = []
+            for ws in clients:
+                try:
+                    received.append(await wait_for(ws.recv()))
+                except ConnectionClosed:
+                    received.append(None)
+            assert sorted(received, key=str) == [None, "news", "news"]
+        finally:
+            for ws in clients:
                 await ws.close()
 
 

@@ -17,7 +17,13 @@ from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.permessage_deflate import server_deflate
 from ..protocol.http11 import Request, RequestParser, Response, parse_request_head
 from ..protocol.server import accept_request_bytes, is_upgrade_request, reject_response
-from .connection import Callbacks, ConnectionOptions, WebSocketConnection, is_async_callable
+from .connection import (
+    Callbacks,
+    ConnectionOptions,
+    WebSocketConnection,
+    flush_corks,
+    is_async_callable,
+)
 
 __all__ = ["Server", "ServerConnection", "ServerStats", "broadcast", "serve"]
 
@@ -642,9 +648,11 @@ def broadcast(
         raise ValueError("slow_consumer must be 'skip' or 'close'")
     frame = frame_message(message)
     sent = 0
+    corked: list[WebSocketConnection] = []
+    open_, server_side = State.OPEN, Side.SERVER  # locals: this loop runs once per subscriber
     for conn in connections:
         core = conn._core
-        if core is None or core.state is not State.OPEN:
+        if core is None or core.state is not open_:
             continue
         if conn._write_paused:
             stats = conn._server.stats if isinstance(conn, ServerConnection) else None
@@ -655,14 +663,17 @@ def broadcast(
             elif stats is not None:
                 stats.slow_consumer_skips += 1
             continue
-        if core.side is Side.SERVER:
-            # conn._write(frame), inlined: this line runs once per subscriber.
-            cork = conn._cork
-            if cork is None:
-                conn.transport.write(frame)  # type: ignore[union-attr]
-            else:
-                cork.append(frame)
+        # Into the connection's cork (started here if it has none), written out by
+        # flush_corks: fan-outs of one loop iteration share one write per subscriber.
+        cork = conn._cork
+        if cork is None:
+            conn._cork = cork = []
+            corked.append(conn)
+        if core.side is server_side:
+            cork.append(frame)
         else:
-            core.send(message)
+            core.send(message)  # masked per connection; lands in the cork via _write
         sent += 1
+    if corked:
+        corked[0].loop.call_soon(flush_corks, corked)
     return sent
