@@ -234,13 +234,30 @@ def run_one(client: str, port: int, scenario: str, warmup: float, seconds: float
     return result
 
 
+def median(runs: list[dict[str, Any]], key: str) -> float | None:
+    """The median of ``key`` over the runs that did not fail."""
+    values = [r[key] for r in runs if "error" not in r]
+    return statistics.median(values) if values else None
+
+
+def medians(
+    results: dict[str, dict[str, list[dict[str, Any]]]],
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    """client -> scenario -> median msg/s and CPU µs/msg (``None`` where every run failed)."""
+    return {
+        client: {
+            scenario: {
+                "msgs_per_s": median(runs, "msgs_per_s"),
+                "cpu_us_per_msg": median(runs, "cpu_us_per_msg"),
+            }
+            for scenario, runs in cells.items()
+        }
+        for client, cells in results.items()
+    }
+
+
 def table(results: dict[str, dict[str, list[dict[str, Any]]]], scenarios: list[str]) -> str:
     """The markdown table: msg/s, client CPU µs/msg and the ratio to picows, per cell."""
-
-    def median(runs: list[dict[str, Any]], key: str) -> float | None:
-        values = [r[key] for r in runs if "error" not in r]
-        return statistics.median(values) if values else None
-
     header = ["client", *[f"{LABELS[s]}: msg/s, CPU µs/msg" for s in scenarios]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for client, cells in results.items():
@@ -270,6 +287,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--c-echo", help="a built c_echo (default: build it with gcc -O2)")
     parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--json", help="also write the medians as JSON (for report.py)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--conns", type=int, help=argparse.SUPPRESS)
@@ -318,6 +336,8 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(medians(results), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -224,16 +224,21 @@ def main() -> None:
         default=0,
         help="with --idle-memory: messages echoed on each connection first",
     )
+    parser.add_argument(
+        "--json", help="with --idle-memory: write the median KiB per connection as JSON"
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--compression", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.compression)
         return
+    idle: dict[str, list[float]] = {}
     for _ in range(args.reps):
         for name in args.servers.split(","):
             if args.idle_memory:
                 r = idle_memory(name, args.idle_memory, args.messages)
+                idle.setdefault(name, []).append(r["rss_kib"])
                 print(
                     f"idle {args.idle_memory:6} {name:15} {r['rss_kib']:6.1f} KiB/conn "
                     f"(deflate negotiated on {r['negotiated']:.0f})",
@@ -258,6 +263,12 @@ def main() -> None:
                     f"{r['rate']:10,.0f} msg/s",
                     flush=True,
                 )
+    if args.json and idle:
+        out = {
+            name: {"rss_kib": sorted(v)[len(v) // 2], "conns": args.idle_memory}
+            for name, v in idle.items()
+        }
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,107 @@ def subject_version() -> str:
     return ", ".join(parts) + f", Python {sys.version.split()[0]}"
 
 
-def render(results: dict[str, Any], source: str) -> str:
-    """The markdown page for one results.json."""
+#: the performance targets (issue 4): the fastest Python peer, and what to beat it by
+PEER = "picows+uvloop"
+ECHO_TARGETS = ("pp1_32", "pp1_16k", "pp100_32", "pp100_16k")  # 1.05 x peer or 0.95 x c-echo
+PEER_FACTORS = {"pp1_32": 1.05, "pp1_16k": 1.05, "pp100_32": 1.05, "pp100_16k": 1.05,
+                "pipe10_32": 1.2, "bcast1000_64": 1.5, "storm10k": 1.2}  # fmt: skip
+RSS_OFF_MAX_KIB = 4.0
+RSS_ON_MAX_KIB = 16.0
+CLIENT_FACTOR = 1.05
+CLIENT_LABELS = {
+    "1c_32": "client: ping-pong 1c 32B",
+    "1c_16k": "client: ping-pong 1c 16KiB",
+    "100c_32": "client: ping-pong 100c 32B",
+    "100c_16k": "client: ping-pong 100c 16KiB",
+}
+
+
+def targets(
+    results: dict[str, Any],
+    clients: dict[str, Any] | None,
+    deflate: dict[str, Any] | None,
+) -> list[str]:
+    """The table of the performance targets, each marked met or not met for this run."""
+    summary: dict[str, dict[str, Any]] = results["summary"]
+    labels = {sc["id"]: sc["label"] for sc in results["meta"]["scenarios"]}
+
+    def value(server: str, scenario: str) -> float | None:
+        v = summary.get(server, {}).get(scenario, {}).get("value")
+        return float(v) if v else None
+
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for sid, factor in PEER_FACTORS.items():
+        if sid not in labels:
+            continue
+        mine, peer = value(SUBJECT, sid), value(PEER, sid)
+        if mine is None or peer is None:
+            rows.append((labels[sid], f"{factor:g} x {PEER}", "no result", None))
+            continue
+        need, why = factor * peer, f"{factor:g} x {PEER}"
+        ceiling = value(CALIBRATION, sid)
+        if sid in ECHO_TARGETS and ceiling is not None and 0.95 * ceiling < need:
+            need, why = 0.95 * ceiling, f"0.95 x {CALIBRATION}, lower than {why}"
+        got = f"{mine:,.0f} ({mine / peer:.2f}x {PEER}"
+        got += f", {mine / ceiling:.2f}x {CALIBRATION})" if ceiling else ")"
+        rows.append((labels[sid], f"≥ {need:,.0f} ({why})", got, mine >= need))
+    storm = summary.get(SUBJECT, {}).get("storm10k", {}).get("rss_per_conn_kb")
+    if storm is not None:
+        rows.append(
+            (
+                "RSS per idle connection, compression off",
+                f"≤ {RSS_OFF_MAX_KIB:g} KiB",
+                f"{storm:.1f} KiB (storm10k)",
+                storm <= RSS_OFF_MAX_KIB,
+            )
+        )
+    on = (deflate or {}).get("wshub-deflate")
+    if on is not None:
+        rows.append(
+            (
+                "RSS per idle connection, compression on",
+                f"≤ {RSS_ON_MAX_KIB:g} KiB",
+                f"{on['rss_kib']:.1f} KiB ({on['conns']:,} connections, deflate negotiated)",
+                on["rss_kib"] <= RSS_ON_MAX_KIB,
+            )
+        )
+    for sid, label in CLIENT_LABELS.items():
+        mine = (clients or {}).get(SUBJECT, {}).get(sid, {}).get("msgs_per_s")
+        peer = (clients or {}).get("picows", {}).get(sid, {}).get("msgs_per_s")
+        if mine is None or peer is None:
+            continue
+        need = CLIENT_FACTOR * peer
+        rows.append(
+            (
+                label,
+                f"≥ {need:,.0f} ({CLIENT_FACTOR:g} x picows' client)",
+                f"{mine:,.0f} ({mine / peer:.2f}x)",
+                mine >= need,
+            )
+        )
+    met = sum(1 for *_, ok in rows if ok)
+    lines = [
+        "## The performance targets in this run",
+        "",
+        f"{met} of {len(rows)} met. Targets and thresholds as in the performance issue; "
+        "each is computed from this run's medians (no result: the cell failed or was not run).",
+        "",
+        "| target | required | wshub | |",
+        "|---|---|---|---|",
+    ]
+    for label, need_text, got, ok in rows:
+        status = "met" if ok else "**not met**" if ok is False else "no result"
+        lines.append(f"| {label} | {need_text} | {got} | {status} |")
+    return lines
+
+
+def render(
+    results: dict[str, Any],
+    source: str,
+    clients: dict[str, Any] | None = None,
+    deflate: dict[str, Any] | None = None,
+) -> str:
+    """The markdown page for one results.json (and the client and memory extras)."""
     meta = results["meta"]
     summary: dict[str, dict[str, Any]] = results["summary"]
     scenarios: list[dict[str, Any]] = meta["scenarios"]
@@ -114,6 +213,10 @@ def render(results: dict[str, Any], source: str) -> str:
         "Differences under ~20% are within this VM's run-to-run noise; `c-echo` is a minimal C "
         "server that shows what the load generator can drive here (not a peer, 1 run).",
         "",
+    ]
+    if SUBJECT in servers:
+        lines += [*targets(results, clients, deflate), ""]
+    lines += [
         "## Throughput (higher is better)",
         "",
         "| server | " + " | ".join(f"{sc['label']} ({sc_unit(sc)})" for sc in scenarios) + " |",
@@ -227,13 +330,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="results.json written by shared/bench/run.py")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument("--clients", type=Path, help="medians from client_bench.py --json")
+    parser.add_argument("--deflate-memory", type=Path, help="cpu_cost.py --idle-memory --json")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text(encoding="utf-8"))
+    clients = json.loads(args.clients.read_text()) if args.clients else None
+    deflate = json.loads(args.deflate_memory.read_text()) if args.deflate_memory else None
     try:
         source = args.results.with_name("results.md").resolve().relative_to(Path.cwd())
     except ValueError:
         source = args.results.with_name("results.md")
-    args.out.write_text(render(results, str(source)), encoding="utf-8")
+    args.out.write_text(render(results, str(source), clients, deflate), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark wshub side by side with its peers in the shared harness (../shared/bench) and write
-# benchmarks/RESULTS.md from the harness's results.json (benchmarks/report.py), then compare the
-# clients (benchmarks/client_bench.py: ours vs picows' against the C echo server) and append that.
+# Benchmark wshub side by side with its peers in the shared harness (../shared/bench), compare
+# the clients (benchmarks/client_bench.py: ours vs picows' against the C echo server), measure
+# an idle compressed connection's memory (benchmarks/cpu_cost.py), and write
+# benchmarks/RESULTS.md (benchmarks/report.py), with every performance target marked met or not.
 #
 # Usage: scripts/bench.sh [--quick]          (`make bench`, `make bench-quick`)
 #   --quick    1 run of 1 s per cell (smoke test); writes benchmarks/out/quick/RESULTS.md instead
@@ -43,14 +44,25 @@ EXTRA=(${BENCH_ARGS:-})
 python3 "$BENCH/run.py" --out "$OUT" "${OPTS[@]}" "${EXTRA[@]}" \
   --server "wshub=$PY $ROOT/benchmarks/server.py --port \$PORT --app \$APP" \
   --servers "$SERVERS"
-"$PY" "$ROOT/benchmarks/report.py" "$OUT/results.json" --out "$REPORT"
 
 # ---- clients: wshub's client vs picows' client against the harness's C echo server ----------
 # (benchmarks/client_bench.py; its table is appended to the report)
 CLIENT_OPTS=(--reps 3 --seconds 5)
 [ "${1:-}" = --quick ] && CLIENT_OPTS=(--reps 1 --seconds 1 --warmup 0.5)
 echo "bench: clients (benchmarks/client_bench.py ${CLIENT_OPTS[*]})"
-"$PY" "$ROOT/benchmarks/client_bench.py" "${CLIENT_OPTS[@]}" --out "$OUT/clients.md"
+"$PY" "$ROOT/benchmarks/client_bench.py" "${CLIENT_OPTS[@]}" --out "$OUT/clients.md" \
+  --json "$OUT/clients.json"
+
+# ---- memory of an idle connection that negotiated permessage-deflate ------------------------
+# (wsload never offers compression, so the harness's storm measures the "off" case only)
+MEM_CONNS=2000
+[ "${1:-}" = --quick ] && MEM_CONNS=500
+echo "bench: RSS per idle connection with permessage-deflate ($MEM_CONNS connections)"
+"$PY" "$ROOT/benchmarks/cpu_cost.py" --servers wshub-deflate --idle-memory "$MEM_CONNS" \
+  --reps 3 --json "$OUT/deflate-idle.json"
+
+"$PY" "$ROOT/benchmarks/report.py" "$OUT/results.json" --out "$REPORT" \
+  --clients "$OUT/clients.json" --deflate-memory "$OUT/deflate-idle.json"
 { echo; cat "$OUT/clients.md"; } >>"$REPORT"
 
 echo "bench: done in $(($(date +%s) - T0)) s; $REPORT"
