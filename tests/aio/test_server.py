@@ -648,6 +648,39 @@ async def test_corked_broadcast_keeps_order_with_direct_sends() -> None:
                 await ws.close()
 
 
+async def test_a_burst_that_never_yields_still_meets_flow_control() -> None:
+    """Corks are written out early during a long burst, so slow consumers are still seen.
+
+    Without that, nothing would reach a transport before the burst ends: no connection
+    would ever look slow, and every frame of the burst would sit in memory.
+    """
+    async with loopback_server(echo, compression=None, write_limit=4096, close_timeout=WAIT) as (
+        server
+    ):
+        raw, slow, fast = await _slow_consumer_setup(server, 1)
+        reader = asyncio.ensure_future(_read_all(fast[0], "the end"))
+        fast_side = [c for c in server.connections if c is not slow]
+        try:
+            sent = []
+            for i in range(5000):  # 10 MB each, far beyond what the slow peer's buffers hold
+                message = f"{i:06d}" + "x" * 2000
+                if broadcast(server.connections, message) == 2:
+                    sent.append(message)
+            assert not slow.writable
+            assert len(sent) < 5000  # the slow consumer was skipped during the burst
+            for conn in fast_side:
+                await wait_for(conn.drain())
+            assert broadcast(fast_side, "the end") == 1
+            got = await wait_for(reader)
+            # The fast peer gets its messages in order, none twice (some may have been
+            # skipped for it too while the burst filled its buffers).
+            assert got == sorted(set(got)) and set(sent) <= set(got)
+        finally:
+            await raw.close()
+            for ws in fast:
+                await ws.close()
+
+
 async def test_connection_aborted_before_the_flush_does_not_stop_the_others() -> None:
     """A subscriber whose transport is gone by flush time is passed over; the rest get it."""
     async with loopback_server(echo, compression=None, ping_interval=None) as server:

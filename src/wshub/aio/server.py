@@ -625,6 +625,12 @@ def serve(
     )
 
 
+#: broadcast frames this large or larger are written at once instead of waiting in the cork
+CORK_FRAME_MAX = 4096
+#: a connection's cork is written out early once a burst of broadcasts has put this many in it
+CORK_MAX_FRAMES = 64
+
+
 def broadcast(
     connections: Iterable[WebSocketConnection],
     message: str | bytes,
@@ -647,6 +653,10 @@ def broadcast(
     if slow_consumer not in ("skip", "close"):
         raise ValueError("slow_consumer must be 'skip' or 'close'")
     frame = frame_message(message)
+    # A large frame gains nothing from waiting; a small one waits in the cork, which is
+    # never let grow past CORK_MAX_FRAMES, so that a burst of broadcasts that never yields
+    # to the loop still reaches the transport, whose flow control then marks slow consumers.
+    hold = len(frame) < CORK_FRAME_MAX
     sent = 0
     corked: list[WebSocketConnection] = []
     open_, server_side = State.OPEN, Side.SERVER  # locals: this loop runs once per subscriber
@@ -667,12 +677,19 @@ def broadcast(
         # flush_corks: fan-outs of one loop iteration share one write per subscriber.
         cork = conn._cork
         if cork is None:
+            if not hold and core.side is server_side:
+                conn.transport.write(frame)  # type: ignore[union-attr]
+                sent += 1
+                continue
             conn._cork = cork = []
             corked.append(conn)
         if core.side is server_side:
             cork.append(frame)
         else:
             core.send(message)  # masked per connection; lands in the cork via _write
+        if not hold or len(cork) >= CORK_MAX_FRAMES:
+            conn.transport.write(b"".join(cork))  # type: ignore[union-attr]
+            cork.clear()
         sent += 1
     if corked:
         corked[0].loop.call_soon(flush_corks, corked)
