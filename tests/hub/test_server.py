@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
+import jwt
 import orjson
 import pytest
 
 import wshub
 from wshub.exceptions import ConnectionClosed, InvalidResponse
 from wshub.hub import make_token
+from wshub.hub.channels import ChannelRegistry, NamespaceOptions
 from wshub.hub.server import HubServer, start_hub
 from wshub.protocol.http11 import Request, Response
+from wshub.testing import RedisServer
 
 from .conftest import SECRET, http
 
@@ -180,3 +184,112 @@ async def test_start_hub_needs_a_data_dir_or_ephemeral() -> None:
     """Refusing to guess where to store history."""
     with pytest.raises(ValueError):
         await start_hub("127.0.0.1", 0)
+
+
+# --- settings of the hub start_hub builds ---------------------------------------------------
+
+
+class Clock:
+    """Wall-clock time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def signed(**claims: Any) -> str:
+    """A token for SECRET with the given claims on top of a valid subject and permissions."""
+    return jwt.encode({"sub": "eve", "channels": ["chat:*:spr"], **claims}, SECRET, "HS256")
+
+
+async def connect_reply(server: HubServer, token: str) -> dict[str, Any]:
+    """The reply to ``connect`` with ``token`` over a real connection."""
+    async with hub_connect(server) as ws:
+        return await Wire(ws).call("connect", token=token)
+
+
+@pytest.mark.parametrize(
+    ("option", "claim", "right", "wrong"),
+    [
+        ("token_audience", "aud", "chat-service", "billing-service"),
+        ("token_issuer", "iss", "https://auth.example", "https://evil.example"),
+    ],
+)
+async def test_token_audience_and_issuer_are_checked(
+    option: str, claim: str, right: str, wrong: str
+) -> None:
+    """With token_audience/token_issuer, only tokens carrying that aud/iss get in."""
+    clock = Clock()
+    options: dict[str, Any] = {"ephemeral": True, "secret": SECRET, "clock": clock, option: right}
+    exp = clock.now + 60
+    async with await start_hub("127.0.0.1", 0, **options) as server:
+        accepted = await connect_reply(server, signed(exp=exp, **{claim: right}))
+        assert accepted["result"]["user"] == "eve"
+        for token in (signed(exp=exp, **{claim: wrong}), signed(exp=exp)):
+            refused = await connect_reply(server, token)
+            assert refused["error"] == {"code": 103, "message": "unauthorized"}
+
+
+async def test_token_leeway_admits_a_token_that_just_expired() -> None:
+    """A token expired 5 s ago is refused (113) without leeway and accepted with 30 s."""
+    clock = Clock()
+    token = signed(exp=clock.now - 5)
+    options: dict[str, Any] = {"ephemeral": True, "secret": SECRET, "clock": clock}
+    async with await start_hub("127.0.0.1", 0, **options) as server:
+        assert (await connect_reply(server, token))["error"]["code"] == 113
+    async with await start_hub("127.0.0.1", 0, token_leeway=30, **options) as server:
+        assert (await connect_reply(server, token))["result"]["user"] == "eve"
+
+
+@pytest.fixture(params=["ephemeral", "data_dir", pytest.param("redis", marks=pytest.mark.redis)])
+def store_options(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """start_hub's options for each kind of persistent store it can build."""
+    if request.param == "ephemeral":
+        return {"ephemeral": True}
+    if request.param == "data_dir":
+        return {"data_dir": tmp_path}
+    redis: RedisServer = request.getfixturevalue("redis")
+    return {"redis_url": redis.url, "redis_prefix": f"test-{uuid.uuid4().hex}"}
+
+
+async def test_dedupe_window_reaches_every_store(store_options: dict[str, Any]) -> None:
+    """A message_id repeated within dedupe_window is a duplicate; after it, a new publication.
+
+    Both a persistent namespace (the store start_hub built) and a non-persistent one (the
+    hub's own in-memory store) follow the window given to start_hub.
+    """
+    clock = Clock()
+    registry = ChannelRegistry(
+        {"kept": NamespaceOptions(), "volatile": NamespaceOptions(persistent=False)}
+    )
+    options: dict[str, Any] = {"secret": SECRET, "dedupe_window": 10.0, "clock": clock}
+    options["registry"] = registry
+    token = signed(exp=clock.now + 3600, channels=["kept:*:spr", "volatile:*:spr"])
+    async with (
+        await start_hub("127.0.0.1", 0, **options, **store_options) as server,
+        hub_connect(server) as ws,
+    ):
+        client = Wire(ws)
+        assert "result" in await client.call("connect", token=token)
+        for channel in ("kept:dedupe", "volatile:dedupe"):
+            assert "result" in await client.call("subscribe", channel=channel)
+            first = await client.call("publish", channel=channel, data=1, message_id="m")
+            clock.now += 9.5
+            again = await client.call("publish", channel=channel, data=1, message_id="m")
+            assert again["result"] == {**first["result"], "duplicate": True}
+            clock.now += 1.0  # 10.5 s after the first: forgotten
+            later = await client.call("publish", channel=channel, data=1, message_id="m")
+            assert "duplicate" not in later["result"]
+            assert later["result"]["offset"] == first["result"]["offset"] + 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"dedupe_window": 0.0}, {"dedupe_window": -1.0}, {"token_leeway": -1.0}],
+)
+async def test_start_hub_refuses_bad_windows(options: dict[str, Any]) -> None:
+    """A dedupe window must be positive and a leeway non-negative."""
+    with pytest.raises(ValueError):
+        await start_hub("127.0.0.1", 0, ephemeral=True, **options)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -170,6 +171,11 @@ async def start_hub(
     metrics: MetricsAccess = "local",
     redis_url: str | None = None,
     redis_prefix: str = "wshub",
+    dedupe_window: float = 120.0,
+    token_audience: str | None = None,
+    token_issuer: str | None = None,
+    token_leeway: float = 0.0,
+    clock: Callable[[], float] = time.time,
     **serve_options: Any,
 ) -> HubServer:
     """Start a hub server and return it, listening.
@@ -189,9 +195,11 @@ async def start_hub(
         http_handlers: extra ``process_request``-style handlers (e.g. the chat page).
         registry: the namespaces (default: the demo namespaces).
         limits: per-connection limits.
-        hub: a hub built by the caller (then ``data_dir``, ``ephemeral``, the auth
-            options, ``registry`` and ``limits`` are ignored, and closing the server closes
-            it but not its stores).
+        hub: a hub built by the caller (then ``data_dir``, ``ephemeral``, ``redis_url``,
+            the auth options (``token_*`` included), ``registry``, ``limits``,
+            ``dedupe_window`` and ``clock`` are ignored: they configure the hub this
+            function builds, and a caller's hub was configured when it was built. Closing
+            the server closes the hub but not its stores).
         metrics: who may read ``GET /metrics``: ``"local"`` (loopback clients and API key
             holders), ``"key"``, ``"open"`` or ``"off"`` (see :mod:`wshub.hub.metrics`).
             Unless ``"off"``, the transport also counts messages and bytes
@@ -201,6 +209,21 @@ async def start_hub(
             of ``data_dir`` or ``ephemeral``; see docs/hub.md, "Scaling out with Redis".
         redis_prefix: the first part of every Redis key and Pub/Sub channel; the nodes
             of one hub use the same, other hubs on the same Redis another one.
+        dedupe_window: seconds a publish's ``message_id`` is remembered, so that a retry
+            within it is answered as a duplicate instead of published twice. It reaches
+            every store built here: the in-memory store of non-persistent namespaces, and
+            the persistent history (in memory with ``ephemeral``, SQLite under
+            ``data_dir``, or Redis with ``redis_url``, where the key expires after it).
+            Longer windows catch later retries at the cost of one remembered id per
+            publication for that long.
+        token_audience: when set, tokens must carry this ``aud`` claim (tokens minted for
+            another service are refused).
+        token_issuer: when set, tokens must carry this ``iss`` claim.
+        token_leeway: seconds of clock skew tolerated on a token's ``exp`` and ``nbf``,
+            for token issuers whose clock is not quite the hub's.
+        clock: wall-clock time in seconds since the Unix epoch, for token expiry, history
+            TTLs and the dedupe window of everything built here (tests pass a fake one to
+            move time without sleeping).
         **serve_options: passed to :func:`wshub.serve` (``origins``, ``max_size``,
             ``ssl``, ``ping_interval``, ...); ``max_request_size`` defaults to 1 MiB here so
             that HTTP API publications up to the hub's own limit get through.
@@ -208,16 +231,26 @@ async def start_hub(
     Raises:
         ValueError: none or several of ``data_dir``, ``ephemeral`` and ``redis_url``; an
             invalid auth configuration or Redis URL; ``redis_url`` without the ``redis``
-            package.
+            package; ``dedupe_window`` not positive or ``token_leeway`` negative.
         ConnectionError: Redis does not answer.
     """
     owned: list[_Resource] = []
     if hub is None:
+        # Checked here for every store alike (Redis refuses a window of 0 itself, the others
+        # would silently treat it as "remember for an instant").
+        if not dedupe_window > 0:
+            raise ValueError("dedupe_window must be > 0")
+        if not token_leeway >= 0:
+            raise ValueError("token_leeway must be >= 0")
         auth = Authenticator(
             secret=secret,
             public_key=public_key,
             allow_anonymous=allow_anonymous,
             anonymous_permissions=anonymous_permissions,
+            audience=token_audience,
+            issuer=token_issuer,
+            leeway=token_leeway,
+            clock=clock,
         )
         if redis_url is not None:
             if ephemeral or data_dir is not None:
@@ -227,7 +260,9 @@ async def start_hub(
             except ImportError as exc:
                 raise ValueError("redis_url needs redis: pip install 'wshub[redis]'") from exc
 
-            backend = await RedisBackend.connect(redis_url, prefix=redis_prefix)
+            backend = await RedisBackend.connect(
+                redis_url, prefix=redis_prefix, clock=clock, dedupe_window=dedupe_window
+            )
             owned.append(backend)
             hub = Hub(
                 registry=backend.registry(registry),
@@ -236,18 +271,29 @@ async def start_hub(
                 presence=backend.presence,
                 auth=auth,
                 limits=limits,
+                dedupe_window=dedupe_window,
+                clock=clock,
             )
         else:
             if ephemeral:
-                history: HistoryStore = MemoryHistory()
+                history: HistoryStore = MemoryHistory(clock=clock, dedupe_window=dedupe_window)
             elif data_dir is None:
                 raise ValueError("data_dir is required unless ephemeral=True or redis_url")
             else:
                 directory = Path(data_dir)
                 directory.mkdir(parents=True, exist_ok=True)
-                history = SQLiteHistory(directory / HISTORY_FILE)
+                history = SQLiteHistory(
+                    directory / HISTORY_FILE, clock=clock, dedupe_window=dedupe_window
+                )
             owned.append(history)
-            hub = Hub(registry=registry, history=history, auth=auth, limits=limits)
+            hub = Hub(
+                registry=registry,
+                history=history,
+                auth=auth,
+                limits=limits,
+                dedupe_window=dedupe_window,
+                clock=clock,
+            )
     hub_server = HubServer(
         hub,
         api_key=api_key,
