@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from wshub.hub.server import HubServer
@@ -20,6 +21,15 @@ async def test_healthz_needs_no_key(hub_server: HubServer) -> None:
     assert (status, headers["Content-Type"]) == (200, "application/json")
     status, headers, _ = await http(hub_server, "POST", "/healthz", {}, key=None)
     assert (status, headers["Allow"]) == (405, "GET, HEAD")
+
+
+async def test_healthz_head_has_the_content_length_of_get(hub_server: HubServer) -> None:
+    """HEAD /healthz announces the length GET's body has (RFC 9110 §9.3.2), with no body."""
+    _, get_headers, health = await http(hub_server, "GET", "/healthz", key=None)
+    status, head_headers, body = await http(hub_server, "HEAD", "/healthz", key=None)
+    assert (status, body) == (200, b"")
+    assert head_headers["Content-Length"] == get_headers["Content-Length"]
+    assert int(head_headers["Content-Length"]) == len(orjson.dumps(health)) > 0
 
 
 @pytest.mark.parametrize(
