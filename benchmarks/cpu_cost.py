@@ -264,10 +264,14 @@ def main() -> None:
                     flush=True,
                 )
     if args.json and idle:
+        suffix = "-active" if args.messages else ""
         out = {
-            name: {"rss_kib": sorted(v)[len(v) // 2], "conns": args.idle_memory}
+            name + suffix: {"rss_kib": sorted(v)[len(v) // 2], "conns": args.idle_memory}
             for name, v in idle.items()
         }
+        path = Path(args.json)
+        if path.exists():  # one file for the idle and the active measurement
+            out = {**json.loads(path.read_text()), **out}
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -153,6 +153,7 @@ def targets(
                 mine >= need,
             )
         )
+    active = (deflate or {}).get("wshub-deflate-active")
     met = sum(1 for *_, ok in rows if ok)
     lines = [
         "## The performance targets in this run",
@@ -166,6 +167,14 @@ def targets(
     for label, need_text, got, ok in rows:
         status = "met" if ok else "**not met**" if ok is False else "no result"
         lines.append(f"| {label} | {need_text} | {got} | {status} |")
+    if active is not None:
+        lines += [
+            "",
+            "Not a target, for context: once the server has sent one compressed message on a "
+            "connection, the connection keeps its compressor (context takeover): "
+            f"{active['rss_kib']:.1f} KiB per connection ({active['conns']:,} connections, the "
+            "server's default 12-bit window and memLevel 5).",
+        ]
     return lines
 
 

@@ -58,8 +58,12 @@ echo "bench: clients (benchmarks/client_bench.py ${CLIENT_OPTS[*]})"
 MEM_CONNS=2000
 [ "${1:-}" = --quick ] && MEM_CONNS=500
 echo "bench: RSS per idle connection with permessage-deflate ($MEM_CONNS connections)"
+rm -f "$OUT/deflate-idle.json"
 "$PY" "$ROOT/benchmarks/cpu_cost.py" --servers wshub-deflate --idle-memory "$MEM_CONNS" \
   --reps 3 --json "$OUT/deflate-idle.json"
+# the same after one message each way (zlib streams exist then): context, not a target
+"$PY" "$ROOT/benchmarks/cpu_cost.py" --servers wshub-deflate --idle-memory "$MEM_CONNS" \
+  --messages 1 --reps 3 --json "$OUT/deflate-idle.json"
 
 "$PY" "$ROOT/benchmarks/report.py" "$OUT/results.json" --out "$REPORT" \
   --clients "$OUT/clients.json" --deflate-memory "$OUT/deflate-idle.json"

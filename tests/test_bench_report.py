@@ -52,7 +52,11 @@ def test_targets_use_the_lower_threshold_and_mark_misses() -> None:
         }
     )
     results["summary"]["picows+uvloop"]["storm10k"] = {"value": 10}
-    lines = report.targets(results, None, {"wshub-deflate": {"rss_kib": 20.0, "conns": 10}})
+    deflate = {
+        "wshub-deflate": {"rss_kib": 20.0, "conns": 10},
+        "wshub-deflate-active": {"rss_kib": 31.5, "conns": 10},
+    }
+    lines = report.targets(results, None, deflate)
     rows = _rows(lines)
     # 1c: 0.95 x c-echo (9,500) is lower than 1.05 x picows (10,500): 9,600 meets it.
     assert rows["ping-pong 1c 32B"] == "met"
@@ -64,6 +68,8 @@ def test_targets_use_the_lower_threshold_and_mark_misses() -> None:
     assert rows["RSS per idle connection, compression off"] == "met"
     assert rows["RSS per idle connection, compression on"] == "**not met**"
     assert "4 of 6 met" in "\n".join(lines)
+    # The memory of an active compressed connection is context, not a seventh target.
+    assert any("31.5 KiB per connection" in line for line in lines if not line.startswith("|"))
 
 
 def test_client_targets_compare_with_picows_client() -> None:
