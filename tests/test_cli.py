@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -261,6 +262,68 @@ def test_serve_options_for_metrics_and_port_sharing() -> None:
         parse(["serve", "--metrics", "key", "--reuse-port", "--backlog", "4096"])
     )
     assert (options["metrics"], options["reuse_port"], options["backlog"]) == ("key", True, 4096)
+
+
+def test_serve_options_for_tokens_and_dedupe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--token-audience/--token-issuer (or their WSHUB_ variables), --token-leeway and
+    --dedupe-window reach start_hub only when given."""
+    for name in ("WSHUB_TOKEN_AUDIENCE", "WSHUB_TOKEN_ISSUER"):
+        monkeypatch.delenv(name, raising=False)
+    parse = build_parser().parse_args
+    names = {"token_audience", "token_issuer", "token_leeway", "dedupe_window"}
+    assert not names & set(_serve_options(parse(["serve"])))
+    line = "serve --token-audience hub --token-issuer https://auth.example"
+    line += " --token-leeway 2.5 --dedupe-window 600"
+    options = _serve_options(parse(line.split()))
+    assert {name: options[name] for name in names} == {
+        "token_audience": "hub",
+        "token_issuer": "https://auth.example",
+        "token_leeway": 2.5,
+        "dedupe_window": 600.0,
+    }
+    monkeypatch.setenv("WSHUB_TOKEN_AUDIENCE", "from-env")
+    monkeypatch.setenv("WSHUB_TOKEN_ISSUER", "https://env.example")
+    options = _serve_options(parse(["serve"]))
+    assert (options["token_audience"], options["token_issuer"]) == (
+        "from-env",
+        "https://env.example",
+    )
+    options = _serve_options(parse(["serve", "--token-audience", "flag"]))
+    assert options["token_audience"] == "flag"  # the flag wins over the environment
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--token-leeway", "-1"],
+        ["--token-leeway", "soon"],
+        ["--token-leeway", "nan"],
+        ["--dedupe-window", "0"],
+        ["--dedupe-window", "-5"],
+    ],
+)
+def test_serve_refuses_bad_seconds(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    """A negative leeway or a non-positive dedupe window is a usage error naming the flag."""
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["serve", *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {args[0]}:" in err and "Traceback" not in err
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_checks_the_token_audience() -> None:
+    """wshub serve --token-audience: a token without that aud is refused, one with it enters."""
+    claims = {"sub": "ann", "exp": int(time.time()) + 600, "channels": ["chat:*:spr"]}
+    right = jwt.encode({**claims, "aud": "chat-hub"}, SECRET, "HS256")
+    wrong = jwt.encode({**claims, "aud": "other"}, SECRET, "HS256")
+    args = ("--ephemeral", "--secret", SECRET, "--token-audience", "chat-hub")
+    async with serve(*args) as served:
+        with pytest.raises(AuthError):
+            await HubClient(served.url, wrong).connect()
+        async with HubClient(served.url, right) as client:
+            await client.subscribe("chat:aud")
+        assert await served.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ SQLite under ``./.wshub-data``.
 Every limit of the WebSocket layer and of the hub is an option with the name of its keyword
 argument (``max_size`` is ``--max-size``); the hub's limits are read from
 :class:`~wshub.hub.HubLimits` itself, so that a new limit appears here without another edit.
-Secrets may come from the environment (``WSHUB_SECRET``, ``WSHUB_API_KEY``), read through
-:mod:`wshub.config` like every environment variable.
+Secrets and the other deployment strings may come from the environment (``WSHUB_SECRET``,
+``WSHUB_API_KEY``, ``WSHUB_REDIS_URL``, ``WSHUB_TOKEN_AUDIENCE``, ``WSHUB_TOKEN_ISSUER``),
+read through :mod:`wshub.config` like every environment variable.
 
 Production switches (docs/deployment.md): ``--certfile``/``--keyfile`` serve https and wss,
 ``--metrics`` says who may read ``/metrics``, ``--reuse-port`` lets several processes share
@@ -85,6 +86,25 @@ _TRANSPORT_OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
 )
 
 
+def _seconds(*, positive: bool) -> Callable[[str], float]:
+    """An argparse type for a duration in seconds: ``>= 0``, or ``> 0`` when ``positive``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        # "not" also refuses nan, which compares false with everything.
+        if not (value > 0 if positive else value >= 0):
+            raise argparse.ArgumentTypeError(
+                f"must be {'> 0' if positive else '>= 0'} seconds, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
 def _limit_parser(annotation: Any) -> Callable[[str], Any]:
     """How to read one :class:`HubLimits` field from its annotation (``"float | None"``)."""
     text = str(annotation)
@@ -151,6 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--api-key", help="key for the HTTP API (default: $WSHUB_API_KEY; none: API off)"
+    )
+    serve.add_argument(
+        "--token-audience",
+        metavar="AUD",
+        help="refuse tokens whose aud claim is not AUD (default: $WSHUB_TOKEN_AUDIENCE; "
+        "unset: aud not checked)",
+    )
+    serve.add_argument(
+        "--token-issuer",
+        metavar="ISS",
+        help="refuse tokens whose iss claim is not ISS (default: $WSHUB_TOKEN_ISSUER; "
+        "unset: iss not checked)",
+    )
+    serve.add_argument(
+        "--token-leeway",
+        type=_seconds(positive=False),
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="clock skew tolerated on a token's exp and nbf (default 0)",
+    )
+    serve.add_argument(
+        "--dedupe-window",
+        type=_seconds(positive=True),
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="how long a publish's message_id is remembered, so that a retry is answered "
+        "as a duplicate (default 120)",
     )
     serve.add_argument(
         "--origin",
@@ -257,6 +304,8 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
     secret = args.secret or config.env_str("WSHUB_SECRET")
     api_key = args.api_key or config.env_str("WSHUB_API_KEY")
     redis_url = args.redis or config.env_str("WSHUB_REDIS_URL")
+    audience = args.token_audience or config.env_str("WSHUB_TOKEN_AUDIENCE")
+    issuer = args.token_issuer or config.env_str("WSHUB_TOKEN_ISSUER")
     given = vars(args)
     limits = {
         field.name: given[f"limit_{field.name}"]
@@ -277,9 +326,13 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
     for name, _, _ in _TRANSPORT_OPTIONS:
         if name in given:
             options[name] = given[name]
-    for name in ("origins", "metrics", "reuse_port", "backlog"):
+    for name in ("origins", "metrics", "reuse_port", "backlog", "token_leeway", "dedupe_window"):
         if name in given:
             options[name] = given[name]
+    if audience:
+        options["token_audience"] = audience
+    if issuer:
+        options["token_issuer"] = issuer
     if args.certfile or args.keyfile:
         options["ssl"] = _tls_context(args.certfile, args.keyfile)
     if redis_url:
