@@ -211,12 +211,18 @@ class RedisPresence:
         self._health.succeeded()
 
     async def _beat(self) -> None:
-        while True:
+        # The closed check, not only close()'s cancel, ends the loop: redis-py can swallow a
+        # cancellation that lands inside a command, and close() waits for this task.
+        while not self._closed:
             await asyncio.sleep(self._interval)
+            if self._closed:
+                return
             try:
                 await self.refresh()
             except HubError:
                 pass  # logged once by refresh; the next beat retries
+            except InvalidState:
+                return  # closed while the beat was writing
             except Exception:
                 logger.exception("presence heartbeat failed")
 
