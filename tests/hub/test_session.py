@@ -184,6 +184,23 @@ async def test_token_expiry_closes_4003(make_client: MakeClient) -> None:
         assert (client.peer.close_code, client.peer.close_reason) == (4003, "token expired")
 
 
+async def test_token_expiry_allows_the_leeway(make_client: MakeClient) -> None:
+    """A token let in by the leeway is closed when exp + leeway passes, not at once."""
+    clock = Clock()
+    auth = Authenticator(secret=SECRET, clock=clock, leeway=30)
+    async with Hub(auth=auth, clock=clock, expire_interval=None) as hub:
+        clock.now += 70  # 10 s past exp: refused without leeway, admitted with 30 s
+        client = await make_client(hub, token=token(ttl=60))
+        assert client.session.check_expiry() is False
+        assert client.peer.close_code is None
+        clock.now += 19  # exp + 29
+        assert client.session.check_expiry() is False
+        clock.now += 2  # exp + 31
+        assert client.session.check_expiry() is True
+        await client.peer.closed.wait()
+        assert client.peer.close_code == 4003
+
+
 async def test_refresh_extends_expiry(make_client: MakeClient) -> None:
     """refresh with a new token of the same user replaces the expiry."""
     clock = Clock()

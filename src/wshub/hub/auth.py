@@ -209,6 +209,11 @@ class Authenticator:
         """The accepted algorithms."""
         return self._algorithms
 
+    @property
+    def leeway(self) -> float:
+        """Seconds a token stays valid past its ``exp`` (clock skew between issuer and hub)."""
+        return self._leeway
+
     def authenticate(self, token: str | None) -> Identity:
         """Verify ``token`` (``None``: anonymous) and return who the connection is.
 

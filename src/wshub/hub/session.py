@@ -470,7 +470,8 @@ class Session:
             self._expiry_timer = None
         assert self.identity is not None
         if self.identity.expires is not None:
-            delay = max(0.0, self.identity.expires - self.hub.clock())
+            deadline = self.identity.expires + self.hub.auth.leeway
+            delay = max(0.0, deadline - self.hub.clock())
             loop = asyncio.get_running_loop()
             self._expiry_timer = loop.call_later(delay, self.check_expiry)
 
@@ -483,7 +484,8 @@ class Session:
         identity = self.identity
         if self.state != State.CONNECTED or identity is None or identity.expires is None:
             return False
-        if self.hub.clock() < identity.expires:
+        # Valid until exp + leeway, as authenticate() judged it at connect and refresh.
+        if self.hub.clock() < identity.expires + self.hub.auth.leeway:
             self._schedule_expiry()
             return False
         self.close(CloseCode.TOKEN_EXPIRED)
