@@ -467,6 +467,28 @@ async def test_keepalive_keeps_a_responsive_peer_and_measures_latency() -> None:
         assert await wait_for(raw.recv_close()) == (1000, "")
 
 
+async def test_a_quiet_connection_gives_back_its_compressor_at_a_keepalive_ping() -> None:
+    """After a keepalive period without sending, the server drops its compressor; later
+    messages still reach the client intact (the client's inflater keeps its window)."""
+    accepting = Accepting()
+    async with (
+        loopback_server(accepting.handler, ping_interval=UNIT, ping_timeout=WAIT) as server,
+        connect(server_url(server), compression="deflate", ping_interval=None) as client,
+    ):
+        ws = await accepting.next()
+        message = "the same words again and again, " * 30
+        await ws.send(message)
+        assert await wait_for(client.recv()) == message
+        deflate = ws._core._deflate  # type: ignore[union-attr]
+        assert deflate is not None and deflate._compressor is not None  # type: ignore[attr-defined]
+        while deflate._compressor is not None:  # type: ignore[attr-defined]
+            await asyncio.sleep(UNIT / 4)  # keepalive pings come and go; the client answers
+        await ws.send(message)
+        await ws.send(message + "!")
+        assert await wait_for(client.recv()) == message
+        assert await wait_for(client.recv()) == message + "!"
+
+
 async def test_client_keepalive_closes_when_the_server_is_silent() -> None:
     """The client's keepalive closes with 1011 when the server never answers its ping."""
     timeouts = {"ping_interval": UNIT, "ping_timeout": UNIT, "close_timeout": UNIT}

@@ -227,6 +227,45 @@ async def test_no_compression_when_the_server_declines(page: Any) -> None:
     assert result == {"reply": "plain", "extensions": ""}
 
 
+async def test_chromium_inflates_after_the_server_released_its_compressor(page: Any) -> None:
+    """A quiet connection drops its compressor at a keepalive ping; chromium, which keeps
+    its inflate window (context takeover), still reads what the new compressor sends."""
+    released: list[bool] = []
+
+    async def echo_after_release(ws: ServerConnection) -> None:
+        first = await ws.recv()
+        await ws.send(first)
+        deflate = ws._core._deflate  # type: ignore[union-attr]
+        assert deflate is not None
+        while deflate._compressor is not None:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.02)  # a keepalive ping or two (chromium answers them)
+        released.append(True)
+        async for message in ws:
+            await ws.send(message)
+
+    async with loopback_server(echo_after_release, ping_interval=0.05) as server:
+        result = await run_js(
+            page,
+            """async ([url]) => {
+                const ws = await wshub.openSocket(url);
+                const text = "the same words again and again, ".repeat(40);
+                const replies = [];
+                for (const message of [text, text, text + "!"]) {
+                    ws.send(message);
+                    replies.push(await wshub.nextMessage(ws));
+                }
+                const extensions = ws.extensions;
+                ws.close();
+                return {same: replies[0] === text && replies[1] === text
+                              && replies[2] === text + "!", extensions};
+            }""",
+            server_url(server, "/"),
+        )
+    assert released == [True]
+    assert result["extensions"].startswith("permessage-deflate")
+    assert result["same"] is True
+
+
 async def test_server_close_code_and_reason_reach_onclose(page: Any, site: Site) -> None:
     """The page's ``onclose`` sees our close code and reason, and a clean close."""
     event = await run_js(

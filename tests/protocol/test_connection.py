@@ -1033,3 +1033,15 @@ def test_send_frame_refuses_what_the_peer_would_reject(
     with pytest.raises(InvalidState):
         conn.send_frame(opcode, payload, fin=fin)
     assert conn.data_to_send() == []
+
+
+def test_release_idle_memory_frees_a_quiet_connections_compressor() -> None:
+    """The core passes release_idle_memory to permessage-deflate; nothing to do without it."""
+    assert Connection(Side.SERVER).release_idle_memory() is False
+    ext = deflate()
+    conn = Connection(Side.SERVER, extensions=[ext])
+    conn.send("compress me")
+    assert conn.release_idle_memory() is False  # it sent since the last call
+    assert ext._compressor is not None
+    assert conn.release_idle_memory() is True
+    assert ext._compressor is None

@@ -144,6 +144,41 @@ def test_zlib_objects_are_created_lazily_and_dropped() -> None:
     assert keep._compressor is not None
 
 
+def test_release_idle_drops_only_a_compressor_unused_since_the_last_call() -> None:
+    """release_idle frees the compressor of a quiet connection, never of a busy one."""
+    server, _ = pair(server_bits=12, client_bits=12)
+    assert server.release_idle() is False  # nothing to free yet
+    server.compress(b"hello")
+    assert server.release_idle() is False  # used since the last call
+    assert server._compressor is not None
+    assert server.release_idle() is True  # quiet for a whole period
+    assert server._compressor is None
+    assert server.release_idle() is False
+    server._decompressor = zlib.decompressobj(-12)
+    server.release_idle()
+    assert server._decompressor is not None  # the peer may refer back: kept
+
+
+@pytest.mark.parametrize("server_bits", [9, 12, 15])
+def test_a_released_compressor_continues_the_peers_stream(server_bits: int) -> None:
+    """After release_idle the next messages still decode with context takeover, by our
+    decompressor and by zlib reading the whole stream, and the new compressor starts
+    empty (the repeated message costs what it cost the first time)."""
+    server, client = pair(server_bits=server_bits)
+    message = b"a message that repeats itself, " * 20
+    payloads = [server.compress(message), server.compress(message)]
+    assert len(payloads[1]) < len(payloads[0])  # context takeover: a back-reference
+    server.release_idle()
+    assert server.release_idle() is True
+    payloads += [server.compress(message), server.compress(message + b"!")]
+    assert len(payloads[2]) == len(payloads[0])  # a new compressor: no history
+    expected = [message, message, message, message + b"!"]
+    assert [client.decompress(p, fin=True, max_size=None) for p in payloads] == expected
+    inflate = zlib.decompressobj(-server_bits)
+    whole = b"".join(inflate.decompress(p + b"\x00\x00\xff\xff") for p in payloads)
+    assert whole == b"".join(expected)
+
+
 # Decompression limits.
 
 

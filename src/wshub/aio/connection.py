@@ -666,7 +666,10 @@ class WebSocketConnection(asyncio.Protocol):
             self._opts.logger.info("keepalive ping timed out; closing the connection (1011)")
             self._close_now(1011, "keepalive ping timeout")
             return
-        # Time for a keepalive ping; the peer has ping_timeout seconds to answer.
+        # Time for a keepalive ping; the peer has ping_timeout seconds to answer. It is
+        # also when a connection that sent nothing since the last ping gives back its
+        # compressor (see PerMessageDeflate.release_idle).
+        core.release_idle_memory()
         data = struct.pack("!I", random.getrandbits(32))
         if pings is None:
             pings = self._pings = {}

@@ -489,6 +489,15 @@ class Connection:
             raise InvalidState("control frames are at most 125 bytes and never fragmented")
         self._send_frame(opcode, payload, fin)
 
+    def release_idle_memory(self) -> bool:
+        """Let the extension free what it can rebuild if nothing was sent since the last call.
+
+        Meant to be called now and then (the aio layer calls it at every keepalive ping):
+        a connection that negotiated permessage-deflate and went quiet drops its
+        compressor. Returns whether anything was freed.
+        """
+        return self._deflate is not None and self._deflate.release_idle()
+
     def ping(self, data: bytes = b"") -> None:
         """Send a ping (§5.5.2); ``data`` is at most 125 bytes."""
         self._check_open()

@@ -47,6 +47,14 @@ class Extension(Protocol):
         """Compress one whole message; the caller sets RSV1 on its first frame."""
         ...
 
+    def release_idle(self) -> bool:
+        """Free state that can be rebuilt if nothing was sent since the last call.
+
+        Called now and then on a quiet connection (the aio layer does it at each keepalive
+        ping); returns whether anything was freed.
+        """
+        ...
+
 
 class ServerExtensionFactory(Protocol):
     """Negotiates an extension on the server side of the handshake."""

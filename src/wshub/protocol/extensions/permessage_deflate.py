@@ -66,6 +66,7 @@ class PerMessageDeflate(Extension):
     """
 
     __slots__ = (
+        "_compressed_since_check",
         "_compressor",
         "_decompressor",
         "compress_level",
@@ -117,6 +118,7 @@ class PerMessageDeflate(Extension):
         self.mem_level = mem_level
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
+        self._compressed_since_check = False
 
     def __repr__(self) -> str:
         return (
@@ -172,11 +174,33 @@ class PerMessageDeflate(Extension):
                 self.mem_level,
             )
         output = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        self._compressed_since_check = True
         if self.local_no_context_takeover:
             self._compressor = None
         # A sync flush always ends with an empty stored block; its tail is implied.
         # An empty message leaves b"\x00", the form §7.2.3.6 describes.
         return output[:-4]
+
+    def release_idle(self) -> bool:
+        """Drop the compressor if nothing was compressed since the last call.
+
+        This is allowed even with context takeover: referring back to earlier messages
+        is the compressor's option, not the peer's right (§7.2.1), and every message ends
+        on a sync flush, so a new compressor's blocks simply continue the peer's inflate
+        stream and never refer into its old window. A connection that has gone quiet then
+        holds a few KiB instead of its compressor's ~30; the first message after it
+        compresses a little worse. The decompressor stays: the peer may refer back.
+
+        Returns:
+            Whether a compressor was dropped.
+        """
+        if self._compressed_since_check:
+            self._compressed_since_check = False
+            return False
+        if self._compressor is None:
+            return False
+        self._compressor = None
+        return True
 
 
 class _Params(NamedTuple):
