@@ -13,6 +13,12 @@ Usage::
     python benchmarks/cpu_cost.py --wsload /tmp/bench-out/wsload --scenario storm10k --reps 3
     # RSS per idle connection that negotiated permessage-deflate (wsload never offers it)
     python benchmarks/cpu_cost.py --servers wshub-deflate --idle-memory 2000
+    # ... after one message each (the compressor exists), then after 3.5 s of answering
+    # 1 s keepalive pings (the compressor is given back; glibc keeps the freed memory for
+    # reuse, so RSS shows it only when new connections grow less)
+    python benchmarks/cpu_cost.py --servers wshub-deflate --idle-memory 2000 --messages 1
+    python benchmarks/cpu_cost.py --servers wshub-deflate-ping1 --idle-memory 2000 \
+        --messages 1 --quiet 3.5
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import selectors
 import shlex
 import socket
 import subprocess
@@ -44,6 +51,10 @@ SERVERS = {
     # what merely enabling compression costs a connection).
     "wshub-deflate": f"{sys.executable} {ROOT}/benchmarks/cpu_cost.py --serve $PORT "
     "--compression deflate",
+    # The same with a 1 s keepalive, to see a quiet connection give back its compressor
+    # within seconds (at the default 20 s it takes 20 to 40 s).
+    "wshub-deflate-ping1": f"{sys.executable} {ROOT}/benchmarks/cpu_cost.py --serve $PORT "
+    "--compression deflate --ping-interval 1",
 }
 SCENARIOS = {
     "pp1_32": "-m echo -c 1 -s 32 -w 1",
@@ -147,12 +158,38 @@ _OFFER = (
 )
 
 
-def idle_memory(name: str, conns: int, messages: int) -> dict[str, float]:
+def answer_pings(socks: list[socket.socket], seconds: float) -> None:
+    """Play a quiet client for ``seconds``: answer every ping with a pong, send nothing else."""
+    buffers = {s: b"" for s in socks}
+    with selectors.DefaultSelector() as selector:
+        for s in socks:
+            s.setblocking(False)
+            selector.register(s, selectors.EVENT_READ)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                data = buffers[sock] + sock.recv(65536)
+                # Server frames are unmasked; a ping's payload is at most 125 bytes.
+                while len(data) >= 2 and len(data) >= 2 + (data[1] & 0x7F):
+                    size = data[1] & 0x7F
+                    if data[0] & 0x0F == 0x9:
+                        pong = bytes([0x8A, 0x80 | size]) + b"\0\0\0\0" + data[2 : 2 + size]
+                        sock.sendall(pong)
+                    data = data[2 + size :]
+                buffers[sock] = data
+        for s in socks:
+            s.setblocking(True)
+
+
+def idle_memory(name: str, conns: int, messages: int, quiet: float = 0.0) -> dict[str, float]:
     """RSS growth per idle connection that negotiated permessage-deflate (wsload never offers it).
 
     Opens ``conns`` connections with blocking sockets, optionally sends each ``messages``
     small compressed-able messages (so that zlib streams exist when context takeover keeps
-    them), waits a moment and reads the server's VmRSS.
+    them), optionally stays ``quiet`` seconds answering the server's keepalive pings, waits
+    a moment and reads the server's VmRSS.
     """
     port = free_port()
     cmd = SERVERS[name].replace("$PORT", str(port)).replace("$APP", "echo")
@@ -178,6 +215,8 @@ def idle_memory(name: str, conns: int, messages: int) -> dict[str, float]:
                 s.sendall(b"\x82\xa0\x00\x00\x00\x00" + b"x" * 32)
                 s.recv(4096)
             socks.append(s)
+        if quiet:
+            answer_pings(socks, quiet)
         time.sleep(1.0)
         after = rss_kib(proc.pid)
         return {"rss_kib": (after - before) / conns, "negotiated": negotiated}
@@ -188,8 +227,8 @@ def idle_memory(name: str, conns: int, messages: int) -> dict[str, float]:
         proc.wait(timeout=10)
 
 
-def serve(port: int, compression: str | None) -> None:
-    """The echo app of benchmarks/server.py, with a choice of compression."""
+def serve(port: int, compression: str | None, ping_interval: float) -> None:
+    """The echo app of benchmarks/server.py, with a choice of compression and keepalive."""
     import wshub
 
     async def main() -> None:
@@ -199,6 +238,7 @@ def serve(port: int, compression: str | None) -> None:
             port,
             on_message=lambda ws, m: ws.send_nowait(m),
             compression=compression,
+            ping_interval=ping_interval,
         ) as server:
             await server.serve_forever()
 
@@ -225,19 +265,26 @@ def main() -> None:
         help="with --idle-memory: messages echoed on each connection first",
     )
     parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.0,
+        help="with --idle-memory: seconds to stay quiet (answering pings) before measuring",
+    )
+    parser.add_argument(
         "--json", help="with --idle-memory: write the median KiB per connection as JSON"
     )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--compression", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ping-interval", type=float, default=20.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.compression)
+        serve(args.serve, args.compression, args.ping_interval)
         return
     idle: dict[str, list[float]] = {}
     for _ in range(args.reps):
         for name in args.servers.split(","):
             if args.idle_memory:
-                r = idle_memory(name, args.idle_memory, args.messages)
+                r = idle_memory(name, args.idle_memory, args.messages, args.quiet)
                 idle.setdefault(name, []).append(r["rss_kib"])
                 print(
                     f"idle {args.idle_memory:6} {name:15} {r['rss_kib']:6.1f} KiB/conn "
@@ -264,7 +311,7 @@ def main() -> None:
                     flush=True,
                 )
     if args.json and idle:
-        suffix = "-active" if args.messages else ""
+        suffix = "-quiet" if args.quiet else "-active" if args.messages else ""
         out = {
             name + suffix: {"rss_kib": sorted(v)[len(v) // 2], "conns": args.idle_memory}
             for name, v in idle.items()
