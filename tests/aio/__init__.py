@@ -8,10 +8,13 @@ unit only bounds how long a test waits for something that must happen.
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
 from wshub import ConnectionClosed, ServerConnection
+from wshub.aio.connection import WebSocketConnection
 
 T = TypeVar("T")
 
@@ -42,3 +45,14 @@ class PeerCloses:
         """Wait for the close; return the code and reason the handler saw."""
         exc = await wait_for(self.closed)
         return exc.code, exc.reason
+
+
+def segments_sent(conn: WebSocketConnection) -> int:
+    """TCP segments the kernel has sent on this connection (``tcpi_segs_out`` of TCP_INFO).
+
+    With TCP_NODELAY (asyncio and uvloop set it) each small ``write`` leaves as one segment,
+    so this counts the writes that reached the socket. Linux only.
+    """
+    sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int.from_bytes(info[136:140], sys.byteorder)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -24,7 +27,7 @@ from wshub import (
     ServerConnection,
     connect,
 )
-from wshub.aio.connection import Deadlines
+from wshub.aio.connection import CORK_MAX_FRAMES, Deadlines
 from wshub.protocol import Frame, Opcode, Request, Response
 from wshub.protocol.server import accept_key
 from wshub.testing import (
@@ -37,7 +40,7 @@ from wshub.testing import (
     websocket_pair,
 )
 
-from . import UNIT, WAIT, wait_for
+from . import UNIT, WAIT, segments_sent, wait_for
 
 NO_COMPRESSION = {"compression": None}
 MESSAGES = {
@@ -487,6 +490,55 @@ async def test_a_quiet_connection_gives_back_its_compressor_at_a_keepalive_ping(
         await ws.send(message + "!")
         assert await wait_for(client.recv()) == message
         assert await wait_for(client.recv()) == message + "!"
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs Linux TCP_INFO")
+@asynccontextmanager
+async def _plain_pair() -> AsyncIterator[tuple[ServerConnection, ClientConnection]]:
+    """A server connection and its client, without compression or keepalive."""
+    accepting = Accepting()
+    async with (
+        loopback_server(accepting.handler, compression=None, ping_interval=None) as server,
+        connect(server_url(server), compression=None, ping_interval=None) as client,
+    ):
+        yield await accepting.next(), client
+
+
+async def test_cork_sends_one_iterations_messages_in_one_write() -> None:
+    """After ``cork()`` what is sent waits for the end of the iteration, then leaves at once."""
+    async with _plain_pair() as (ws, client):
+        before = segments_sent(ws)
+        for text in ("one", "two", "three"):
+            ws.cork()  # once is enough; again is harmless
+            ws.send_nowait(text)
+        assert segments_sent(ws) == before  # held
+        assert [await wait_for(client.recv()) for _ in range(3)] == ["one", "two", "three"]
+        assert segments_sent(ws) == before + 1  # one write carried all three
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs Linux TCP_INFO")
+async def test_a_long_corked_burst_is_written_out_as_it_goes() -> None:
+    """A cork is written out early every CORK_MAX_FRAMES frames, so nothing piles up unseen."""
+    async with _plain_pair() as (ws, client):
+        before = segments_sent(ws)
+        count = 3 * CORK_MAX_FRAMES + 1
+        for i in range(count):
+            ws.cork()
+            ws.send_nowait(str(i))
+        assert segments_sent(ws) - before >= 2  # written out during the burst
+        assert [await wait_for(client.recv()) for _ in range(count)] == [
+            str(i) for i in range(count)
+        ]
+
+
+async def test_cork_on_a_closed_connection_is_harmless() -> None:
+    """A connection that is gone has nothing to hold; cork() does nothing."""
+    async with _plain_pair() as (ws, client):
+        await client.close()
+        await wait_for(ws.wait_closed())
+        ws.cork()
+        with pytest.raises(ConnectionClosed):
+            ws.send_nowait("too late")
 
 
 async def test_client_keepalive_closes_when_the_server_is_silent() -> None:

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import os
 import socket
-import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,7 +32,7 @@ from wshub import (
 from wshub.protocol import Frame, Opcode
 from wshub.testing import RawClient, echo, loopback_server, server_url, websocket_pair
 
-from . import UNIT, WAIT, PeerCloses, wait_for
+from . import UNIT, WAIT, PeerCloses, segments_sent, wait_for
 
 
 def upgrade_headers(
@@ -587,17 +586,6 @@ async def test_broadcast_slow_consumer_policy(policy: str) -> None:
                 await ws.close()
 
 
-def _segments_sent(conn: ServerConnection) -> int:
-    """TCP segments the kernel has sent on this connection (``tcpi_segs_out`` of TCP_INFO).
-
-    With TCP_NODELAY (asyncio and uvloop set it) each small ``write`` leaves as one segment,
-    so this counts the writes that reached the socket.
-    """
-    sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-    return int.from_bytes(info[136:140], sys.byteorder)
-
-
 async def _ready_clients(server: Server, count: int) -> list[wshub.ClientConnection]:
     clients = [
         await connect(server_url(server), compression=None, ping_interval=None)
@@ -616,15 +604,15 @@ async def test_broadcasts_of_one_loop_iteration_share_one_write_per_subscriber()
         clients = await _ready_clients(server, 20)
         try:
             conns = list(server.connections)
-            before = [_segments_sent(c) for c in conns]
+            before = [segments_sent(c) for c in conns]
             for i in range(3):
                 assert broadcast(server.connections, f"m{i}") == 20
             # Nothing has left yet: every frame waits in its connection's cork.
-            assert [_segments_sent(c) for c in conns] == before
+            assert [segments_sent(c) for c in conns] == before
             for ws in clients:
                 assert [await wait_for(ws.recv()) for _ in range(3)] == ["m0", "m1", "m2"]
             # One segment (one write) per subscriber carried all three messages.
-            assert [_segments_sent(c) - b for c, b in zip(conns, before, strict=True)] == [1] * 20
+            assert [segments_sent(c) - b for c, b in zip(conns, before, strict=True)] == [1] * 20
         finally:
             for ws in clients:
                 await ws.close()

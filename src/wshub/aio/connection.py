@@ -572,6 +572,25 @@ class WebSocketConnection(asyncio.Protocol):
 
     # -- sending ------------------------------------------------------------------------------
 
+    def cork(self) -> None:
+        """Hold what is sent on this connection until the end of this loop iteration.
+
+        Everything sent until then (``send_nowait``, ``broadcast``, replies) goes out in one
+        ``write`` before the loop next waits for I/O, in the order it was sent. Worth it
+        before a fan-out that may send one peer several messages in one iteration (a feed
+        updating several channels): the system call, not the framing, is most of what a
+        delivery costs. A cork that holds ``CORK_MAX_FRAMES`` frames is written out early,
+        so a long burst still reaches the transport and its flow control.
+        """
+        cork = self._cork
+        if cork is None:
+            if not self._lost and self.transport is not None:
+                self._cork = []
+                corked_on(self.loop).append(self)
+        elif len(cork) >= CORK_MAX_FRAMES:
+            self.transport.write(b"".join(cork))  # type: ignore[union-attr]
+            cork.clear()
+
     def send_nowait(self, message: Message) -> None:
         """Frame ``message`` and write it now, without waiting for the buffer to drain.
 
@@ -814,13 +833,37 @@ class WebSocketConnection(asyncio.Protocol):
             self._core_closing()
 
 
+#: a connection's cork is written out early once it holds this many frames
+CORK_MAX_FRAMES = 64
+
+# The connections corked on each event loop in its current iteration (see ``cork``).
+_corked: dict[asyncio.AbstractEventLoop, list[WebSocketConnection]] = {}
+
+
+def corked_on(loop: asyncio.AbstractEventLoop) -> list[WebSocketConnection]:
+    """The connections corked on ``loop`` in this iteration; the first call schedules the flush.
+
+    A connection appended here must have a cork (``_cork`` not ``None``): ``flush_corks``
+    writes it out and removes it, once, before the loop next waits for I/O.
+    """
+    conns = _corked.get(loop)
+    if conns is None:
+        conns = _corked[loop] = []
+        loop.call_soon(_flush_corked, loop)
+    return conns
+
+
+def _flush_corked(loop: asyncio.AbstractEventLoop) -> None:
+    flush_corks(_corked.pop(loop, []))
+
+
 def flush_corks(connections: list[WebSocketConnection]) -> None:
     """Write out what a fan-out corked, one ``write`` per connection.
 
-    ``broadcast`` leaves frames in each subscriber's cork and schedules this with
-    ``call_soon``: every message fanned out in the same loop iteration (two publications
-    in one read, say) reaches a subscriber in one system call instead of one each. That
-    call is most of the cost of a delivery.
+    ``broadcast`` and ``cork()`` leave frames in each connection's cork and schedule this
+    with ``call_soon``: every message sent in the same loop iteration (two publications in
+    one read, a feed updating several channels) reaches a peer in one system call instead
+    of one each. That call is most of the cost of a delivery.
     """
     for conn in connections:
         cork = conn._cork

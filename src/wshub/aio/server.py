@@ -18,10 +18,11 @@ from ..protocol.extensions.permessage_deflate import server_deflate
 from ..protocol.http11 import Request, RequestParser, Response, parse_request_head
 from ..protocol.server import accept_request_bytes, is_upgrade_request, reject_response
 from .connection import (
+    CORK_MAX_FRAMES,
     Callbacks,
     ConnectionOptions,
     WebSocketConnection,
-    flush_corks,
+    corked_on,
     is_async_callable,
 )
 
@@ -627,8 +628,6 @@ def serve(
 
 #: broadcast frames this large or larger are written at once instead of waiting in the cork
 CORK_FRAME_MAX = 4096
-#: a connection's cork is written out early once a burst of broadcasts has put this many in it
-CORK_MAX_FRAMES = 64
 
 
 def broadcast(
@@ -658,7 +657,7 @@ def broadcast(
     # to the loop still reaches the transport, whose flow control then marks slow consumers.
     hold = len(frame) < CORK_FRAME_MAX
     sent = 0
-    corked: list[WebSocketConnection] = []
+    corked: list[WebSocketConnection] | None = None
     open_, server_side = State.OPEN, Side.SERVER  # locals: this loop runs once per subscriber
     for conn in connections:
         core = conn._core
@@ -682,6 +681,8 @@ def broadcast(
                 sent += 1
                 continue
             conn._cork = cork = []
+            if corked is None:
+                corked = corked_on(conn.loop)
             corked.append(conn)
         if core.side is server_side:
             cork.append(frame)
@@ -691,6 +692,4 @@ def broadcast(
             conn.transport.write(b"".join(cork))  # type: ignore[union-attr]
             cork.clear()
         sent += 1
-    if corked:
-        corked[0].loop.call_soon(flush_corks, corked)
     return sent
