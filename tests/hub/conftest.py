@@ -49,6 +49,9 @@ class FakePeer:
         else:
             self._drained.clear()
 
+    def cork(self) -> None:
+        """Nothing to hold: messages are recorded as they are sent, in order."""
+
     def send_nowait(self, message: str | bytes) -> None:
         if self.dead or self.close_code is not None:
             raise ConnectionClosedError(1006, "")

@@ -68,6 +68,10 @@ EVT = 2  # a join/leave event
 class Peer(Protocol):
     """What a session needs from its connection (``wshub.aio.ServerConnection`` fits)."""
 
+    def cork(self) -> None:
+        """Hold what is sent until the end of this loop iteration, then write it at once."""
+        ...
+
     def send_nowait(self, message: str | bytes) -> None:
         """Frame and write ``message`` now, without waiting."""
         ...
@@ -495,6 +499,9 @@ class Session:
 
     def _write(self, message: str) -> None:
         try:
+            # Corked: a feed that publishes to several of this connection's channels in one
+            # loop iteration reaches it in one system call, not one per publication.
+            self.peer.cork()
             self.peer.send_nowait(message)
         except WSHubError:
             # The connection is gone; the transport calls connection_lost.
