@@ -44,7 +44,7 @@ help:
 	@echo "make test              lint (ruff), type-check (mypy --strict), tests under coverage"
 	@echo "make compliance        Autobahn|Testsuite, all 517 cases, our server and our client"
 	@echo "make compliance-quick  the same without 9.*, 12.*, 13.* (about a minute)"
-	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~25 min)"
+	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick       1-run smoke test of the benchmark"
 	@echo "make clean             remove caches, coverage data and reports (keeps $(VENV))"
 	@echo "variables: VENV=$(VENV) SHARED=$(SHARED) COV_FAIL_UNDER=$(COV_FAIL_UNDER)" \

@@ -204,7 +204,7 @@ def render(
         "",
         "wshub side by side with its peers in the shared harness (`shared/bench`): same load "
         "generator (wsload, C), server pinned to CPU 1 and wsload to CPU 0, loopback only, "
-        "permessage-deflate off, binary frames. Reproduce with `make bench` (≈25 min; "
+        "permessage-deflate off, binary frames. Reproduce with `make bench` (≈30 min; "
         "`make bench-quick` for a 1-run smoke test). The harness's full tables are in "
         f"`{source}`.",
         "",

@@ -13,7 +13,7 @@
 #   BENCH_WORK   where the harness's setup.sh installs the peers (default /tmp/bench-work)
 #   BENCH_SERVERS  servers to run, in order (default: wshub and every peer, c-echo last)
 #   BENCH_ARGS   more options for run.py (e.g. '--scenarios pp100_32,bcast1000_64 --reps 5')
-# The full run takes about 25 minutes and wants an otherwise idle machine (run.py waits for one).
+# The full run takes about 30 minutes and wants an otherwise idle machine (run.py waits for one).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
