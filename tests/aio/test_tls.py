@@ -11,7 +11,7 @@ import ssl
 
 import pytest
 
-from wshub import ServerConnection, connect
+from wshub import ServerConnection, broadcast, connect
 from wshub.protocol import Opcode
 from wshub.testing import (
     RawClient,
@@ -50,6 +50,28 @@ async def test_trusted_certificate_is_accepted(tls_certificate: TLSCertificate, 
             (server_ws,) = server.connections
             assert server_ws.request is not None and server_ws.request.path == "/secure"
         assert ws.close_code == 1000
+
+
+async def test_broadcast_and_cork_over_tls(tls_certificate: TLSCertificate) -> None:
+    """Corked fan-out goes through the TLS transport too, in order, small and large frames."""
+    async with loopback_server(echo, ssl=tls_certificate.server_context()) as server:
+        url = server_url(server, secure=True)
+        clients = [await connect(url, ssl=tls_certificate.client_context()) for _ in range(3)]
+        try:
+            for ws in clients:  # registered once it echoes
+                await ws.send("ready")
+                assert await wait_for(ws.recv()) == "ready"
+            messages: list[str | bytes] = ["one", b"\x01" * 10_000, "three"]
+            for message in messages:
+                assert broadcast(server.connections, message) == 3
+            for conn in server.connections:
+                conn.cork()
+                conn.send_nowait("after")
+            for ws in clients:
+                assert [await wait_for(ws.recv()) for _ in range(4)] == [*messages, "after"]
+        finally:
+            for ws in clients:
+                await ws.close()
 
 
 async def test_hostname_is_checked() -> None:
