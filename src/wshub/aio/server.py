@@ -672,8 +672,9 @@ def broadcast(
             elif stats is not None:
                 stats.slow_consumer_skips += 1
             continue
-        # Into the connection's cork (started here if it has none), written out by
-        # flush_corks: fan-outs of one loop iteration share one write per subscriber.
+        # conn.cork() inlined (this runs once per subscriber, and the registry list is
+        # fetched once per call): fan-outs of one loop iteration share one write per
+        # subscriber, written out by flush_corks.
         cork = conn._cork
         if cork is None:
             if not hold and core.side is server_side:

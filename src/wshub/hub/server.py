@@ -264,16 +264,12 @@ async def start_hub(
                 redis_url, prefix=redis_prefix, clock=clock, dedupe_window=dedupe_window
             )
             owned.append(backend)
-            hub = Hub(
-                registry=backend.registry(registry),
-                history=backend.history,
-                broker=backend.broker,
-                presence=backend.presence,
-                auth=auth,
-                limits=limits,
-                dedupe_window=dedupe_window,
-                clock=clock,
-            )
+            stores: dict[str, Any] = {
+                "registry": backend.registry(registry),
+                "history": backend.history,
+                "broker": backend.broker,
+                "presence": backend.presence,
+            }
         else:
             if ephemeral:
                 history: HistoryStore = MemoryHistory(clock=clock, dedupe_window=dedupe_window)
@@ -286,14 +282,8 @@ async def start_hub(
                     directory / HISTORY_FILE, clock=clock, dedupe_window=dedupe_window
                 )
             owned.append(history)
-            hub = Hub(
-                registry=registry,
-                history=history,
-                auth=auth,
-                limits=limits,
-                dedupe_window=dedupe_window,
-                clock=clock,
-            )
+            stores = {"registry": registry, "history": history}
+        hub = Hub(**stores, auth=auth, limits=limits, dedupe_window=dedupe_window, clock=clock)
     hub_server = HubServer(
         hub,
         api_key=api_key,
