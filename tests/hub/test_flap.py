@@ -107,7 +107,7 @@ async def test_flap(server: HubServer, seed: int) -> None:
     # Client 0 reads slowly through a small buffer; the others keep up.
     clients = [
         HubClient(
-            server.url(), backoff_initial=0.005, backoff_max=0.05, queue_size=8 if i == 0 else 64
+            server.url(), backoff_initial=0.005, max_delay=0.05, queue_size=8 if i == 0 else 64
         )
         for i in range(CLIENTS)
     ]

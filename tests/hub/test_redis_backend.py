@@ -77,7 +77,7 @@ async def nodes(start_node: StartNode, redis: RedisServer) -> list[HubServer]:
 
 @contextlib.asynccontextmanager
 async def client(server: HubServer) -> AsyncIterator[HubClient]:
-    hub_client = HubClient(server.url(), backoff_initial=0.01, backoff_max=0.05, compression=None)
+    hub_client = HubClient(server.url(), backoff_initial=0.01, max_delay=0.05, compression=None)
     async with hub_client:
         yield hub_client
 

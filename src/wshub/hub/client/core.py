@@ -1,0 +1,579 @@
+"""The :class:`HubClient`: one connection to a hub at a time, restored after each loss.
+
+It wires the other modules of the package together: the connection loop opens a WebSocket,
+sends ``connect``, restores the subscriptions (:mod:`~wshub.hub.client.subscription`),
+resends unanswered commands (:mod:`~wshub.hub.client.requests`), reads until the connection
+is lost, and asks :mod:`~wshub.hub.client.reconnect` whether and when to try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl as ssl_module
+from collections.abc import Callable, Iterable, Mapping
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+from wshub.aio import ClientConnection, connect
+from wshub.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HubError,
+    InvalidHandshake,
+    InvalidState,
+    NegotiationError,
+)
+from wshub.hub.client.commands import HubCommands
+from wshub.hub.client.reconnect import Backoff, close_advice, give_up, retryable, why_lost
+from wshub.hub.client.requests import OnLost, Outcome, Request, Requests
+from wshub.hub.client.subscription import Subscription
+from wshub.hub.client.values import (
+    ErrorHandler,
+    EventHandler,
+    Publication,
+    PublicationHandler,
+    TokenSource,
+    hub_error,
+    token_value,
+)
+from wshub.hub.wire import (
+    SUBPROTOCOL,
+    Connect,
+    ErrorCode,
+    Position,
+    Unsubscribe,
+)
+from wshub.protocol.uri import parse_uri
+
+__all__ = ["ClientState", "HubClient"]
+
+logger = logging.getLogger("wshub.hub.client")
+
+
+class ClientState(IntEnum):
+    """The life of a :class:`HubClient`."""
+
+    IDLE = 0  # made, connect() not called yet
+    CONNECTING = 1  # opening a connection (the first one, or a reconnection)
+    CONNECTED = 2  # connect acknowledged, subscriptions restored: commands flow
+    WAITING = 3  # connection lost; waiting for the backoff delay to reconnect
+    CLOSED = 4  # close() called, or an error that reconnecting cannot fix
+
+
+class HubClient(HubCommands):
+    """A client of a wshub hub that survives reconnects without losing or repeating messages.
+
+    Args:
+        url: the hub's WebSocket URL, e.g. ``ws://127.0.0.1:8765/ws``.
+        token: a connection JWT; or a callable (plain or async) returning one, called at
+            every connection, which lets the client reconnect after its token expired;
+            ``None`` connects anonymously.
+        meta: self-declared information sent in ``connect`` (e.g. ``{"nick": "Alice"}``);
+            a token's ``meta`` claim overrides it.
+        queue_size: default bound of each subscription's buffer, in publications.
+        max_pending: requests waiting for a reply at most; more calls wait for room.
+        backoff_initial: seconds, the bound of the first reconnect delay; the delay is
+            random between 0 and the bound (full jitter).
+        max_delay: seconds, the largest reconnect delay: however long the hub was away,
+            the client tries again at most this long after each failed attempt. After close
+            code 4005 (rate limited) it waits between half of it and all of it.
+        backoff_factor: growth of the bound per failed attempt in a row.
+        rng: the random source of the jitter (a seeded :class:`random.Random` makes the
+            delays reproducible); the :mod:`random` module's by default.
+        open_timeout: seconds to open the WebSocket connection and, again, to get the reply
+            to ``connect``; ``None`` waits forever.
+        ping_interval, ping_timeout, max_size, compression, ssl, additional_headers,
+            origin: passed to :func:`wshub.connect`.
+
+    Raises:
+        InvalidURI: ``url`` is not a ``ws://`` or ``wss://`` URL.
+        ValueError: a limit is out of range.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: TokenSource = None,
+        *,
+        meta: Any = None,
+        queue_size: int = 1024,
+        max_pending: int = 1024,
+        backoff_initial: float = 0.5,
+        max_delay: float = 5.0,
+        backoff_factor: float = 2.0,
+        rng: random.Random | None = None,
+        open_timeout: float | None = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        max_size: int | None = 2**20,
+        compression: str | None = "deflate",
+        ssl: ssl_module.SSLContext | None = None,
+        additional_headers: Iterable[tuple[str, str]] | Mapping[str, str] | None = None,
+        origin: str | None = None,
+    ) -> None:
+        parse_uri(url)  # a wrong URL fails here, not in the background
+        if queue_size < 2:
+            raise ValueError("queue_size must be at least 2")
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self._backoff = Backoff(
+            initial=backoff_initial, max_delay=max_delay, factor=backoff_factor, rng=rng
+        )
+        self.url = url
+        self._token = token
+        self._meta = meta
+        self._queue_size = queue_size
+        self._max_pending = max_pending
+        self._open_timeout = open_timeout
+        self._connect_options: dict[str, Any] = {
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "max_size": max_size,
+            "compression": compression,
+            "ssl": ssl,
+            "additional_headers": additional_headers,
+            "origin": origin,
+            "open_timeout": open_timeout,
+        }
+        #: The hub's id for the current connection (changes at every reconnect).
+        self.client_id: str | None = None
+        #: The user id the hub established (``""`` when anonymous).
+        self.user: str | None = None
+        #: When the token expires (seconds since the Unix epoch), or ``None``.
+        self.expires: float | None = None
+        #: How many times the client reconnected after its first connection.
+        self.reconnects = 0
+        self._state = ClientState.IDLE
+        self._ws: ClientConnection | None = None
+        self._requests = Requests()
+        self._slots: asyncio.Semaphore | None = None
+        self._subs: dict[str, Subscription] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._connected_once = False
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        """Where the client is in its life (see :class:`ClientState`)."""
+        return self._state
+
+    def _set_state(self, state: ClientState) -> None:
+        if state is not self._state:
+            logger.debug("%s: %s -> %s", self.url, self._state.name, state.name)
+            self._state = state
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client was closed or gave up (see :attr:`error`)."""
+        return self._state is ClientState.CLOSED
+
+    @property
+    def connection(self) -> ClientConnection | None:
+        """The current WebSocket connection, or ``None`` between connections."""
+        return self._ws
+
+    @property
+    def subscriptions(self) -> Mapping[str, Subscription]:
+        """The current subscriptions by channel."""
+        return dict(self._subs)
+
+    @property
+    def backoff(self) -> Backoff:
+        """The reconnect delays: failed attempts in a row, the latest delays."""
+        return self._backoff
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the client stopped, when it was not :meth:`close`."""
+        return self._error
+
+    # -- opening and closing -------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the first connection and send ``connect``; later losses are repaired alone.
+
+        Raises:
+            AuthError: the hub refused the token (103) or it expired (113).
+            OSError, TimeoutError, InvalidHandshake: the hub could not be reached; the
+                first connection is not retried, so that a wrong URL fails fast.
+            InvalidState: ``connect()`` was already called.
+        """
+        if self._state is not ClientState.IDLE:
+            raise InvalidState("connect() was already called")
+        loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self._max_pending)
+        self._first = loop.create_future()
+        self._set_state(ClientState.CONNECTING)
+        self._runner = loop.create_task(self._run())
+        await self._first
+
+    async def __aenter__(self) -> HubClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection (1000), end every subscription and stop reconnecting.
+
+        Calls still waiting for a reply raise :class:`~wshub.exceptions.ConnectionClosedOK`.
+        """
+        if self._state is ClientState.CLOSED and self._runner is None:
+            return
+        self._set_state(ClientState.CLOSED)
+        ws = self._ws
+        if ws is not None and ws.open:
+            await ws.close()
+        runner = self._runner
+        if runner is not None and runner is not asyncio.current_task():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        self._runner = None
+        self._shut_down(ConnectionClosedOK(1000, "client closed"), None)
+
+    def _shut_down(
+        self, error: BaseException, sub_error: HubError | ConnectionClosed | None
+    ) -> None:
+        """Fail every waiting call with ``error``; end every subscription with ``sub_error``."""
+        self._set_state(ClientState.CLOSED)
+        self._requests.fail_all(error)
+        subs = list(self._subs.values())
+        self._subs.clear()
+        for sub in subs:
+            # Closed by the user: coroutine callbacks stop now rather than drain.
+            sub.end(sub_error, drain=sub_error is not None)
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(error)
+
+    def _fail(self, error: BaseException) -> None:
+        """Give up for good: reconnecting cannot fix ``error``."""
+        if self._connected_once:  # else connect() raises it
+            logger.error("%s: giving up: %s", self.url, error)
+        self._error = error
+        sub_error = error if isinstance(error, HubError | ConnectionClosed) else None
+        if sub_error is None:
+            sub_error = ConnectionClosedError(1006, str(error))
+        self._shut_down(error, sub_error)
+
+    # -- the connection loop -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._reconnect_loop()
+        except Exception as exc:  # a bug, or an error nobody foresaw: never hang the caller
+            logger.exception("%s: the connection loop failed", self.url)
+            self._fail(exc)
+
+    async def _reconnect_loop(self) -> None:
+        backoff = self._backoff
+        while not self.closed:
+            self._set_state(ClientState.CONNECTING)
+            close_code: int | None = None
+            try:
+                ws = await connect(self.url, subprotocols=[SUBPROTOCOL], **self._connect_options)
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                if not self._connected_once or not retryable(exc):
+                    self._fail(exc)
+                    return
+                reason = f"connecting failed ({type(exc).__name__}: {exc})"
+            else:
+                if self.closed:  # close() ran meanwhile
+                    await ws.close()
+                    return
+                failure, ready = await self._session(ws)
+                close_code = ws.close_code
+                if self.closed:
+                    return
+                if ready:
+                    backoff.reset()
+                fatal = give_up(
+                    failure,
+                    close_code,
+                    connected_once=self._connected_once,
+                    renewable=callable(self._token),
+                )
+                if fatal is not None:
+                    self._fail(fatal)
+                    return
+                reason = why_lost(failure, close_code, ws.close_reason, self._open_timeout)
+            self._set_state(ClientState.WAITING)
+            delay = backoff.next_delay(slow_down=close_advice(close_code).slow_down)
+            logger.warning("%s: %s; reconnecting in %.2f s", self.url, reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self, ws: ClientConnection) -> tuple[BaseException | None, bool]:
+        """Run one connection: ``connect``, restore subscriptions, resend, read until lost.
+
+        Returns why the handshake failed (the hub's refusal of ``connect``, a timeout, the
+        connection lost), or ``None``; and whether the connection got as far as
+        :attr:`ClientState.CONNECTED`.
+        """
+        self._ws = ws
+        reader = asyncio.get_running_loop().create_task(self._read(ws))
+        failure: BaseException | None = None
+        ready = False
+        try:
+            if ws.subprotocol != SUBPROTOCOL:
+                raise NegotiationError(f"the hub did not accept the subprotocol {SUBPROTOCOL}")
+            await self._handshake(ws)
+            ready = True
+        except NegotiationError as exc:
+            self._fail(exc)
+        except Exception as exc:
+            # The hub refused connect, did not answer, the link dropped, or the token
+            # callable failed: _run() decides whether to try again.
+            failure = exc
+        finally:
+            if not ready or self._state is ClientState.CLOSED:
+                await ws.close()
+        await reader
+        return failure, ready
+
+    async def _handshake(self, ws: ClientConnection) -> None:
+        token = await token_value(self._token)
+        async with asyncio.timeout(self._open_timeout):
+            result = await self._send_now(
+                ws, lambda id: Connect(id, token, self._meta).serialize(), OnLost.FAIL
+            ).future
+        self.client_id = str(result.get("client", ""))
+        self.user = str(result.get("user", ""))
+        expires = result.get("expires")
+        self.expires = float(expires) if isinstance(expires, int | float) else None
+        if self._connected_once:
+            self.reconnects += 1
+        # Subscriptions first (a publish may need one), then the unanswered requests, in
+        # the order they were made. Subscriptions made meanwhile are picked up by the loop.
+        while todo := [sub for sub in self._subs.values() if not sub.active]:
+            if not ws.open:
+                raise ConnectionClosedError(ws.close_code or 1006, "")
+            waits = [self._send_subscribe(ws, sub).future for sub in todo]
+            await asyncio.gather(*waits)
+        for req in self._requests.unsent():
+            ws.send_nowait(req.text)
+            req.sent = True
+        if self._connected_once:
+            logger.info("%s: reconnected; %d subscriptions restored", self.url, len(self._subs))
+        self._connected_once = True
+        self._set_state(ClientState.CONNECTED)
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                self._dispatch(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connection_lost(ws)
+
+    def _connection_lost(self, ws: ClientConnection) -> None:
+        if self._ws is ws:
+            self._ws = None
+        if self._state is ClientState.CONNECTED:
+            self._set_state(ClientState.CONNECTING)
+        for sub in self._subs.values():
+            sub.suspend()
+        self._requests.connection_lost(
+            ConnectionClosedError(ws.close_code or 1006, ws.close_reason or "")
+        )
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send_now(
+        self,
+        ws: ClientConnection,
+        build: Callable[[int], str],
+        on_lost: OnLost,
+        handler: Callable[[Outcome], None] | None = None,
+    ) -> Request:
+        """Register a request and write it to ``ws`` now (for the connection's own use)."""
+        req = self._requests.add(build, on_lost, handler)
+        try:
+            ws.send_nowait(req.text)
+            req.sent = True
+        except ConnectionClosed as exc:
+            self._requests.discard(req)
+            req.resolve_lost(exc)
+        return req
+
+    def _send_subscribe(self, ws: ClientConnection, sub: Subscription) -> Request:
+        since: Position | None = None
+
+        def build(id: int) -> str:
+            nonlocal since
+            command, since = sub.subscribe_command(id)
+            return command.serialize()
+
+        def handle(result: Outcome) -> None:
+            if self._subs.get(sub.channel) is not sub:
+                # Unsubscribed while the hub was subscribing: undo it on the hub.
+                if not isinstance(result, HubError) and self._ws is ws and ws.open:
+                    self._send_now(
+                        ws, lambda id: Unsubscribe(id, sub.channel).serialize(), OnLost.RESOLVE
+                    )
+                return
+            if isinstance(result, HubError):
+                del self._subs[sub.channel]
+                sub.end(result)
+            else:
+                sub.subscribed(result, since)
+
+        return self._send_now(ws, build, OnLost.RESOLVE, handle)
+
+    def _check_usable(self) -> None:
+        if self._state is ClientState.IDLE:
+            raise InvalidState("call connect() first")
+        if self._state is ClientState.CLOSED:
+            if self._error is not None:
+                raise self._error
+            raise InvalidState("the client is closed")
+
+    async def _call(
+        self, build: Callable[[int], str], on_lost: OnLost = OnLost.RETRY
+    ) -> Mapping[str, Any]:
+        """Send a command (now, or after the reconnection) and wait for its reply."""
+        self._check_usable()
+        assert self._slots is not None
+        async with self._slots:
+            self._check_usable()
+            req = self._requests.add(build, on_lost)
+            ws = self._ws
+            if self._state is ClientState.CONNECTED and ws is not None:
+                req.sent = True
+                with contextlib.suppress(ConnectionClosed):
+                    # Closing already: _connection_lost() marks it for the next connection.
+                    await ws.send(req.text)
+            try:
+                return await req.future
+            finally:
+                self._requests.discard(req)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _dispatch(self, message: str | bytes) -> None:
+        try:
+            obj = orjson.loads(message)
+            if not isinstance(obj, dict):
+                raise TypeError("not an object")
+            if "push" in obj:
+                self._push(obj)
+            else:
+                self._reply(obj)
+        except (ValueError, TypeError, KeyError) as exc:
+            # A hub that breaks wshub.v1 is a bug on its side; keep the connection.
+            logger.error("%s: ignoring a message that is not wshub.v1: %s", self.url, exc)
+
+    def _reply(self, obj: Mapping[str, Any]) -> None:
+        if not self._requests.reply(obj) and "error" in obj:
+            logger.error("%s: the hub refused a command: %s", self.url, obj["error"])
+
+    def _push(self, obj: Mapping[str, Any]) -> None:
+        kind = obj["push"]
+        sub = self._subs.get(obj.get("channel"))  # type: ignore[arg-type]
+        if sub is None or not sub.active:
+            return  # unknown push types and stale channels are ignored (§1)
+        if kind == "pub":
+            sub.offer(Publication.parse(obj, sub.channel, str(obj.get("epoch", ""))))
+        elif kind in ("join", "leave", "ephemeral"):
+            sub.event(kind, obj)
+        elif kind == "unsubscribe":
+            del self._subs[sub.channel]
+            sub.end(hub_error(obj, sub.channel))
+
+    # -- commands ------------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        channel: str,
+        callback: PublicationHandler | None = None,
+        *,
+        since: Position | None = None,
+        recent: int = 0,
+        on_event: EventHandler | None = None,
+        on_error: ErrorHandler | None = None,
+        queue_size: int | None = None,
+        fill_gaps: bool = True,
+    ) -> Subscription:
+        """Subscribe to ``channel``; waits until the hub confirmed it.
+
+        Args:
+            channel: ``namespace:name``.
+            callback: receives each publication in order; a plain function runs inline on
+                the receive path (keep it short), a coroutine function is awaited one
+                publication at a time. Without it, iterate the subscription.
+            since: resume after this position (e.g. one saved from ``sub.position``); see
+                ``sub.recovered``.
+            recent: on a fresh subscription, or when recovery fails, also deliver the
+                latest ``recent`` publications (e.g. a chat room's last messages).
+            on_event: receives the channel's join, leave and ephemeral events.
+            on_error: with a callback, receives what iteration would raise.
+            queue_size: this subscription's buffer bound (default: the client's).
+            fill_gaps: keep "every publication exactly once" by fetching skipped ones from
+                history (default); ``False`` drops the oldest instead (tickers).
+
+        Raises:
+            HubError: refused: invalid channel (107), unknown namespace (108), already
+                subscribed (109), too many channels (112).
+            AuthError: no ``s`` permission (104).
+        """
+        self._check_usable()
+        if channel in self._subs:
+            raise HubError(
+                ErrorCode.ALREADY_SUBSCRIBED, ErrorCode.ALREADY_SUBSCRIBED.message, channel=channel
+            )
+        sub = Subscription(
+            self._fetch_history,
+            channel,
+            callback=callback,
+            on_event=on_event,
+            on_error=on_error,
+            since=since,
+            recent=recent,
+            queue_size=queue_size if queue_size is not None else self._queue_size,
+            fill_gaps=fill_gaps,
+        )
+        self._subs[channel] = sub
+        ws = self._ws
+        if self._state is ClientState.CONNECTED and ws is not None:
+            self._send_subscribe(ws, sub)
+        # Otherwise the next connection's handshake subscribes it.
+        try:
+            await sub.wait_live()
+        except BaseException:
+            if self._subs.get(channel) is sub:
+                # Cancelled while waiting: if the hub subscribes it, the reply handler
+                # unsubscribes it again.
+                del self._subs[channel]
+                sub.end(None)
+            raise
+        return sub
+
+    async def unsubscribe(self, channel: str) -> None:
+        """End the subscription to ``channel``; its iteration stops after the buffer.
+
+        Raises:
+            HubError: 110, not subscribed.
+        """
+        self._check_usable()
+        sub = self._subs.pop(channel, None)
+        if sub is None:
+            raise HubError(
+                ErrorCode.NOT_SUBSCRIBED, ErrorCode.NOT_SUBSCRIBED.message, channel=channel
+            )
+        was_active = sub.active
+        sub.end(None)
+        if was_active:
+            with contextlib.suppress(HubError):  # 110: the hub had already dropped it
+                await self._call(lambda id: Unsubscribe(id, channel).serialize(), OnLost.RESOLVE)
