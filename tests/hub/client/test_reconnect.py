@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from collections.abc import Callable
 
 import pytest
 
-from wshub.exceptions import (
-    HubError,
-)
+from wshub.exceptions import AuthError, ConnectionClosedError, HubError
 from wshub.hub import HubLimits
-from wshub.hub.client import (
-    HubClient,
-)
+from wshub.hub.client import Backoff, ClientState, HubClient
+from wshub.hub.client.reconnect import CloseAdvice, close_advice, give_up
 from wshub.hub.server import HubServer, start_hub
+from wshub.hub.wire import CloseCode
 
 from .conftest import SECRET, Gate, MakeClient, cut_off, server_side, take, token
 
@@ -124,3 +124,158 @@ async def test_a_failing_token_source_is_retried(make_client: MakeClient) -> Non
     assert await client.publish("chat:flaky", "back") == 1
     assert (await sub.get()).data == "back"
     assert (calls, client.reconnects) == (3, 1)
+
+
+# --- how soon: Backoff --------------------------------------------------------------------
+
+
+class Highest(random.Random):
+    """A random source that always draws the top of the interval: the bound itself."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_backoff_bound_doubles_up_to_max_delay() -> None:
+    """Without jitter the delays would be initial * 2**n, capped at max_delay."""
+    backoff = Backoff(initial=0.5, max_delay=5.0, rng=Highest())
+    delays = [backoff.next_delay() for _ in range(8)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+    assert backoff.attempt == 8 and backoff.delays == tuple(delays)
+
+
+def test_backoff_delays_are_jittered_and_never_exceed_max_delay() -> None:
+    """Full jitter: each delay is drawn from [0, bound]; none is above max_delay."""
+    backoff = Backoff(initial=0.5, max_delay=5.0, rng=random.Random(8), keep=200)
+    delays = [backoff.next_delay() for _ in range(200)]
+    assert all(0 <= d <= backoff.bound(n) <= 5.0 for n, d in enumerate(delays))
+    assert len(set(delays)) == 200  # jittered: no two clients' (or attempts') delays agree
+    assert sum(d < 2.5 for d in delays[10:]) > 50  # spread over the whole interval
+    assert sum(d > 2.5 for d in delays[10:]) > 50
+    assert len(backoff.delays) == 200
+
+
+def test_backoff_same_seed_same_delays() -> None:
+    """An injected seeded random source makes the delays reproducible."""
+    first = Backoff(rng=random.Random(3))
+    second = Backoff(rng=random.Random(3))
+    assert [first.next_delay() for _ in range(10)] == [second.next_delay() for _ in range(10)]
+
+
+def test_backoff_resets_after_a_success() -> None:
+    """After reset() (a connection that worked) the next bound is the initial one again."""
+    backoff = Backoff(initial=0.25, max_delay=2.0, rng=Highest())
+    for _ in range(6):
+        backoff.next_delay()
+    assert backoff.attempt == 6
+    backoff.reset()
+    assert backoff.attempt == 0
+    assert backoff.next_delay() == 0.25
+
+
+def test_backoff_slow_down_waits_between_half_and_all_of_max_delay() -> None:
+    """After close code 4005 the delay is drawn from [max_delay / 2, max_delay]."""
+    backoff = Backoff(initial=0.1, max_delay=4.0, rng=random.Random(1))
+    delays = [backoff.next_delay(slow_down=True) for _ in range(50)]
+    assert all(2.0 <= d <= 4.0 for d in delays)
+
+
+def test_backoff_bound_after_very_many_failures_is_max_delay() -> None:
+    """A client that failed for days does not overflow: the bound stays max_delay."""
+    backoff = Backoff(initial=0.5, max_delay=5.0)
+    assert backoff.bound(5000) == 5.0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"initial": -1.0}, {"initial": 6.0, "max_delay": 5.0}, {"factor": 0.5}],
+)
+def test_backoff_refuses_options_that_cannot_work(options: dict[str, float]) -> None:
+    """A negative, inverted or shrinking backoff fails at construction."""
+    with pytest.raises(ValueError, match="max_delay"):
+        Backoff(**options)
+
+
+def test_client_defaults_cap_the_delay_at_five_seconds() -> None:
+    """HubClient's documented defaults: 0.5 s first bound, doubling, at most 5 s."""
+    backoff = HubClient("ws://127.0.0.1:1/ws").backoff
+    assert (backoff.initial, backoff.factor, backoff.max_delay) == (0.5, 2.0, 5.0)
+
+
+# --- whether: the close-code table --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (None, CloseAdvice(reconnect=True)),
+        (1001, CloseAdvice(reconnect=True)),
+        (1006, CloseAdvice(reconnect=True)),
+        (1011, CloseAdvice(reconnect=True)),
+        (CloseCode.BAD_COMMANDS, CloseAdvice(reconnect=False)),
+        (CloseCode.UNAUTHORIZED, CloseAdvice(reconnect=True, new_token=True)),
+        (CloseCode.CONNECT_TIMEOUT, CloseAdvice(reconnect=True)),
+        (CloseCode.TOKEN_EXPIRED, CloseAdvice(reconnect=True, new_token=True)),
+        (CloseCode.SLOW_CONSUMER, CloseAdvice(reconnect=True)),
+        (CloseCode.RATE_LIMITED, CloseAdvice(reconnect=True, slow_down=True)),
+        (CloseCode.TOO_MANY_CONNECTIONS, CloseAdvice(reconnect=False)),
+        (CloseCode.UNSUPPORTED_SUBPROTOCOL, CloseAdvice(reconnect=False)),
+    ],
+)
+def test_close_advice_follows_the_table(code: int | None, advice: CloseAdvice) -> None:
+    """Each hub close code says whether to reconnect, with a new token, after a long wait."""
+    assert close_advice(code) == advice
+
+
+def test_give_up_only_when_a_retry_cannot_help() -> None:
+    """Token codes end a client with a fixed token but not one with a token callable."""
+    expired = give_up(None, CloseCode.TOKEN_EXPIRED, connected_once=True, renewable=False)
+    assert isinstance(expired, AuthError) and expired.code == 113
+    assert give_up(None, CloseCode.TOKEN_EXPIRED, connected_once=True, renewable=True) is None
+    fatal = give_up(None, CloseCode.BAD_COMMANDS, connected_once=True, renewable=True)
+    assert isinstance(fatal, ConnectionClosedError) and fatal.code == 4000
+    assert give_up(None, 1001, connected_once=True, renewable=False) is None
+    first = give_up(None, 1001, connected_once=False, renewable=False)
+    assert isinstance(first, ConnectionClosedError) and first.code == 1001
+
+
+# --- an outage of a real hub --------------------------------------------------------------
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    """Yield to the loop until ``predicate()`` holds (the test timeout bounds it)."""
+    while not predicate():
+        await asyncio.sleep(0.002)
+
+
+async def test_client_comes_back_within_max_delay_after_a_hub_outage(server: HubServer) -> None:
+    """Hub stopped, then restarted on its port: every delay <= max_delay, one wait after.
+
+    Calls made during the outage wait and complete on the new connection; the backoff
+    starts again from its first bound once the client is connected.
+    """
+    port = server.port
+    max_delay = 0.08
+    client = HubClient(
+        server.url(), backoff_initial=0.005, max_delay=max_delay, rng=random.Random(5)
+    )
+    await client.connect()
+    try:
+        await client.subscribe("chat:outage")
+        await server.close()  # 1001, then every attempt is refused
+        await wait_for(lambda: client.backoff.attempt >= 8)  # the bound reached the cap
+        assert client.state in (ClientState.WAITING, ClientState.CONNECTING)
+        waiting = asyncio.ensure_future(client.publish("chat:outage", "during"))
+        async with await start_hub("127.0.0.1", port, ephemeral=True, allow_anonymous=True):
+            failed_before_restart = client.backoff.attempt
+            assert await waiting == 1  # sent once the client is back (a new, empty hub)
+            assert client.reconnects == 1 and client.state is ClientState.CONNECTED
+            delays = client.backoff.delays
+            # The hub was listening from here on: at most the delay being waited (and one
+            # attempt already on its way when it came up) stood between it and the client.
+            assert len(delays) - failed_before_restart <= 1
+            assert all(0 <= d <= max_delay for d in delays)
+            assert max(delays[4:]) > min(delays[4:])  # jittered, not a fixed schedule
+            assert client.backoff.attempt == 0  # reset by the successful connection
+    finally:
+        await client.close()

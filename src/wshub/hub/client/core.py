@@ -291,12 +291,10 @@ class HubClient(HubCommands):
                 if self.closed:  # close() ran meanwhile
                     await ws.close()
                     return
-                failure, ready = await self._session(ws)
+                failure = await self._session(ws)
                 close_code = ws.close_code
                 if self.closed:
                     return
-                if ready:
-                    backoff.reset()
                 fatal = give_up(
                     failure,
                     close_code,
@@ -312,12 +310,11 @@ class HubClient(HubCommands):
             logger.warning("%s: %s; reconnecting in %.2f s", self.url, reason, delay)
             await asyncio.sleep(delay)
 
-    async def _session(self, ws: ClientConnection) -> tuple[BaseException | None, bool]:
+    async def _session(self, ws: ClientConnection) -> BaseException | None:
         """Run one connection: ``connect``, restore subscriptions, resend, read until lost.
 
         Returns why the handshake failed (the hub's refusal of ``connect``, a timeout, the
-        connection lost), or ``None``; and whether the connection got as far as
-        :attr:`ClientState.CONNECTED`.
+        connection lost), or ``None`` when it got as far as :attr:`ClientState.CONNECTED`.
         """
         self._ws = ws
         reader = asyncio.get_running_loop().create_task(self._read(ws))
@@ -338,7 +335,7 @@ class HubClient(HubCommands):
             if not ready or self._state is ClientState.CLOSED:
                 await ws.close()
         await reader
-        return failure, ready
+        return failure
 
     async def _handshake(self, ws: ClientConnection) -> None:
         token = await token_value(self._token)
@@ -365,6 +362,7 @@ class HubClient(HubCommands):
         if self._connected_once:
             logger.info("%s: reconnected; %d subscriptions restored", self.url, len(self._subs))
         self._connected_once = True
+        self._backoff.reset()  # the next loss starts again from the first, short delay
         self._set_state(ClientState.CONNECTED)
         if self._first is not None and not self._first.done():
             self._first.set_result(None)
