@@ -11,7 +11,7 @@ import pytest
 from wshub.exceptions import AuthError, ConnectionClosedError, HubError
 from wshub.hub import HubLimits
 from wshub.hub.client import Backoff, ClientState, HubClient
-from wshub.hub.client.reconnect import CloseAdvice, close_advice, give_up
+from wshub.hub.client.reconnect import CloseAdvice, close_advice, give_up, why_lost
 from wshub.hub.server import HubServer, start_hub
 from wshub.hub.wire import CloseCode
 
@@ -279,3 +279,20 @@ async def test_client_comes_back_within_max_delay_after_a_hub_outage(server: Hub
             assert client.backoff.attempt == 0  # reset by the successful connection
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "reason", "says"),
+    [
+        (HubError(103, "invalid token"), None, None, "connect refused"),
+        (TimeoutError(), None, None, "no reply to connect within 10.0 s"),
+        (OSError("boom"), None, None, "connecting failed (OSError: boom)"),
+        (None, 1001, "going away", "connection lost (close code 1001 going away)"),
+        (ConnectionClosedError(1006, ""), 1006, "", "connection lost (close code 1006)"),
+    ],
+)
+def test_why_lost_names_the_cause(
+    failure: BaseException | None, code: int | None, reason: str | None, says: str
+) -> None:
+    """The reconnect warning says what happened: refused, timed out, failed, or lost."""
+    assert why_lost(failure, code, reason, 10.0).startswith(says)

@@ -8,13 +8,9 @@ import orjson
 import pytest
 
 import wshub
-from wshub.exceptions import (
-    ConnectionClosedOK,
-)
-from wshub.hub.client import (
-    ClientState,
-    HubClient,
-)
+from wshub.exceptions import AuthError, ConnectionClosedError, ConnectionClosedOK, HubError
+from wshub.hub.client import ClientState, HubClient
+from wshub.hub.client.requests import OnLost, Outcome, Requests
 
 from .conftest import Gate, MakeClient, cut_off, take
 
@@ -89,3 +85,53 @@ async def test_garbage_from_the_hub_is_logged_and_skipped(
         assert await client.ping() >= 0
         assert client.state is ClientState.CONNECTED
     assert sum("not wshub.v1" in r.message for r in caplog.records) >= 2
+
+
+# --- the table of waiting requests, without a connection ----------------------------------
+
+
+async def test_replies_are_matched_by_request_id() -> None:
+    """Each reply settles the request with its id, whatever the order; others are ignored."""
+    requests = Requests()
+    first = requests.add(lambda id: f"first {id}", OnLost.RETRY)
+    second = requests.add(lambda id: f"second {id}", OnLost.RETRY)
+    assert (first.text, second.text, len(requests)) == ("first 1", "second 2", 2)
+    assert requests.reply({"id": 2, "result": {"offset": 7}})
+    assert requests.reply({"id": 1, "error": {"code": 104, "message": "permission denied"}})
+    assert not requests.reply({"id": 1, "result": {}})  # answered already
+    assert not requests.reply({"id": "1", "result": {}})  # not a request id
+    assert await second.future == {"offset": 7}
+    with pytest.raises(AuthError) as info:
+        await first.future
+    assert info.value.code == 104 and len(requests) == 0
+
+
+async def test_a_handler_runs_before_the_caller_hears_of_the_reply() -> None:
+    """A request's handler sees the outcome; its caller then gets an empty result."""
+    requests = Requests()
+    seen: list[Outcome] = []
+    req = requests.add(lambda id: "subscribe", OnLost.RESOLVE, seen.append)
+    assert requests.reply({"id": req.id, "error": {"code": 109, "message": "already"}})
+    assert isinstance(seen[0], HubError) and seen[0].code == 109
+    assert await req.future == {}
+
+
+async def test_a_lost_connection_retries_resolves_or_fails_each_request() -> None:
+    """RETRY waits to be sent again, RESOLVE is done, FAIL raises; unsent ones stay."""
+    requests = Requests()
+    retry = requests.add(lambda id: "publish", OnLost.RETRY)
+    resolve = requests.add(lambda id: "unsubscribe", OnLost.RESOLVE)
+    fail = requests.add(lambda id: "connect", OnLost.FAIL)
+    unsent = requests.add(lambda id: "history", OnLost.FAIL)
+    for req in (retry, resolve, fail):
+        req.sent = True
+    requests.connection_lost(ConnectionClosedError(1006, ""))
+    assert list(requests.unsent()) == [retry, unsent]
+    assert await resolve.future == {}
+    with pytest.raises(ConnectionClosedError):
+        await fail.future
+    requests.fail_all(ConnectionClosedOK(1000, "client closed"))
+    assert len(requests) == 0
+    for req in (retry, unsent):
+        with pytest.raises(ConnectionClosedOK):
+            await req.future
