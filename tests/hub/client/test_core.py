@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wshub
+import wshub.hub.client
 from wshub.exceptions import (
     AuthError,
     HubError,
@@ -215,3 +218,31 @@ def test_a_wrong_url_fails_at_once() -> None:
     """The URL is checked when the client is made."""
     with pytest.raises(InvalidURI):
         HubClient("http://127.0.0.1/ws")
+
+
+# --- the package ----------------------------------------------------------------------------
+
+
+def test_public_names_keep_their_import_paths() -> None:
+    """``from wshub import HubClient`` and ``from wshub.hub.client import ...`` still work."""
+    package = wshub.hub.client
+    assert wshub.HubClient is package.HubClient
+    assert wshub.Subscription is package.Subscription
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+
+
+def test_no_module_of_the_client_reaches_into_private_attributes() -> None:
+    """``x._name`` only on ``self``: the modules talk through named methods."""
+    root = Path(wshub.hub.client.__file__).parent
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+            ):
+                offenders.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert offenders == []
