@@ -387,7 +387,7 @@ async def _serve(host: str, port: int, options: dict[str, Any]) -> None:
         if options["data_dir"] is not None:
             print(f"wshub: history in {options['data_dir']}", flush=True)
         if "redis_url" in options:
-            from wshub.hub.redis_support import describe_url  # redis is optional
+            from wshub.hub.backends.redis import describe_url  # redis is optional
 
             shown_url = describe_url(options["redis_url"])
             print(f"wshub: history, presence and fan-out in Redis at {shown_url}", flush=True)

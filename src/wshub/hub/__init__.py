@@ -7,12 +7,19 @@ server HTTP API in docs/http-api.md.
 from __future__ import annotations
 
 from wshub.hub.auth import Authenticator, Identity, Permissions, make_token
-from wshub.hub.brokers import Broker, MemoryBroker
+from wshub.hub.backends import (
+    AppendResult,
+    Broker,
+    HistoryStore,
+    MemoryBroker,
+    MemoryHistory,
+    MemoryPresence,
+    PresenceStore,
+    SQLiteHistory,
+)
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
-from wshub.hub.history import AppendResult, HistoryStore, MemoryHistory, SQLiteHistory
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
-from wshub.hub.presence import MemoryPresence, PresenceStore
 from wshub.hub.server import HubServer, run_hub, start_hub
 from wshub.hub.session import Peer, Session
 from wshub.hub.stats import HubStats

@@ -32,10 +32,16 @@ import orjson
 
 from wshub.exceptions import HubError, InvalidState
 from wshub.hub.auth import Authenticator
-from wshub.hub.brokers import Broker, MemoryBroker
+from wshub.hub.backends import (
+    AppendResult,
+    Broker,
+    HistoryStore,
+    MemoryBroker,
+    MemoryHistory,
+    MemoryPresence,
+    PresenceStore,
+)
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
-from wshub.hub.history import AppendResult, HistoryStore, MemoryHistory
-from wshub.hub.presence import MemoryPresence, PresenceStore
 from wshub.hub.session import EPH, EVT, POS, Peer, Session, Subscription
 from wshub.hub.stats import HubStats
 from wshub.hub.wire import (
@@ -147,6 +153,9 @@ class Hub:
         registry: the namespaces served (default: :func:`default_registry`).
         history: the durable history store for ``persistent`` namespaces (default: a
             :class:`MemoryHistory`).
+        volatile_history: the history store for ``persistent=False`` namespaces (default:
+            a :class:`MemoryHistory` of the hub's own). Nodes that share their state pass
+            the shared store as both (see :func:`wshub.hub.backends.open_stores`).
         broker: the broker between nodes (default: a :class:`MemoryBroker`).
         presence: the presence store (default: a :class:`MemoryPresence`).
         auth: the token verifier (default: anonymous connections only).
@@ -165,6 +174,7 @@ class Hub:
         *,
         registry: ChannelRegistry | None = None,
         history: HistoryStore | None = None,
+        volatile_history: HistoryStore | None = None,
         broker: Broker | None = None,
         presence: PresenceStore | None = None,
         auth: Authenticator | None = None,
@@ -181,8 +191,10 @@ class Hub:
         self.auth = auth if auth is not None else Authenticator(allow_anonymous=True)
         self.stats = HubStats()
         self._owned: list[HistoryStore | Broker | PresenceStore] = []
-        self._volatile = MemoryHistory(clock=clock, dedupe_window=dedupe_window)
-        self._owned.append(self._volatile)
+        if volatile_history is None:
+            volatile_history = MemoryHistory(clock=clock, dedupe_window=dedupe_window)
+            self._owned.append(volatile_history)
+        self._volatile = volatile_history
         if history is None:
             history = MemoryHistory(clock=clock, dedupe_window=dedupe_window)
             self._owned.append(history)
@@ -230,7 +242,10 @@ class Hub:
 
     async def expire(self) -> int:
         """Drop expired history now; returns how many publications were dropped."""
-        return await self.history_store.expire() + await self._volatile.expire()
+        dropped = await self.history_store.expire()
+        if self._volatile is not self.history_store:
+            dropped += await self._volatile.expire()
+        return dropped
 
     async def close(self) -> None:
         """Close every session with 1001, stop background work, close owned resources."""
@@ -607,7 +622,8 @@ class Hub:
         """The channels that exist now: with local subscribers or stored history."""
         names = set(self._channels)
         names.update(await self.history_store.channels())
-        names.update(await self._volatile.channels())
+        if self._volatile is not self.history_store:
+            names.update(await self._volatile.channels())
         return [
             {"channel": name, "subscribers": len(s.subs) if (s := self._channels.get(name)) else 0}
             for name in sorted(names)

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 from wshub.aio import Server, ServerConnection, serve
 from wshub.exceptions import ConnectionClosed
 from wshub.hub.auth import DEFAULT_ANONYMOUS_PERMISSIONS, Authenticator
+from wshub.hub.backends import HistoryStore, open_stores
+from wshub.hub.backends.base import DEFAULT_PREFIX
 from wshub.hub.channels import ChannelRegistry
-from wshub.hub.history import HistoryStore, MemoryHistory, SQLiteHistory
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
@@ -47,7 +48,7 @@ HISTORY_FILE = "history.db"
 
 
 class _Resource(Protocol):
-    """Something the server closes after the hub (a store, the Redis backend)."""
+    """Something the server closes after the hub (a store, the stores of a backend)."""
 
     async def close(self) -> None: ...
 
@@ -170,7 +171,7 @@ async def start_hub(
     hub: Hub | None = None,
     metrics: MetricsAccess = "local",
     redis_url: str | None = None,
-    redis_prefix: str = "wshub",
+    redis_prefix: str = DEFAULT_PREFIX,
     dedupe_window: float = 120.0,
     token_audience: str | None = None,
     token_issuer: str | None = None,
@@ -236,9 +237,7 @@ async def start_hub(
     """
     owned: list[_Resource] = []
     if hub is None:
-        # Checked here for every store alike (Redis refuses a window of 0 itself, the others
-        # would silently treat it as "remember for an instant").
-        if not dedupe_window > 0:
+        if not dedupe_window > 0:  # before the disk is touched (open_stores checks it too)
             raise ValueError("dedupe_window must be > 0")
         if not token_leeway >= 0:
             raise ValueError("token_leeway must be >= 0")
@@ -252,38 +251,34 @@ async def start_hub(
             leeway=token_leeway,
             clock=clock,
         )
+        sqlite_path: Path | None = None
         if redis_url is not None:
             if ephemeral or data_dir is not None:
                 raise ValueError("redis_url replaces data_dir and ephemeral: give only one")
-            try:
-                from wshub.hub.redis_backend import RedisBackend  # redis is optional
-            except ImportError as exc:
-                raise ValueError("redis_url needs redis: pip install 'wshub[redis]'") from exc
-
-            backend = await RedisBackend.connect(
-                redis_url, prefix=redis_prefix, clock=clock, dedupe_window=dedupe_window
-            )
-            owned.append(backend)
-            stores: dict[str, Any] = {
-                "registry": backend.registry(registry),
-                "history": backend.history,
-                "broker": backend.broker,
-                "presence": backend.presence,
-            }
-        else:
-            if ephemeral:
-                history: HistoryStore = MemoryHistory(clock=clock, dedupe_window=dedupe_window)
-            elif data_dir is None:
+        elif not ephemeral:
+            if data_dir is None:
                 raise ValueError("data_dir is required unless ephemeral=True or redis_url")
-            else:
-                directory = Path(data_dir)
-                directory.mkdir(parents=True, exist_ok=True)
-                history = SQLiteHistory(
-                    directory / HISTORY_FILE, clock=clock, dedupe_window=dedupe_window
-                )
-            owned.append(history)
-            stores = {"registry": registry, "history": history}
-        hub = Hub(**stores, auth=auth, limits=limits, dedupe_window=dedupe_window, clock=clock)
+            sqlite_path = Path(data_dir) / HISTORY_FILE
+            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        stores = await open_stores(
+            sqlite_path=sqlite_path,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            clock=clock,
+            dedupe_window=dedupe_window,
+        )
+        owned.append(stores)
+        hub = Hub(
+            registry=registry,
+            history=stores.history,
+            volatile_history=stores.volatile_history,
+            broker=stores.broker,
+            presence=stores.presence,
+            auth=auth,
+            limits=limits,
+            dedupe_window=dedupe_window,
+            clock=clock,
+        )
     hub_server = HubServer(
         hub,
         api_key=api_key,

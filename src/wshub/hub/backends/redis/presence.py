@@ -15,8 +15,9 @@ of its own clients every ``heartbeat_interval`` seconds, so:
   heartbeat instead of failing the subscription, which has already been confirmed to the
   client when the hub adds its presence.
 
-Redis 7.4 has per-field expiry (``HEXPIRE``); the expiry kept in the value works from
-Redis 6.2 on and lets :meth:`~RedisPresence.get` drop expired entries in the same script.
+The Lua scripts are ``lua/presence*.lua``. Redis 7.4 has per-field expiry (``HEXPIRE``);
+the expiry kept in the value works from Redis 6.2 on and lets :meth:`~RedisPresence.get`
+drop expired entries in the same script.
 """
 
 from __future__ import annotations
@@ -30,68 +31,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from wshub.exceptions import HubError, InvalidState
-from wshub.hub.redis_support import DEFAULT_PREFIX, Availability, close_client, redis_client
+from wshub.hub.backends.base import DEFAULT_PREFIX
+from wshub.hub.backends.redis.connection import (
+    Availability,
+    close_client,
+    lua_script,
+    redis_client,
+)
 from wshub.hub.wire import ClientInfo
 
 __all__ = ["RedisPresence"]
 
 logger = logging.getLogger("wshub.hub")
-
-_NOW_MS = """
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS[1] hash. ARGV: client, info JSON, ttl in ms. An entry keeps its arrival time while
-# it lives, so that rewriting it (heartbeat, replacement) keeps its place in the order.
-_ADD = (
-    _NOW_MS
-    + """
-local arrived = t[1] .. string.format('%06d', tonumber(t[2]))
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local expires, since = string.match(old, '^(%d+) (%d+) ')
-  if expires and tonumber(expires) >= now_ms then arrived = since end
-end
-local ttl = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], (now_ms + ttl) .. ' ' .. arrived .. ' ' .. ARGV[2])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-"""
-)
-
-# KEYS[1] hash. ARGV[1] client. Returns 1 when a live entry was removed.
-_REMOVE = (
-    _NOW_MS
-    + """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if not old then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-local expires = string.match(old, '^(%d+) ')
-if expires and tonumber(expires) >= now_ms then return 1 end
-return 0
-"""
-)
-
-# KEYS[1] hash. Drops expired entries; returns the live ones as {arrived, JSON, ...}.
-_GET = (
-    _NOW_MS
-    + """
-local entries = redis.call('HGETALL', KEYS[1])
-local live = {}
-for i = 1, #entries, 2 do
-  local expires, arrived, info = string.match(entries[i + 1], '^(%d+) (%d+) (.*)$')
-  if expires and tonumber(expires) >= now_ms then
-    live[#live + 1] = arrived
-    live[#live + 1] = info
-  else
-    redis.call('HDEL', KEYS[1], entries[i])
-  end
-end
-return live
-"""
-)
-
 
 #: Entries rewritten per round trip by the heartbeat.
 _BATCH = 500
@@ -103,7 +54,7 @@ def _info(raw: bytes) -> ClientInfo:
 
 
 class RedisPresence:
-    """A :class:`~wshub.hub.presence.PresenceStore` in Redis, shared by every hub node.
+    """A :class:`~wshub.hub.backends.base.PresenceStore` in Redis, shared by every hub node.
 
     Args:
         redis: a Redis URL (the store then owns its client) or a client to share (not
@@ -133,9 +84,10 @@ class RedisPresence:
         self._prefix = prefix
         self._ttl_ms = str(max(1, round(ttl * 1000)))
         self._interval = heartbeat_interval
-        self._add = self._client.register_script(_ADD)
-        self._remove = self._client.register_script(_REMOVE)
-        self._get = self._client.register_script(_GET)
+        register = self._client.register_script
+        self._add = register(lua_script("presence", "presence_add"))
+        self._remove = register(lua_script("presence", "presence_remove"))
+        self._get = register(lua_script("presence", "presence_get"))
         # This node's entries, rewritten by the heartbeat: channel -> client -> info JSON.
         self._local: dict[str, dict[str, bytes]] = {}
         self._heartbeat: asyncio.Task[None] | None = None

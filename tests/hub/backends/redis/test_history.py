@@ -1,56 +1,30 @@
-"""Tests for wshub.hub.redis_history: the history contract, then what only Redis can break.
+"""Tests for wshub.hub.backends.redis.history: what only Redis can share or break.
 
-The contract is the suite of ``test_history.py`` (MemoryHistory, SQLiteHistory): every test
-there that uses the ``store`` or ``factory`` fixture is collected here again, with the
-``factory`` below, so that a new contract test runs against Redis without another edit.
-Each test gets its own key prefix on the session's redis-server.
+The contract (test_history_contract.py) runs against RedisHistory too; here two stores on one
+key prefix are two nodes of one hub, and a plain client looks at or damages what they keep.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from wshub.exceptions import HubError
-from wshub.hub.history import HistoryStore
-from wshub.hub.redis_history import RedisHistory
-from wshub.hub.redis_support import redis_client
+from wshub.hub.backends import HistoryStore
+from wshub.hub.backends.redis import RedisHistory, redis_client
 from wshub.testing import RedisServer
 
-from . import test_history as contract
-from .test_history import Clock, Factory
+from ..helpers import Clock, Factory, append, redis_history
 
 pytestmark = pytest.mark.redis
-
-# The contract's tests and fixtures, collected in this module so that they use this module's
-# ``factory``.
-globals().update(
-    {
-        name: test
-        for name, test in vars(contract).items()
-        if name.startswith("test_")
-        and {"store", "factory"} & set(inspect.signature(test).parameters)
-    }
-)
-globals().update(clock=contract.clock, store=contract.store)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
 def factory(redis: RedisServer, prefix: str) -> Factory:
-    """RedisHistory stores sharing one prefix: several nodes of one hub."""
-    return lambda clock: RedisHistory(
-        redis.url, prefix=prefix, clock=clock, dedupe_window=60.0, idle_ttl=1000.0
-    )
+    return redis_history(redis.url, prefix)
 
 
 @pytest.fixture
@@ -127,7 +101,7 @@ async def test_lost_data_means_a_new_epoch(
 ) -> None:
     """Keys gone (a Redis restarted empty, a flush, eviction): old positions do not recover."""
     a, _ = nodes
-    await contract.append(a, "c:x", 3)
+    await append(a, "c:x", 3)
     old = await a.position("c:x")
     await client.delete(f"{prefix}:meta:c:x")
     recovery = await a.since("c:x", old.offset, old.epoch, limit=10)
@@ -142,7 +116,7 @@ async def test_a_stream_lost_under_its_meta_is_not_a_silent_gap(
 ) -> None:
     """Publications missing from the stream fail recovery although the counters look fine."""
     a, _ = nodes
-    await contract.append(a, "c:x", 3)
+    await append(a, "c:x", 3)
     position = await a.position("c:x")
     await client.delete(f"{prefix}:stream:c:x")
     assert not (await a.since("c:x", 1, position.epoch, limit=10)).recovered
@@ -154,7 +128,7 @@ async def test_approximate_trimming_never_shows_more_than_size(
 ) -> None:
     """MAXLEN ~ keeps extra entries; reads still stop at the last `size` publications."""
     a, _ = nodes
-    await contract.append(a, "c:x", 150, size=5)
+    await append(a, "c:x", 150, size=5)
     assert await client.xlen(f"{prefix}:stream:c:x") > 5
     pubs, _ = await a.latest("c:x", limit=100)
     assert [p.offset for p in pubs] == [146, 147, 148, 149, 150]

@@ -1,5 +1,7 @@
 """Channel history in Redis Streams, shared by every hub node (:class:`RedisHistory`).
 
+The Lua scripts are ``lua/history*.lua`` (``history.lua`` holds the functions they share).
+
 One channel is three things in Redis (``prefix`` defaults to ``wshub``)::
 
     <prefix>:meta:<channel>     hash    epoch, top (last offset), time (of the last
@@ -49,182 +51,18 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from wshub.exceptions import InvalidState
-from wshub.hub.history import AppendResult, Recovery, _check_limits, new_epoch
-from wshub.hub.redis_support import DEFAULT_PREFIX, Availability, close_client, redis_client
+from wshub.hub.backends.base import DEFAULT_PREFIX, AppendResult, Recovery, check_limits, new_epoch
+from wshub.hub.backends.redis.connection import (
+    Availability,
+    close_client,
+    lua_script,
+    redis_client,
+)
 from wshub.hub.wire import Position, Publication
 
 __all__ = ["RedisHistory"]
 
 logger = logging.getLogger("wshub.hub")
-
-# Shared by every script. KEYS: meta, stream, index. ARGV: channel, epoch candidate, now
-# (seconds, the node's clock, as a string so that it is stored exactly), idle_ttl.
-_PRELUDE = """
-local meta, stream, index = KEYS[1], KEYS[2], KEYS[3]
-local channel, now_s, idle = ARGV[1], ARGV[3], tonumber(ARGV[4])
-local now = tonumber(now_s)
-
-local function open_stream()
-  local epoch = redis.call('HGET', meta, 'epoch')
-  if epoch then return epoch end
-  -- A new stream: a stream key left without its meta belongs to a lost epoch.
-  redis.call('DEL', stream)
-  redis.call('HSET', meta, 'epoch', ARGV[2], 'top', 0, 'time', now_s, 'size', 0, 'ttl', '')
-  redis.call('ZADD', index, now + idle, channel)
-  return ARGV[2]
-end
-
-local function state()
-  local v = redis.call('HMGET', meta, 'top', 'size', 'ttl', 'time')
-  return tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), v[4]
-end
-
-local function offset_of(id)
-  return tonumber(string.match(id, '^(%d+)'))
-end
-
--- Drop the publications older than ttl from the front of the stream; returns how many of
--- them were visible (within the last `size`).
-local function trim_age(top, size, ttl)
-  if not ttl then return 0 end
-  local cutoff = now - ttl
-  local first_visible = top - size + 1
-  local dropped = 0
-  while true do
-    local entries = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)
-    for i, entry in ipairs(entries) do
-      if tonumber(entry[2][2]) >= cutoff then
-        if i > 1 then redis.call('XTRIM', stream, 'MINID', entry[1]) end
-        return dropped
-      end
-      if offset_of(entry[1]) >= first_visible then dropped = dropped + 1 end
-    end
-    if #entries == 0 then return dropped end
-    redis.call('XTRIM', stream, 'MINID', (offset_of(entries[#entries][1]) + 1) .. '-0')
-  end
-end
-
--- When expire() must next look at the stream: when its oldest visible publication gets
--- too old, or, with none left, when the idle stream may be dropped. Also says whether
--- any publication is visible.
-local function next_sweep(top, size, ttl, time)
-  if size > 0 and top > 0 then
-    local low = math.max(top - size + 1, 1) .. '-0'
-    local first = redis.call('XRANGE', stream, low, '+', 'COUNT', 1)
-    if #first > 0 then
-      if ttl then return tonumber(first[1][2][2]) + ttl, true end
-      return '+inf', true
-    end
-  end
-  return tonumber(time) + idle, false
-end
-"""
-
-# KEYS[4] (optional): the dedupe key. ARGV[5] size, ARGV[6] ttl ('' = none), ARGV[7] data,
-# ARGV[8] info, ARGV[9] '1' when there is an info, ARGV[10] dedupe window in seconds,
-# ARGV[11] the same in milliseconds. Returns {appended 1|0, offset, epoch, time}.
-_APPEND = (
-    _PRELUDE
-    + """
-local size, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local epoch = open_stream()
-local dedupe = KEYS[4]
-if dedupe then
-  local seen = redis.call('GET', dedupe)
-  if seen then
-    local offset, seen_epoch, seen_time = string.match(seen, '^(%d+) (%S+) (%S+)$')
-    if seen_epoch == epoch and tonumber(seen_time) >= now - tonumber(ARGV[10]) then
-      return {0, tonumber(offset), epoch, seen_time}
-    end
-  end
-end
-local top = redis.call('HINCRBY', meta, 'top', 1)
-local last = redis.call('HGET', meta, 'time')
-if tonumber(last) > now then
-  now_s, now = last, tonumber(last)
-end
-redis.call('HSET', meta, 'time', now_s, 'size', size, 'ttl', ARGV[6])
-if size > 0 then
-  if ARGV[9] == '1' then
-    redis.call('XADD', stream, 'MAXLEN', '~', size, top .. '-0',
-               't', now_s, 'd', ARGV[7], 'i', ARGV[8])
-  else
-    redis.call('XADD', stream, 'MAXLEN', '~', size, top .. '-0', 't', now_s, 'd', ARGV[7])
-  end
-else
-  redis.call('DEL', stream)
-end
-trim_age(top, size, ttl)
-if dedupe then
-  redis.call('SET', dedupe, top .. ' ' .. epoch .. ' ' .. now_s, 'PX', ARGV[11])
-end
-redis.call('ZADD', index, next_sweep(top, size, ttl, now_s), channel)
-return {1, top, epoch, now_s}
-"""
-)
-
-# ARGV[5] offset, ARGV[6] the client's epoch, ARGV[7] count. Returns {epoch, top, ttl,
-# entries after offset}; the entries are read only when they can all still be there.
-_SINCE = (
-    _PRELUDE
-    + """
-local epoch = open_stream()
-local top, size = state()
-local offset = tonumber(ARGV[5])
-local entries = {}
-if epoch == ARGV[6] and offset < top and offset + 1 >= top - size + 1 then
-  entries = redis.call('XRANGE', stream, (offset + 1) .. '-0', '+', 'COUNT', ARGV[7])
-end
-return {epoch, top, redis.call('HGET', meta, 'ttl'), entries}
-"""
-)
-
-# ARGV[5] limit. Returns {epoch, top, ttl, the newest visible entries, newest first}.
-_LATEST = (
-    _PRELUDE
-    + """
-local epoch = open_stream()
-local top, size = state()
-local limit = tonumber(ARGV[5])
-local entries = {}
-if limit > 0 and size > 0 and top > 0 then
-  local low = math.max(top - size + 1, 1) .. '-0'
-  entries = redis.call('XREVRANGE', stream, '+', low, 'COUNT', limit)
-end
-return {epoch, top, redis.call('HGET', meta, 'ttl'), entries}
-"""
-)
-
-_POSITION = (
-    _PRELUDE
-    + """
-local epoch = open_stream()
-return {epoch, tonumber(redis.call('HGET', meta, 'top'))}
-"""
-)
-
-# Trims one channel by age and drops it when it is empty and idle. Returns the number of
-# visible publications dropped.
-_SWEEP = (
-    _PRELUDE
-    + """
-if not redis.call('HGET', meta, 'epoch') then
-  redis.call('DEL', stream)
-  redis.call('ZREM', index, channel)
-  return 0
-end
-local top, size, ttl, time = state()
-local dropped = trim_age(top, size, ttl)
-local when, visible = next_sweep(top, size, ttl, time)
-if not visible and when < now then
-  redis.call('DEL', meta, stream)
-  redis.call('ZREM', index, channel)
-else
-  redis.call('ZADD', index, when, channel)
-end
-return dropped
-"""
-)
 
 #: Channels handled per round trip by :meth:`RedisHistory.expire` and ``channels``.
 _BATCH = 200
@@ -242,12 +80,12 @@ def _ttl(raw: bytes | None) -> float | None:
 
 
 class RedisHistory:
-    """A :class:`~wshub.hub.history.HistoryStore` in Redis, shared by every hub node.
+    """A :class:`~wshub.hub.backends.base.HistoryStore` in Redis, shared by every hub node.
 
     Args:
         redis: a Redis URL (the store then owns a client made by
-            :func:`~wshub.hub.redis_support.redis_client`) or a client to share (not closed
-            by :meth:`close`; it should not retry commands, see ``redis_support``).
+            :func:`~.connection.redis_client`) or a client to share (not closed by
+            :meth:`close`; it should not retry commands, see :mod:`.connection`).
         prefix: the first part of every key; hubs with different prefixes are separate.
         clock: returns the current time in seconds since the Unix epoch (tests pass a fake).
         dedupe_window: seconds a ``message_id`` is remembered (it expires in Redis too).
@@ -278,11 +116,12 @@ class RedisHistory:
         self._dedupe_window = dedupe_window
         self._dedupe_ms = str(max(1, round(dedupe_window * 1000)))
         self._idle = repr(float(idle_ttl))
-        self._append = self._client.register_script(_APPEND)
-        self._since = self._client.register_script(_SINCE)
-        self._latest = self._client.register_script(_LATEST)
-        self._position = self._client.register_script(_POSITION)
-        self._sweep = self._client.register_script(_SWEEP)
+        register = self._client.register_script
+        self._append = register(lua_script("history", "history_append"))
+        self._since = register(lua_script("history", "history_since"))
+        self._latest = register(lua_script("history", "history_latest"))
+        self._position = register(lua_script("history", "history_position"))
+        self._sweep = register(lua_script("history", "history_sweep"))
         self._health = Availability(logger, "history")
         self._closed = False
 
@@ -313,7 +152,7 @@ class RedisHistory:
         size: int,
         ttl: float | None,
     ) -> AppendResult:
-        _check_limits(size)
+        check_limits(size)
         now = self._clock()
         keys = self._keys(channel)
         if message_id is not None:
@@ -335,7 +174,7 @@ class RedisHistory:
         return AppendResult(position, Publication(position.offset, float(when), data, info))
 
     async def since(self, channel: str, offset: int, epoch: str, *, limit: int) -> Recovery:
-        _check_limits(0, limit)
+        check_limits(0, limit)
         now = self._clock()
         args = [*self._args(channel, now), str(offset), epoch, str(max(limit, 1))]
         current, top, ttl_raw, entries = await self._run(self._since, self._keys(channel), args)
@@ -355,7 +194,7 @@ class RedisHistory:
         return Recovery(pubs[:limit], True, position)
 
     async def latest(self, channel: str, *, limit: int) -> tuple[list[Publication], Position]:
-        _check_limits(0, limit)
+        check_limits(0, limit)
         now = self._clock()
         args = [*self._args(channel, now), str(limit)]
         current, top, ttl_raw, entries = await self._run(self._latest, self._keys(channel), args)

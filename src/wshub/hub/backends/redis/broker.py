@@ -42,9 +42,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from wshub.exceptions import HubError, InvalidState
-from wshub.hub.brokers.base import BrokerCallback
-from wshub.hub.redis_support import (
-    DEFAULT_PREFIX,
+from wshub.hub.backends.base import DEFAULT_PREFIX, BrokerCallback
+from wshub.hub.backends.redis.connection import (
     Availability,
     close_client,
     raise_if_cancelled,
@@ -89,11 +88,11 @@ class _Channel:
 
 
 class RedisBroker:
-    """A :class:`~wshub.hub.brokers.base.Broker` on Redis Pub/Sub, for several hub nodes.
+    """A :class:`~wshub.hub.backends.base.Broker` on Redis Pub/Sub, for several hub nodes.
 
     Args:
         redis: a Redis URL (the broker then owns a client made by
-            :func:`~wshub.hub.redis_support.redis_client`) or a client to share (not closed
+            :func:`~.connection.redis_client`) or a client to share (not closed
             by :meth:`close`; the subscriber connection is taken from its pool).
         prefix: the first part of every Pub/Sub channel name; hubs with different prefixes
             do not hear each other.

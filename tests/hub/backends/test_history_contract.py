@@ -1,40 +1,32 @@
-"""Tests for wshub.hub.history: the same behaviour from MemoryHistory and SQLiteHistory."""
+"""The HistoryStore contract (wshub.hub.backends.base), run against every history store.
+
+Memory (the reference), SQLite and Redis answer every test alike; what only one backend can
+do or break is tested in its own module (test_sqlite.py, redis/test_history.py). Add an
+implementation by adding a parameter to the ``factory`` fixture.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from wshub.exceptions import InvalidState
-from wshub.hub.history import HistoryStore, MemoryHistory, SQLiteHistory
+from wshub.hub.backends import HistoryStore, MemoryHistory, SQLiteHistory
+
+from .helpers import Clock, Factory, append, redis_history
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-Factory = Callable[[Clock], HistoryStore]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def factory(request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -> Factory:
     if request.param == "memory":
         return lambda clock: MemoryHistory(clock=clock, dedupe_window=60.0, idle_ttl=1000.0)
-    return lambda clock: SQLiteHistory(
-        tmp_path / "history.db", clock=clock, dedupe_window=60.0, idle_ttl=1000.0
-    )
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+    if request.param == "sqlite":
+        return lambda clock: SQLiteHistory(
+            tmp_path / "history.db", clock=clock, dedupe_window=60.0, idle_ttl=1000.0
+        )
+    return redis_history(request.getfixturevalue("redis").url, prefix)
 
 
 @pytest.fixture
@@ -42,11 +34,6 @@ async def store(factory: Factory, clock: Clock) -> AsyncIterator[HistoryStore]:
     history = factory(clock)
     yield history
     await history.close()
-
-
-async def append(store: HistoryStore, channel: str, n: int, *, size: int = 100) -> None:
-    for i in range(n):
-        await store.append(channel, b"%d" % i, size=size, ttl=None)
 
 
 async def test_offsets_are_consecutive_per_channel(store: HistoryStore) -> None:
@@ -193,45 +180,12 @@ async def test_closed_store_refuses_use(factory: Factory, clock: Clock) -> None:
         await history.position("c:a")
 
 
-async def test_sqlite_history_survives_a_restart(tmp_path: Path) -> None:
-    """Publications, offsets, epochs and message ids survive reopening the file."""
-    path = tmp_path / "h.db"
-    first = SQLiteHistory(path)
-    for i in range(3):
-        await first.append("chat:a", b"%d" % i, message_id=f"m{i}", size=10, ttl=None)
-    before = await first.position("chat:a")
-    await first.close()
-
-    second = SQLiteHistory(path)
-    try:
-        assert await second.position("chat:a") == before
-        recovery = await second.since("chat:a", 1, before.epoch, limit=10)
-        assert recovery.complete and [p.data for p in recovery.publications] == [b"1", b"2"]
-        again = await second.append("chat:a", b"2", message_id="m2", size=10, ttl=None)
-        assert again.duplicate and again.position.offset == 3
-        new = await second.append("chat:a", b"3", size=10, ttl=None)
-        assert new.position.offset == 4 and new.position.epoch == before.epoch
-    finally:
-        await second.close()
-
-
-async def test_sqlite_uses_wal(tmp_path: Path) -> None:
-    """The database is in WAL mode (readers do not block the writer)."""
-    path = tmp_path / "h.db"
-    store = SQLiteHistory(path)
-    await store.position("c:a")
-    await store.close()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-async def test_a_new_file_means_a_new_epoch(tmp_path: Path) -> None:
-    """Losing the file loses the epoch: old positions become unrecoverable."""
-    first = SQLiteHistory(tmp_path / "one.db")
-    await append(first, "c:a", 2)
-    old = await first.position("c:a")
-    await first.close()
-    second = SQLiteHistory(tmp_path / "two.db")
-    await append(second, "c:a", 3)
-    assert not (await second.since("c:a", old.offset, old.epoch, limit=10)).recovered
-    await second.close()
+async def test_negative_size_or_limit_is_refused(store: HistoryStore) -> None:
+    """A negative size or limit is local misuse: ValueError, and nothing is appended."""
+    with pytest.raises(ValueError):
+        await store.append("c:a", b"1", size=-1, ttl=None)
+    with pytest.raises(ValueError):
+        await store.latest("c:a", limit=-1)
+    with pytest.raises(ValueError):
+        await store.since("c:a", 0, "e", limit=-1)
+    assert (await store.position("c:a")).offset == 0

@@ -1,7 +1,7 @@
-"""What the hub's Redis broker and stores share: the client, key names, failure reporting.
+"""What the Redis broker and stores share: the client, the Lua scripts, failure reporting.
 
-Redis is an optional dependency (``pip install wshub[redis]``); only the ``redis_*`` modules
-and :mod:`wshub.hub.brokers.redis` import it, so a hub without Redis never needs it.
+Redis is an optional dependency (``pip install wshub[redis]``); only this package imports
+it, so a hub without Redis never needs it.
 
 The client is built for a hub, not for a script:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib import resources
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -26,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from wshub.exceptions import HubError
+from wshub.hub.backends.base import DEFAULT_PREFIX
 from wshub.hub.wire import ErrorCode
 
 __all__ = [
@@ -33,13 +35,10 @@ __all__ = [
     "Availability",
     "close_client",
     "describe_url",
+    "lua_script",
     "raise_if_cancelled",
     "redis_client",
 ]
-
-#: The default first part of every key and Pub/Sub channel name, so that several hubs (or
-#: other applications) can share one Redis database by using different prefixes.
-DEFAULT_PREFIX = "wshub"
 
 
 def redis_client(
@@ -79,6 +78,16 @@ def redis_client(
 async def close_client(client: Redis) -> None:
     """Close ``client`` and every connection of its pool."""
     await client.connection_pool.disconnect()
+
+
+def lua_script(*names: str) -> str:
+    """The Lua source made of ``lua/<name>.lua`` for each name, in order.
+
+    The scripts ship as package data, one file each, so that they can be read (and
+    linted) as Lua; a store prepends the shared functions its scripts use.
+    """
+    folder = resources.files(__package__).joinpath("lua")
+    return "\n".join(folder.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in names)
 
 
 def describe_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""The broker contract (wshub.hub.brokers.base), run against every broker implementation.
+"""The Broker contract (wshub.hub.backends.base), run against every broker: memory, Redis.
 
 Deliveries may be asynchronous (a Redis broker delivers from a reader task), so tests wait for
 the expected number of messages with :class:`Inbox` instead of checking right after publish.
@@ -7,49 +7,28 @@ Add an implementation by adding a parameter to the ``broker`` fixture.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from wshub.exceptions import InvalidState
-from wshub.hub.brokers import Broker, MemoryBroker
+from wshub.hub.backends import Broker, MemoryBroker
+
+from .helpers import Inbox
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+async def broker(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Broker]:
     implementation: Broker
     if request.param == "redis":
-        from wshub.hub.brokers.redis import RedisBroker
+        from wshub.hub.backends.redis import RedisBroker
 
         server = request.getfixturevalue("redis")
-        implementation = RedisBroker(server.url, prefix=f"t{uuid.uuid4().hex[:12]}")
+        implementation = RedisBroker(server.url, prefix=prefix)
     else:
         implementation = MemoryBroker()
     yield implementation
     await implementation.close()
-
-
-class Inbox:
-    """A callback that records deliveries and lets a test wait for a count."""
-
-    def __init__(self, *, fail: bool = False) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        self._changed = asyncio.Event()
-        self._fail = fail
-
-    def __call__(self, channel: str, payload: bytes) -> None:
-        self.received.append((channel, payload))
-        self._changed.set()
-        if self._fail:
-            raise RuntimeError("callback bug")
-
-    async def wait_for(self, count: int) -> list[tuple[str, bytes]]:
-        while len(self.received) < count:
-            self._changed.clear()
-            await self._changed.wait()
-        return self.received
 
 
 async def test_payloads_arrive_byte_for_byte_in_order(broker: Broker) -> None:

@@ -1,4 +1,4 @@
-"""Tests for wshub.hub.redis_backend: hub nodes sharing one Redis, end to end.
+"""Hub nodes sharing one Redis (wshub.hub.backends.open_stores), end to end.
 
 Two hub servers run in the test process (``start_hub(redis_url=...)`` on two ports, one key
 prefix) and real HubClients talk to them over loopback. The Redis restart test puts a relay
@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from wshub.exceptions import HubError
 from wshub.hub import ChannelRegistry, HubLimits, NamespaceOptions
-from wshub.hub.brokers.redis import RedisBroker
+from wshub.hub.backends import AppendResult, open_stores
+from wshub.hub.backends.redis import RedisBroker
 from wshub.hub.client import HubClient, Subscription
-from wshub.hub.history import AppendResult
-from wshub.hub.redis_backend import RedisBackend, SharedRegistry
 from wshub.hub.server import HubServer, start_hub
 from wshub.hub.wire import Position
 from wshub.testing import RedisServer, redis_server
 
-from .brokers.redis_proxy import redis_proxy
+from .redis_proxy import redis_proxy
 
 pytestmark = pytest.mark.redis
 
@@ -38,11 +36,6 @@ REGISTRY = ChannelRegistry(
 )
 
 StartNode = Callable[[str], Awaitable[HubServer]]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -233,22 +226,25 @@ async def test_start_hub_refuses_conflicting_or_unreachable_redis() -> None:
             await start_hub("127.0.0.1", 0, redis_url=dead.url)
 
 
-async def test_backend_closes_what_it_opened(redis: RedisServer, prefix: str) -> None:
-    """connect() checks Redis; close() stops the broker and the stores."""
-    backend = await RedisBackend.connect(redis.url, prefix=prefix)
-    assert backend.url == f"redis://127.0.0.1:{redis.port}/0"
-    await backend.history.append("c:x", b"1", size=1, ttl=None)
-    await backend.close()
-    assert not backend.broker.connected
+async def test_open_stores_closes_what_it_opened(redis: RedisServer, prefix: str) -> None:
+    """open_stores checks Redis; close() stops the broker and the stores."""
+    stores = await open_stores(redis_url=redis.url, redis_prefix=prefix)
+    assert stores.location == f"redis://127.0.0.1:{redis.port}/0"
+    await stores.history.append("c:x", b"1", size=1, ttl=None)
+    await stores.close()
+    assert isinstance(stores.broker, RedisBroker)
+    assert not stores.broker.connected
 
 
-def test_shared_registry_makes_every_namespace_persistent() -> None:
-    """Only `persistent` changes; other options and namespaces answer as before."""
-    shared = SharedRegistry(REGISTRY)
-    assert list(shared) == ["room", "tick"]
-    assert shared.options("room:x") is REGISTRY.options("room:x")
-    tick = shared.options("tick:y")
-    assert tick.persistent and tick.history_size == 10 and tick.publish == "any"
-    assert shared["tick"] == tick
+async def test_every_namespace_keeps_its_history_in_redis(nodes: list[HubServer]) -> None:
+    """The registry is the hub's, unchanged; persistent=False namespaces use Redis anyway."""
+    a, _ = nodes
+    assert a.hub.registry is REGISTRY
+    tick = a.hub.registry.options("tick:y")
+    assert not tick.persistent and tick.history_size == 10 and tick.publish == "any"
     with pytest.raises(HubError):
-        shared.options("nope:x")
+        a.hub.registry.options("nope:x")
+    await a.hub.publish("tick:y", 1)
+    await a.hub.publish("room:y", 2)
+    assert {"tick:y", "room:y"} <= set(await a.hub.history_store.channels())
+    assert [c["channel"] for c in await a.hub.channels()].count("tick:y") == 1

@@ -1,33 +1,27 @@
-"""Tests for wshub.hub.brokers.redis: nodes, reconnection and failures, on a real redis-server.
+"""Tests for wshub.hub.backends.redis.broker: nodes, reconnection, failures, on a real Redis.
 
-The Broker contract itself runs in test_contract.py; here the brokers talk to Redis through
-a relay (:mod:`.redis_proxy`) so that the tests can cut, silence or redirect the wire. Waits
-are for conditions (a delivery, a reconnection), bounded by pytest's timeout.
+The Broker contract itself runs in test_broker_contract.py; here the brokers talk to Redis
+through a relay (:mod:`.redis_proxy`) so that the tests can cut, silence or redirect the
+wire. Waits are for conditions (a delivery, a reconnection), bounded by pytest's timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from wshub.exceptions import HubError, InvalidState
-from wshub.hub.brokers.redis import RedisBroker
+from wshub.hub.backends.redis import RedisBroker
 from wshub.testing import RedisServer
 
+from ..helpers import Inbox
 from .redis_proxy import RedisProxy, redis_proxy
-from .test_contract import Inbox
 
 pytestmark = pytest.mark.redis
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -1,45 +1,26 @@
-"""Tests for wshub.hub.redis_presence: the presence contract, then crashes and outages.
+"""Tests for wshub.hub.backends.redis.presence: several nodes, crashes and outages.
 
-The contract tests run against MemoryPresence (the reference) and RedisPresence alike;
-the others need Redis: two stores on one prefix are two nodes of one hub.
+The contract (test_presence_contract.py) runs against RedisPresence too; here two stores on
+one prefix are two nodes of one hub, and a relay (:mod:`.redis_proxy`) cuts the wire.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from wshub.exceptions import HubError, InvalidState
-from wshub.hub.presence import MemoryPresence, PresenceStore
-from wshub.hub.redis_presence import RedisPresence
-from wshub.hub.redis_support import redis_client
+from wshub.hub.backends.redis import RedisPresence, redis_client
 from wshub.hub.wire import ClientInfo
 from wshub.testing import RedisServer
 
-from .brokers.redis_proxy import RedisProxy, redis_proxy
+from .redis_proxy import RedisProxy, redis_proxy
 
 A, B = ClientInfo("a", "alice"), ClientInfo("b", "bob", {"nick": "B"})
 
 Nodes = Callable[..., RedisPresence]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[PresenceStore]:
-    presence: PresenceStore
-    if request.param == "redis":
-        presence = RedisPresence(request.getfixturevalue("redis").url, prefix=prefix)
-    else:
-        presence = MemoryPresence()
-    yield presence
-    await presence.close()
 
 
 @pytest.fixture
@@ -54,27 +35,6 @@ async def node(redis: RedisServer, prefix: str) -> AsyncIterator[Nodes]:
     yield make
     for presence in made:
         await presence.close()
-
-
-async def test_add_get_remove(store: PresenceStore) -> None:
-    """Entries are per channel, keyed by client, in arrival order."""
-    await store.add("chat:x", A)
-    await store.add("chat:x", B)
-    await store.add("chat:y", A)
-    assert await store.get("chat:x") == [A, B]
-    assert await store.remove("chat:x", "a") is True
-    assert await store.remove("chat:x", "a") is False
-    assert await store.get("chat:x") == [B]
-    assert await store.get("chat:y") == [A]
-    assert await store.get("chat:none") == []
-
-
-async def test_add_replaces_same_client_in_place(store: PresenceStore) -> None:
-    """Adding a client again replaces its entry, keeping its place in the order."""
-    await store.add("c:x", ClientInfo("a", "u", 1))
-    await store.add("c:x", B)
-    await store.add("c:x", ClientInfo("a", "u", 2))
-    assert await store.get("c:x") == [ClientInfo("a", "u", 2), B]
 
 
 @pytest.mark.redis
