@@ -23,7 +23,7 @@ from wshub.hub import (
     Position,
     SQLiteHistory,
 )
-from wshub.hub.session import POS
+from wshub.hub._outbox import POS
 
 from .conftest import Client, MakeClient
 

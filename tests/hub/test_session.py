@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pytest
 
+from wshub.aio import ServerConnection
+from wshub.aio.connection import CORK_MAX_FRAMES
 from wshub.hub import (
     Authenticator,
     ChannelRegistry,
@@ -18,8 +22,12 @@ from wshub.hub import (
     default_registry,
     make_token,
 )
-from wshub.hub.session import State
-from wshub.hub.wire import Publication
+from wshub.hub.server import HubServer, start_hub
+from wshub.hub.session import Session, State
+from wshub.hub.session import State as SessionState
+from wshub.hub.wire import SUBPROTOCOL, Publication
+from wshub.protocol.frames import Opcode
+from wshub.testing import RawClient
 
 from .conftest import MakeClient
 
@@ -561,3 +569,102 @@ async def test_hub_close_sends_1001(make_client: MakeClient) -> None:
     assert (client.peer.close_code, client.peer.close_reason) == (1001, "going away")
     assert client.session.state == State.CLOSED
     assert hub.stats.connections == 0
+
+
+# --- hostile peers on a real hub (docs/hub.md, "Clients that do not read") ---------------------
+
+WRITE_LIMIT = 2**16
+
+
+async def raw_hub_client(server: HubServer) -> tuple[RawClient, Session]:
+    """A raw client, connected to the hub (``connect`` answered), and its session."""
+    raw = await RawClient.connect("127.0.0.1", server.port, rcvbuf=4096, limit=4096)
+    await raw.handshake(server.path, [("Sec-WebSocket-Protocol", SUBPROTOCOL)])
+    raw.send_text('{"id": 1, "cmd": "connect"}')
+    assert orjson.loads((await raw.recv_frame()).payload)["id"] == 1
+    (session,) = server.hub.sessions
+    return raw, session
+
+
+def assert_bounded(
+    session: Session, limits: HubLimits, largest_message: int, *, corked: int = CORK_MAX_FRAMES
+) -> None:
+    """What the hub holds for ``session``: its outbox and its transport's write buffer."""
+    assert session.queued_size <= max(limits.max_queued_size or 0, largest_message)
+    assert session.queued_messages <= limits.max_pending_replies + 256  # + one channel queue
+    peer = session.peer
+    assert isinstance(peer, ServerConnection)
+    # Below the high-water mark one more message is taken; pushes are corked, and a cork
+    # holds up to CORK_MAX_FRAMES frames before the transport (and its flow control) sees them.
+    assert peer.write_buffer_size <= WRITE_LIMIT + (corked + 1) * largest_message
+
+
+async def close_code_after_reading(raw: RawClient) -> tuple[int, str]:
+    """Start reading again and skip what the hub had written before its close frame."""
+    raw.resume_reading()
+    return await raw.recv_close(skip=(Opcode.TEXT, Opcode.PING, Opcode.PONG))
+
+
+async def test_subscriber_that_never_reads_is_bounded_then_closed_4004() -> None:
+    """A subscriber of a busy channel that reads nothing costs at most max_queued_size plus
+    the write buffer, whatever the channel's queue allows, then is closed 4004."""
+    limits = HubLimits()
+    server = await start_hub(
+        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, limits=limits, compression=None
+    )
+    async with server:
+        raw, session = await raw_hub_client(server)
+        async with raw:
+            raw.send_text('{"id": 2, "cmd": "subscribe", "channel": "chat:busy"}')
+            assert orjson.loads((await raw.recv_frame()).payload)["id"] == 2
+            raw.pause_reading()
+            payload = "x" * 32768
+            published = 0
+            while session.state == SessionState.CONNECTED:
+                await server.hub.publish("chat:busy", payload)
+                published += 1
+                assert_bounded(session, limits, len(payload) + 200)
+            # 4 MiB queued at most, while 256 publications of 32 KiB fit the channel's queue.
+            assert published * len(payload) > limits.max_queued_size  # type: ignore[operator]
+            assert await close_code_after_reading(raw) == (4004, "slow consumer")
+            assert server.hub.stats.slow_consumer_disconnects == 1
+
+
+async def test_client_that_floods_commands_unread_is_bounded_then_closed_4004() -> None:
+    """Commands whose replies are never read: without a rate limit the replies wait up to
+    max_queued_size (then 4004), the transport's buffer stays at its high-water mark."""
+    limits = HubLimits(command_rate=None)
+    server = await start_hub(
+        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, limits=limits, compression=None
+    )
+    async with server:
+        for n in range(100):
+            await server.hub.publish("chat:h", {"n": n, "text": "y" * 1000})
+        raw, session = await raw_hub_client(server)
+        async with raw:
+            raw.pause_reading()
+            command = '{"id": 3, "cmd": "history", "channel": "chat:h", "limit": 100}'
+            sent = 0
+            with contextlib.suppress(ConnectionError):
+                while session.state == SessionState.CONNECTED:
+                    for _ in range(20):
+                        raw.send_text(command)
+                    sent += 20
+                    await raw.drain()
+                    assert_bounded(session, limits, 120_000, corked=0)  # replies: no cork
+            assert sent * 100_000 > limits.max_queued_size  # type: ignore[operator]
+            assert await close_code_after_reading(raw) == (4004, "slow consumer")
+
+
+async def test_client_that_floods_commands_is_closed_4005_by_default() -> None:
+    """With the default rate limits, a flood ends in 4005 long before any queue fills."""
+    server = await start_hub("127.0.0.1", 0, ephemeral=True, allow_anonymous=True)
+    async with server:
+        raw, _ = await raw_hub_client(server)
+        async with raw:
+            raw.pause_reading()
+            for n in range(400):
+                raw.send_text(f'{{"id": {n + 10}, "cmd": "ping"}}')
+            await raw.drain()
+            assert await close_code_after_reading(raw) == (4005, "rate limited")
+            assert server.hub.stats.rate_limited >= HubLimits().max_rate_limited

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from wshub.exceptions import HubError, InvalidState
+from wshub.hub._outbox import EPH, EVT, POS
 from wshub.hub.auth import Authenticator
 from wshub.hub.backends import (
     AppendResult,
@@ -42,7 +43,7 @@ from wshub.hub.backends import (
     PresenceStore,
 )
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
-from wshub.hub.session import EPH, EVT, POS, Peer, Session, Subscription
+from wshub.hub.session import Peer, Session, Subscription
 from wshub.hub.stats import HubStats
 from wshub.hub.wire import (
     ClientInfo,
@@ -81,6 +82,10 @@ class HubLimits:
         max_recovery: publications one ``subscribe`` may recover.
         max_history_limit: the largest ``limit`` of a history read.
         max_pending_replies: replies queued for a client that does not read (close 4004).
+        max_queued_size: characters of JSON (about bytes) queued for a client that does not
+            read, replies and pushes of all its channels together, beyond the transport's
+            write buffer (close 4004, whatever the namespaces' slow-consumer policies;
+            ephemeral pushes are dropped instead). ``None`` means no limit.
     """
 
     connect_timeout: float | None = 10.0
@@ -97,6 +102,7 @@ class HubLimits:
     max_recovery: int = 1000
     max_history_limit: int = 1000
     max_pending_replies: int = 256
+    max_queued_size: int | None = 4 * 2**20
 
 
 #: How long a publication that arrived ahead of its predecessor waits for it (seconds), and

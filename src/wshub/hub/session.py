@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import deque
 from collections.abc import Awaitable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from wshub.exceptions import AuthError, HubError, InvalidState, WSHubError
+from wshub.hub._outbox import POS, ChannelQueue, Outbox
 from wshub.hub.auth import Identity
 from wshub.hub.channels import NamespaceOptions
 from wshub.hub.ratelimit import TokenBucket
@@ -58,11 +58,6 @@ if TYPE_CHECKING:
 __all__ = ["Peer", "Session", "State", "Subscription"]
 
 logger = logging.getLogger("wshub.hub")
-
-# Kinds of messages in a subscription's queue: they decide what may be dropped.
-POS = 0  # a positioned publication
-EPH = 1  # an ephemeral publication: always the first to go
-EVT = 2  # a join/leave event
 
 
 class Peer(Protocol):
@@ -105,47 +100,6 @@ _TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-class _Queue:
-    """A subscription's bounded outbound queue with its namespace's overflow policy."""
-
-    __slots__ = ("items", "policy", "size")
-
-    def __init__(self, options: NamespaceOptions) -> None:
-        self.items: deque[tuple[int, str]] = deque()
-        self.policy = options.slow_consumer
-        self.size = options.queue_size
-
-    def push(self, kind: int, message: str) -> tuple[int, int] | None:
-        """Queue ``message``.
-
-        Returns:
-            ``(change in queue length, messages dropped)``, or ``None`` when the queue is
-            full and the policy is to disconnect.
-        """
-        items = self.items
-        dropped = 0
-        if self.policy == "latest" and kind == POS:
-            # Conflation: at most one publication waits per channel, the newest.
-            for index, item in enumerate(items):
-                if item[0] == POS:
-                    del items[index]
-                    dropped = 1
-                    break
-        if len(items) >= self.size:
-            if kind == EPH:
-                return 0, 1
-            first_eph = next((i for i, item in enumerate(items) if item[0] == EPH), None)
-            if first_eph is not None:
-                del items[first_eph]
-            elif self.policy == "disconnect":
-                return None
-            else:
-                items.popleft()
-            dropped += 1
-        items.append((kind, message))
-        return 1 - dropped, dropped
-
-
 class Subscription:
     """A session's subscription to one channel.
 
@@ -171,7 +125,7 @@ class Subscription:
         self.session = session
         self.channel = channel
         self.options = options
-        self.queue = _Queue(options)
+        self.queue = ChannelQueue(options.slow_consumer, options.queue_size)
         self.buffer: list[tuple[int, int, str, str]] = []
         self.live = False
         self.active = True
@@ -236,9 +190,10 @@ class Session:
         )
         self._bad_in_row = 0
         self._limited_in_row = 0
-        self._control: deque[str] = deque()
-        self._ready: deque[Subscription] = deque()
-        self._pending = 0
+        self._outbox = Outbox(
+            max_pending_replies=limits.max_pending_replies,
+            max_queued_size=limits.max_queued_size,
+        )
         self._writer: asyncio.Task[None] | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
         self._counted_user = False
@@ -456,8 +411,7 @@ class Session:
         sub.active = False
         if self.subscriptions.get(sub.channel) is sub:
             del self.subscriptions[sub.channel]
-        self._pending -= len(sub.queue.items)
-        sub.queue.items.clear()
+        self._outbox.discard(sub.queue)
         sub.buffer.clear()
         self.hub._remove_subscription(sub)
 
@@ -497,11 +451,12 @@ class Session:
 
     # --- output --------------------------------------------------------------------------
 
-    def _write(self, message: str) -> None:
+    def _write(self, message: str, *, cork: bool = True) -> None:
         try:
-            # Corked: a feed that publishes to several of this connection's channels in one
-            # loop iteration reaches it in one system call, not one per publication.
-            self.peer.cork()
+            if cork:
+                # A feed that publishes to several of this connection's channels in one
+                # loop iteration reaches it in one system call, not one per publication.
+                self.peer.cork()
             self.peer.send_nowait(message)
         except WSHubError:
             # The connection is gone; the transport calls connection_lost.
@@ -511,34 +466,42 @@ class Session:
         """Send a reply or a control push, after anything already queued."""
         if self.state >= State.CLOSING:
             return
-        if self._pending == 0 and self.peer.writable:
-            self._write(message)
+        outbox = self._outbox
+        if outbox.pending == 0 and self.peer.writable:
+            # Not corked: a cork is invisible to the transport's high-water mark, and a
+            # client that pipelines commands would otherwise get up to a cork's worth of
+            # replies buffered past it.
+            self._write(message, cork=False)
             return
-        if len(self._control) >= self._limits.max_pending_replies:
+        if not outbox.add_reply(message):
             self.slow_consumer()
             return
-        self._control.append(message)
-        self._pending += 1
         self._ensure_writer()
 
     def enqueue(self, sub: Subscription, kind: int, message: str) -> None:
         """Send a channel message now if the connection keeps up, else queue it."""
         if self.state >= State.CLOSING:
             return
-        if self._pending == 0 and self.peer.writable:
+        outbox = self._outbox
+        if outbox.pending == 0 and self.peer.writable:
             self._write(message)
             return
-        was_empty = not sub.queue.items
-        outcome = sub.queue.push(kind, message)
-        if outcome is None:
+        dropped = outbox.add(sub.queue, kind, message)
+        if dropped is None:
             self.slow_consumer()
             return
-        change, dropped = outcome
-        self._pending += change
         self.hub.stats.drops += dropped
-        if was_empty and sub.queue.items:
-            self._ready.append(sub)
         self._ensure_writer()
+
+    @property
+    def queued_messages(self) -> int:
+        """Replies and pushes waiting because the connection does not keep up."""
+        return self._outbox.pending
+
+    @property
+    def queued_size(self) -> int:
+        """Characters of JSON waiting (bounded by ``HubLimits.max_queued_size``)."""
+        return self._outbox.size
 
     def slow_consumer(self) -> None:
         """Close with 4004: the client does not read fast enough."""
@@ -547,30 +510,17 @@ class Session:
             self.close(CloseCode.SLOW_CONSUMER)
 
     def _ensure_writer(self) -> None:
-        if self._writer is None and self._pending:
+        if self._writer is None and self._outbox.pending:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
-    def _next_message(self) -> str:
-        if self._control:
-            return self._control.popleft()
-        # Round-robin between channels, so that one busy channel cannot starve the others.
-        while True:
-            sub = self._ready.popleft()
-            if sub.queue.items:
-                message = sub.queue.items.popleft()[1]
-                if sub.queue.items:
-                    self._ready.append(sub)
-                return message
-
     async def _write_loop(self) -> None:
+        outbox = self._outbox
         try:
-            while self._pending > 0 and self.state < State.CLOSING:
+            while outbox.pending > 0 and self.state < State.CLOSING:
                 if not self.peer.writable:
                     await self.peer.drain()
                     continue
-                message = self._next_message()
-                self._pending -= 1
-                self._write(message)
+                self._write(outbox.pop())
         except (WSHubError, ConnectionError) as exc:
             logger.debug("session %s: write failed: %s", self.client_id, exc)
             self._start_cleanup()
@@ -583,15 +533,17 @@ class Session:
         """Close the connection with ``code`` and clean up.
 
         Replies already queued are written first (so that a client refused at ``connect``
-        sees the error reply before the close frame); queued pushes are discarded.
+        sees the error reply before the close frame), except for a slow consumer (4004);
+        queued pushes are discarded.
         """
         if self.state >= State.CLOSING:
             return
         logger.debug("session %s: closing with %d", self.client_id, code)
-        control, self._control = self._control, deque()
+        # A slow consumer reads nothing: its replies would only add to what the hub holds.
+        replies = self._outbox.take_replies() if code != CloseCode.SLOW_CONSUMER else []
         self._start_cleanup()
-        for message in control:
-            self._write(message)
+        for message in replies:
+            self._write(message, cork=False)
         self.hub._spawn(self._close_peer(code))
 
     async def _close_peer(self, code: CloseCode) -> None:
@@ -620,9 +572,7 @@ class Session:
             if timer is not None:
                 timer.cancel()
         self._connect_timer = self._expiry_timer = None
-        self._control.clear()
-        self._ready.clear()
-        self._pending = 0
+        self._outbox.clear()
         subs = list(self.subscriptions.values())
         for sub in subs:
             self._drop_subscription(sub)
