@@ -30,13 +30,11 @@ import time
 from pathlib import Path
 
 import orjson
+from cpu_cost import free_port, wait_listening  # beside this file
 
 from wshub.hub.wire import SUBPROTOCOL
 from wshub.protocol.frames import Opcode
 from wshub.testing import RawClient
-
-sys.path.insert(0, str(Path(__file__).parent))
-from cpu_cost import free_port, wait_listening  # noqa: E402  (beside this file)
 
 
 def rss(pid: int) -> int:
