@@ -12,6 +12,9 @@ samples the server's RSS (``/proc/PID/status``) every 10 ms until the hub closes
   reply) and never reads the replies, with ``--command-rate none``.
 
 Prints one line per scenario: RSS before, peak growth, and the close code the peer got.
+With too few publications the kernel's socket buffers absorb them all and the subscriber is
+only closed by the keepalive (1011, after about 40 s): keep ``--count × --size`` above
+~16 MB.
 
 Usage::
 
