@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,9 +14,10 @@ from hypothesis import strategies as st
 
 from wshub.hub.wire import (
     ClientInfo,
-    CloseCode,
     Command,
     Connect,
+    DisconnectAdvice,
+    DisconnectCode,
     ErrorCode,
     History,
     Ping,
@@ -25,6 +29,7 @@ from wshub.hub.wire import (
     Subscribe,
     Unsubscribe,
     WireError,
+    disconnect_advice,
     ephemeral_push,
     error_reply,
     event_push,
@@ -64,9 +69,9 @@ def test_error_codes_match_the_documented_table() -> None:
     assert {int(code): code.message for code in ErrorCode} == documented
 
 
-def test_close_codes_match_the_documented_table() -> None:
+def test_disconnect_codes_match_the_documented_table() -> None:
     """Close codes are the ones of docs/protocol.md §7, hub codes in 4000-4999."""
-    assert {int(c): c.reason for c in CloseCode} == {
+    assert {int(c): c.reason for c in DisconnectCode} == {
         1001: "going away",
         1011: "internal error",
         4000: "bad commands",
@@ -261,3 +266,62 @@ def test_pushes_embed_raw_data() -> None:
         "code": 104,
         "message": "permission denied",
     }
+
+
+# --- disconnect codes: one table for the hub, the docs, HubClient and wshub.js ---------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def advice_table() -> dict[int, tuple[str, bool, bool, bool]]:
+    return {int(c): (c.reason, c.reconnect, c.new_token, c.slow_down) for c in DisconnectCode}
+
+
+def test_disconnect_advice_says_who_may_reconnect() -> None:
+    """Refusals that a retry cannot fix say so; auth refusals ask for a new token."""
+    no_retry = {c for c in DisconnectCode if not c.reconnect}
+    assert no_retry == {
+        DisconnectCode.BAD_COMMANDS,
+        DisconnectCode.TOO_MANY_CONNECTIONS,
+        DisconnectCode.UNSUPPORTED_SUBPROTOCOL,
+    }
+    assert {c for c in DisconnectCode if c.new_token} == {
+        DisconnectCode.UNAUTHORIZED,
+        DisconnectCode.TOKEN_EXPIRED,
+    }
+    assert {c for c in DisconnectCode if c.slow_down} == {DisconnectCode.RATE_LIMITED}
+
+
+def test_disconnect_advice_of_any_code() -> None:
+    """A code that is not the hub's (1006: the network failed) means reconnect."""
+    assert disconnect_advice(1006) == DisconnectAdvice(reconnect=True)
+    assert disconnect_advice(4000) == DisconnectAdvice(reconnect=False)
+    assert disconnect_advice(4003) == DisconnectAdvice(reconnect=True, new_token=True)
+
+
+def test_wshub_js_follows_the_disconnect_table() -> None:
+    """The table in wshub.js (JSON between markers) parses equal to DisconnectCode's."""
+    source = (ROOT / "src/wshub/hub/js/wshub.js").read_text()
+    block = source.split("// BEGIN DISCONNECT_CODES\n", 1)[1].split("// END DISCONNECT_CODES", 1)[0]
+    body = block.split("Object.freeze(", 1)[1].rsplit(");", 1)[0]
+    table = json.loads(body)
+    assert {
+        int(code): (row["reason"], row["reconnect"], row["newToken"], row["slowDown"])
+        for code, row in table.items()
+    } == advice_table()
+    # ... and the client decides from it, not from lists of its own.
+    assert "disconnectAdvice(code)" in source
+    assert not re.search(r"new Set\(\[4\d\d\d", source)
+
+
+def test_protocol_docs_follow_the_disconnect_table() -> None:
+    """docs/protocol.md §7 has the same codes, reasons and advice."""
+    text = (ROOT / "docs/protocol.md").read_text()
+    section = text.split("## 7. Close codes", 1)[1].split("## 8.", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0].isdigit() and cells[0] != "1000":
+            yes = {"yes": True, "no": False}
+            rows[int(cells[0])] = (cells[1], yes[cells[3]], yes[cells[4]], yes[cells[5]])
+    assert rows == advice_table()

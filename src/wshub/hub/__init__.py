@@ -23,7 +23,7 @@ from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.server import HubServer, run_hub, start_hub
 from wshub.hub.session import Peer, Session
 from wshub.hub.stats import HubStats
-from wshub.hub.wire import SUBPROTOCOL, ClientInfo, CloseCode, ErrorCode, Position
+from wshub.hub.wire import SUBPROTOCOL, ClientInfo, DisconnectCode, ErrorCode, Position
 
 __all__ = [
     "SUBPROTOCOL",
@@ -32,7 +32,7 @@ __all__ = [
     "Broker",
     "ChannelRegistry",
     "ClientInfo",
-    "CloseCode",
+    "DisconnectCode",
     "ErrorCode",
     "HistoryStore",
     "HttpApi",

@@ -47,7 +47,7 @@ from wshub.hub.session import Peer, Session, Subscription
 from wshub.hub.stats import HubStats
 from wshub.hub.wire import (
     ClientInfo,
-    CloseCode,
+    DisconnectCode,
     ErrorCode,
     Position,
     Publication,
@@ -264,7 +264,7 @@ class Hub:
                 await self._expirer
         sessions = list(self._sessions)
         for session in sessions:
-            session.close(CloseCode.GOING_AWAY)
+            session.close(DisconnectCode.GOING_AWAY)
         await asyncio.gather(*(s.connection_lost() for s in sessions), return_exceptions=True)
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

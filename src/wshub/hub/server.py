@@ -31,7 +31,7 @@ from wshub.hub.channels import ChannelRegistry
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
-from wshub.hub.wire import SUBPROTOCOL, CloseCode
+from wshub.hub.wire import SUBPROTOCOL, DisconnectCode
 from wshub.protocol.http11 import Request, Response
 from wshub.protocol.server import is_upgrade_request
 
@@ -116,7 +116,7 @@ class HubServer:
     async def handle(self, ws: ServerConnection) -> None:
         """The WebSocket handler: one hub session per connection."""
         if ws.subprotocol != SUBPROTOCOL:
-            code = CloseCode.UNSUPPORTED_SUBPROTOCOL
+            code = DisconnectCode.UNSUPPORTED_SUBPROTOCOL
             await ws.close(int(code), code.reason)
             return
         session = self.hub.session(ws)

@@ -32,9 +32,9 @@ from wshub.hub.channels import NamespaceOptions
 from wshub.hub.ratelimit import TokenBucket
 from wshub.hub.wire import (
     ClientInfo,
-    CloseCode,
     Command,
     Connect,
+    DisconnectCode,
     ErrorCode,
     History,
     Ping,
@@ -235,11 +235,11 @@ class Session:
             self.hub.stats.auth_failures += 1
             self._send_error(command_id, exc)
             if isinstance(command, Connect):
-                self.close(CloseCode.UNAUTHORIZED)
+                self.close(DisconnectCode.UNAUTHORIZED)
         except HubError as exc:
             self._send_error(command_id, exc)
             if isinstance(command, Connect) and exc.code == ErrorCode.LIMIT_EXCEEDED:
-                self.close(CloseCode.TOO_MANY_CONNECTIONS)
+                self.close(DisconnectCode.TOO_MANY_CONNECTIONS)
         except Exception:
             logger.exception(
                 "session %s: command %s failed", self.client_id, type(command).__name__
@@ -251,14 +251,14 @@ class Session:
         self._limited_in_row += 1
         self._send(error_reply(command_id, ErrorCode.RATE_LIMITED))
         if self._limited_in_row >= self._limits.max_rate_limited:
-            self.close(CloseCode.RATE_LIMITED)
+            self.close(DisconnectCode.RATE_LIMITED)
 
     def _bad_command(self, error: WireError) -> None:
         self.hub.stats.bad_commands += 1
         self._bad_in_row += 1
         self._send(error_reply(error.id, error.code, error.message))
         if self._bad_in_row >= self._limits.max_bad_commands:
-            self.close(CloseCode.BAD_COMMANDS)
+            self.close(DisconnectCode.BAD_COMMANDS)
 
     def _send_error(self, command_id: int, exc: HubError) -> None:
         self._send(error_reply(command_id, ErrorCode(exc.code), exc.message))
@@ -420,7 +420,7 @@ class Session:
     def _connect_timeout(self) -> None:
         self._connect_timer = None
         if self.state == State.AWAITING_CONNECT:
-            self.close(CloseCode.CONNECT_TIMEOUT)
+            self.close(DisconnectCode.CONNECT_TIMEOUT)
 
     def _schedule_expiry(self) -> None:
         if self._expiry_timer is not None:
@@ -446,7 +446,7 @@ class Session:
         if self.hub.clock() < identity.expires + self.hub.auth.leeway:
             self._schedule_expiry()
             return False
-        self.close(CloseCode.TOKEN_EXPIRED)
+        self.close(DisconnectCode.TOKEN_EXPIRED)
         return True
 
     # --- output --------------------------------------------------------------------------
@@ -507,7 +507,7 @@ class Session:
         """Close with 4004: the client does not read fast enough."""
         if self.state < State.CLOSING:
             self.hub.stats.slow_consumer_disconnects += 1
-            self.close(CloseCode.SLOW_CONSUMER)
+            self.close(DisconnectCode.SLOW_CONSUMER)
 
     def _ensure_writer(self) -> None:
         if self._writer is None and self._outbox.pending:
@@ -529,7 +529,7 @@ class Session:
 
     # --- closing -------------------------------------------------------------------------
 
-    def close(self, code: CloseCode) -> None:
+    def close(self, code: DisconnectCode) -> None:
         """Close the connection with ``code`` and clean up.
 
         Replies already queued are written first (so that a client refused at ``connect``
@@ -540,13 +540,13 @@ class Session:
             return
         logger.debug("session %s: closing with %d", self.client_id, code)
         # A slow consumer reads nothing: its replies would only add to what the hub holds.
-        replies = self._outbox.take_replies() if code != CloseCode.SLOW_CONSUMER else []
+        replies = self._outbox.take_replies() if code != DisconnectCode.SLOW_CONSUMER else []
         self._start_cleanup()
         for message in replies:
             self._write(message, cork=False)
         self.hub._spawn(self._close_peer(code))
 
-    async def _close_peer(self, code: CloseCode) -> None:
+    async def _close_peer(self, code: DisconnectCode) -> None:
         try:
             await self.peer.close(int(code), code.reason)
         except (WSHubError, ConnectionError) as exc:

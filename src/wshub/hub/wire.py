@@ -21,9 +21,10 @@ import orjson
 __all__ = [
     "SUBPROTOCOL",
     "ClientInfo",
-    "CloseCode",
     "Command",
     "Connect",
+    "DisconnectAdvice",
+    "DisconnectCode",
     "ErrorCode",
     "History",
     "Ping",
@@ -35,6 +36,7 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "WireError",
+    "disconnect_advice",
     "encode_json",
     "ephemeral_push",
     "error_reply",
@@ -104,8 +106,15 @@ _ERROR_MESSAGES = {
 }
 
 
-class CloseCode(IntEnum):
-    """WebSocket close codes the hub uses (docs/protocol.md §7)."""
+class DisconnectCode(IntEnum):
+    """Close codes the hub uses (docs/protocol.md §7), each with the advice it carries.
+
+    Not to be confused with :class:`wshub.CloseCode`, the codes of RFC 6455 §7.4.1: the
+    hub's own are in the 4000-4999 range that RFC 6455 leaves to applications, plus the two
+    RFC codes it sends itself. What a client should do after each (:attr:`reconnect`,
+    :attr:`new_token`, :attr:`slow_down`) is one table, ``_ADVICE``, which the Python client
+    and ``wshub.js`` both follow (a test checks that the JavaScript copy agrees).
+    """
 
     GOING_AWAY = 1001
     INTERNAL_ERROR = 1011
@@ -122,6 +131,59 @@ class CloseCode(IntEnum):
     def reason(self) -> str:
         """The fixed close reason sent with this code (never any detail)."""
         return self.name.lower().replace("_", " ")
+
+    @property
+    def reconnect(self) -> bool:
+        """Whether reconnecting can help (with a new token when :attr:`new_token`)."""
+        return _ADVICE[self].reconnect
+
+    @property
+    def new_token(self) -> bool:
+        """Whether the client needs a new token before it reconnects."""
+        return _ADVICE[self].new_token
+
+    @property
+    def slow_down(self) -> bool:
+        """Whether the client should wait its longest backoff before it reconnects."""
+        return _ADVICE[self].slow_down
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectAdvice:
+    """What a client should do after the connection closed with some code."""
+
+    reconnect: bool
+    new_token: bool = False
+    slow_down: bool = False
+
+
+_RETRY = DisconnectAdvice(reconnect=True)
+_ADVICE: dict[DisconnectCode, DisconnectAdvice] = {
+    DisconnectCode.GOING_AWAY: _RETRY,  # the node restarts: another one (or it) answers soon
+    DisconnectCode.INTERNAL_ERROR: _RETRY,
+    DisconnectCode.BAD_COMMANDS: DisconnectAdvice(reconnect=False),  # a bug in the client
+    DisconnectCode.UNAUTHORIZED: DisconnectAdvice(reconnect=True, new_token=True),
+    DisconnectCode.CONNECT_TIMEOUT: _RETRY,
+    DisconnectCode.TOKEN_EXPIRED: DisconnectAdvice(reconnect=True, new_token=True),
+    DisconnectCode.SLOW_CONSUMER: _RETRY,  # and recover what was missed
+    DisconnectCode.RATE_LIMITED: DisconnectAdvice(reconnect=True, slow_down=True),
+    DisconnectCode.TOO_MANY_CONNECTIONS: DisconnectAdvice(reconnect=False),
+    DisconnectCode.UNSUPPORTED_SUBPROTOCOL: DisconnectAdvice(reconnect=False),
+}
+
+
+def disconnect_advice(code: int) -> DisconnectAdvice:
+    """The advice for any close code: the table's for the hub's codes, else "reconnect"
+    (a network failure, 1006, or a proxy's close is worth retrying)."""
+    try:
+        return _ADVICE[DisconnectCode(code)]
+    except ValueError:
+        return _RETRY
+
+
+#: Deprecated name of :class:`DisconnectCode`, kept only until ``hub/client`` (branch
+#: client) imports the new name; not exported. ``wshub.CloseCode`` is RFC 6455's.
+CloseCode = DisconnectCode
 
 
 @dataclass(frozen=True, slots=True)

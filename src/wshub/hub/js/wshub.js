@@ -36,12 +36,30 @@ export const State = Object.freeze({
   //                     browser is offline (we retry when it comes back online)
 });
 
-// Close codes after which reconnecting cannot help (protocol §7).
-const FATAL_CLOSE_CODES = new Set([4000, 4006, 4007]);
-// Close codes that need a new token before reconnecting.
-const TOKEN_CLOSE_CODES = new Set([4001, 4003]);
-// Close code for "rate limited": reconnect, but after the longest backoff.
-const RATE_LIMITED_CLOSE = 4005;
+// What to do after each close code of the hub (protocol §7): a copy of the table of
+// wshub.hub.wire.DisconnectCode, which tests/hub/test_wire.py checks this agrees with.
+// Between the markers the text is JSON. A code not listed (1006: the network) means
+// "reconnect".
+// BEGIN DISCONNECT_CODES
+export const DISCONNECT_CODES = Object.freeze({
+  "1001": { "reason": "going away", "reconnect": true, "newToken": false, "slowDown": false },
+  "1011": { "reason": "internal error", "reconnect": true, "newToken": false, "slowDown": false },
+  "4000": { "reason": "bad commands", "reconnect": false, "newToken": false, "slowDown": false },
+  "4001": { "reason": "unauthorized", "reconnect": true, "newToken": true, "slowDown": false },
+  "4002": { "reason": "connect timeout", "reconnect": true, "newToken": false, "slowDown": false },
+  "4003": { "reason": "token expired", "reconnect": true, "newToken": true, "slowDown": false },
+  "4004": { "reason": "slow consumer", "reconnect": true, "newToken": false, "slowDown": false },
+  "4005": { "reason": "rate limited", "reconnect": true, "newToken": false, "slowDown": true },
+  "4006": { "reason": "too many connections", "reconnect": false, "newToken": false, "slowDown": false },
+  "4007": { "reason": "unsupported subprotocol", "reconnect": false, "newToken": false, "slowDown": false }
+});
+// END DISCONNECT_CODES
+const RETRY = Object.freeze({ reconnect: true, newToken: false, slowDown: false });
+
+/** The advice for close code `code`: DISCONNECT_CODES[code], or "reconnect". */
+export function disconnectAdvice(code) {
+  return DISCONNECT_CODES[code] || RETRY;
+}
 
 /** An error reply from the hub (protocol §6), or a command the client had to give up. */
 export class HubError extends Error {
@@ -442,7 +460,8 @@ export class HubClient extends EventTarget {
     this._dropConnection();
     this._dispatch("disconnected", { code, reason });
     if (this._stopped) return;
-    if (FATAL_CLOSE_CODES.has(code) || (TOKEN_CLOSE_CODES.has(code) && !this.getToken)) {
+    const advice = disconnectAdvice(code);
+    if (!advice.reconnect || (advice.newToken && !this.getToken)) {
       this._stopped = true;
       this._report(new HubError(code, reason || "connection refused"));
       for (const entry of this._outbox) entry.reject(new DisconnectedError(reason));
@@ -450,8 +469,8 @@ export class HubClient extends EventTarget {
       this._setState(State.OFFLINE);
       return;
     }
-    if (TOKEN_CLOSE_CODES.has(code)) this._wantToken = true;
-    if (code === RATE_LIMITED_CLOSE) this._attempt = Math.max(this._attempt, 30);
+    if (advice.newToken) this._wantToken = true;
+    if (advice.slowDown) this._attempt = Math.max(this._attempt, 30);
     this._scheduleReconnect();
   }
 
