@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import random
 from pathlib import Path
@@ -619,3 +620,64 @@ async def test_a_publication_that_never_arrives_leaves_a_visible_gap(
                 break
             await asyncio.sleep(0.02)
         assert offsets(client, "chat:lost")[:3] == [1, 2, 4]
+
+
+# --- the layout: parts that can be read one at a time -----------------------------------------
+
+HUB_SRC = Path(__file__).resolve().parents[2] / "src/wshub/hub"
+OWN_MODULES = [
+    "hub.py",
+    "session.py",
+    "subscription.py",
+    "host.py",
+    "limits.py",
+    "_fanout.py",
+    "_outbox.py",
+]
+
+
+def test_hub_is_the_session_host() -> None:
+    """Hub implements the SessionHost protocol that sessions depend on."""
+    from wshub.hub.host import SessionHost
+
+    assert isinstance(Hub(expire_interval=None), SessionHost)
+
+
+def test_session_does_not_import_the_hub() -> None:
+    """session.py depends on SessionHost, never on wshub.hub.hub (no import cycle)."""
+    tree = ast.parse((HUB_SRC / "session.py").read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "wshub.hub.hub" not in imported
+    tree = ast.parse((HUB_SRC / "hub.py").read_text())
+    from_session = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "wshub.hub.session"
+        for alias in node.names
+    }
+    assert from_session <= {"Peer", "Session"}
+
+
+@pytest.mark.parametrize(
+    "module", [*OWN_MODULES, *(f"wire/{p.name}" for p in (HUB_SRC / "wire").glob("*.py"))]
+)
+def test_no_module_reaches_into_private_attributes(module: str) -> None:
+    """Only ``self`` (or ``cls``) is followed by a private attribute."""
+    tree = ast.parse((HUB_SRC / module).read_text())
+    reaching = [
+        f"{ast.unparse(node)} (line {node.lineno})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    ]
+    assert reaching == []
+
+
+@pytest.mark.parametrize("module", OWN_MODULES)
+def test_modules_stay_small(module: str) -> None:
+    """A newcomer can hold each in their head: well under 600 lines."""
+    assert len((HUB_SRC / module).read_text().splitlines()) < 560

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -22,14 +23,29 @@ from wshub.hub import (
     default_registry,
     make_token,
 )
+from wshub.hub._outbox import POS
+from wshub.hub.backends import AppendResult
+from wshub.hub.host import SessionHost
 from wshub.hub.server import HubServer, start_hub
-from wshub.hub.session import Session, State
-from wshub.hub.session import State as SessionState
-from wshub.hub.wire import SUBPROTOCOL, Publication
+from wshub.hub.session import Session, SessionState
+from wshub.hub.stats import HubStats
+from wshub.hub.subscription import SessionSubscription
+from wshub.hub.wire import (
+    SUBPROTOCOL,
+    ClientInfo,
+    ConnectResult,
+    HistoryResult,
+    Position,
+    PublishResult,
+    Reply,
+    StoredPublication,
+    SubscribeResult,
+    parse_message,
+)
 from wshub.protocol.frames import Opcode
 from wshub.testing import RawClient
 
-from .conftest import MakeClient
+from .conftest import FakePeer, MakeClient
 
 SECRET = "session-tests-secret-0123456789abcdef"
 NOW = 1_700_000_000.0
@@ -70,7 +86,7 @@ async def test_connect_anonymous(make_client: MakeClient) -> None:
             "expires": None,
             "meta": {"nick": "Ann"},
         }
-        assert client.session.state == State.CONNECTED
+        assert client.session.state == SessionState.CONNECTED
 
 
 async def test_connect_with_token_meta_overrides_client_meta(make_client: MakeClient) -> None:
@@ -527,7 +543,7 @@ async def test_publish_rate_limit(make_client: MakeClient) -> None:
 class BrokenHistory(MemoryHistory):
     """A store whose backend fails (fault injected at the storage edge)."""
 
-    async def latest(self, channel: str, *, limit: int) -> tuple[list[Publication], Any]:
+    async def latest(self, channel: str, *, limit: int) -> tuple[list[StoredPublication], Any]:
         raise RuntimeError("disk on fire")
 
 
@@ -553,7 +569,7 @@ async def test_connection_lost_cleans_presence_and_sends_leave(make_client: Make
             await bob.ok("subscribe", channel=channel)
         assert hub.stats.subscriptions == 4
         await alice.lost()
-        assert alice.session.state == State.CLOSED
+        assert alice.session.state == SessionState.CLOSED
         assert [p["channel"] for p in bob.peer.pushes("leave")] == ["chat:a", "chat:b"]
         clients = (await bob.ok("presence", channel="chat:a"))["clients"]
         assert [c["client"] for c in clients] == [bob.session.client_id]
@@ -567,7 +583,7 @@ async def test_hub_close_sends_1001(make_client: MakeClient) -> None:
     await client.ok("subscribe", channel="chat:a")
     await hub.close()
     assert (client.peer.close_code, client.peer.close_reason) == (1001, "going away")
-    assert client.session.state == State.CLOSED
+    assert client.session.state == SessionState.CLOSED
     assert hub.stats.connections == 0
 
 
@@ -668,3 +684,119 @@ async def test_client_that_floods_commands_is_closed_4005_by_default() -> None:
             await raw.drain()
             assert await close_code_after_reading(raw) == (4005, "rate limited")
             assert server.hub.stats.rate_limited >= HubLimits().max_rate_limited
+
+
+# --- a session hosted by a fake host: Session depends on SessionHost, not on Hub --------------
+
+
+class FakeHost:
+    """A :class:`SessionHost` that records what its sessions ask: no Hub, stores or broker."""
+
+    def __init__(self) -> None:
+        self.registry = ChannelRegistry({"chat": NamespaceOptions(history_size=10)})
+        self.auth = Authenticator(allow_anonymous=True, anonymous_permissions=["chat:*:spr"])
+        self.limits = HubLimits()
+        self.stats = HubStats()
+        self.clock = Clock()
+        self.monotonic = Clock()
+        self.calls: list[tuple[str, Any]] = []
+        self.subs: list[SessionSubscription] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def count_user(self, user: str) -> None:
+        self.calls.append(("count_user", user))
+
+    def release_user(self, user: str) -> None:
+        self.calls.append(("release_user", user))
+
+    async def attach(
+        self, sub: SessionSubscription, since: Position | None, recent: int
+    ) -> tuple[SubscribeResult, Position]:
+        self.subs.append(sub)
+        self.calls.append(("attach", (sub.channel, since, recent)))
+        position = Position(4, "ep")
+        return SubscribeResult(sub.channel, position, True), position
+
+    def detach(self, sub: SessionSubscription) -> None:
+        self.calls.append(("detach", sub.channel))
+
+    async def announce_join(self, sub: SessionSubscription) -> None:
+        self.calls.append(("join", sub.channel))
+
+    async def announce_leave(self, sub: SessionSubscription) -> None:
+        self.calls.append(("leave", sub.channel))
+
+    async def publish_encoded(
+        self,
+        channel: str,
+        options: NamespaceOptions,
+        data: bytes,
+        info: bytes | None,
+        message_id: str | None,
+    ) -> AppendResult:
+        self.calls.append(("publish", (channel, data, message_id)))
+        return AppendResult(Position(5, "ep"), StoredPublication(5, NOW, data, info))
+
+    async def publish_ephemeral_encoded(
+        self, channel: str, data: bytes, info: bytes | None
+    ) -> None:
+        self.calls.append(("ephemeral", (channel, data)))
+
+    async def presence(self, channel: str) -> list[ClientInfo]:
+        return [ClientInfo("c9", "u9")]
+
+    async def history(
+        self, channel: str, *, limit: int = 100, since: Position | None = None
+    ) -> tuple[Sequence[StoredPublication], Position]:
+        return [StoredPublication(4, NOW, b'"h"')], Position(4, "ep")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    def session_closed(self, session: Session) -> None:
+        self.calls.append(("closed", session.client_id))
+
+
+async def test_session_runs_on_a_fake_host() -> None:
+    """Every command reaches the host through SessionHost's public methods, and the replies
+    are the typed results the host returned."""
+    host = FakeHost()
+    assert isinstance(host, SessionHost)
+    peer = FakePeer()
+    session = Session(host, peer)
+
+    async def call(command: str) -> Any:
+        await session.handle(command)
+        return parse_message(peer.sent[-1])
+
+    assert (await call('{"id": 1, "cmd": "connect"}')) == Reply(
+        1, ConnectResult(session.client_id, "", None).to_json()
+    )
+    subscribed = await call('{"id": 2, "cmd": "subscribe", "channel": "chat:a"}')
+    assert isinstance(subscribed, Reply) and isinstance(subscribed.result, dict)
+    assert SubscribeResult.parse(subscribed.result).position == Position(4, "ep")
+    published = await call('{"id": 3, "cmd": "publish", "channel": "chat:a", "data": [1]}')
+    assert isinstance(published, Reply) and isinstance(published.result, dict)
+    assert PublishResult.parse(published.result) == PublishResult(Position(5, "ep"))
+    presence = await call('{"id": 4, "cmd": "presence", "channel": "chat:a"}')
+    assert isinstance(presence, Reply) and presence.result == {
+        "channel": "chat:a",
+        "clients": [{"client": "c9", "user": "u9"}],
+    }
+    history = await call('{"id": 5, "cmd": "history", "channel": "chat:a"}')
+    assert isinstance(history, Reply) and isinstance(history.result, dict)
+    assert HistoryResult.parse(history.result).publications[0].data == b'"h"'
+    # What the host feeds the subscription is written to the peer.
+    (sub,) = host.subs
+    sub.feed(POS, 5, "ep", '{"push":"pub"}')
+    assert peer.sent[-1] == '{"push":"pub"}'
+    await session.connection_lost()
+    assert host.calls == [
+        ("attach", ("chat:a", None, 0)),
+        ("join", "chat:a"),
+        ("publish", ("chat:a", b"[1]", None)),
+        ("detach", "chat:a"),
+        ("leave", "chat:a"),
+        ("closed", session.client_id),
+    ]
+    assert session.state == SessionState.CLOSED

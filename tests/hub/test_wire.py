@@ -15,29 +15,36 @@ from hypothesis import strategies as st
 from wshub.hub.wire import (
     ClientInfo,
     Command,
-    Connect,
+    ConnectCommand,
+    ConnectResult,
     DisconnectAdvice,
     DisconnectCode,
+    EphemeralPush,
     ErrorCode,
-    History,
-    Ping,
+    ErrorReply,
+    EventPush,
+    HistoryCommand,
+    HistoryResult,
+    PingCommand,
     Position,
-    Presence,
-    Publication,
-    Publish,
-    Refresh,
-    Subscribe,
-    Unsubscribe,
+    PresenceCommand,
+    PresenceResult,
+    PublicationPush,
+    PublishCommand,
+    PublishResult,
+    RefreshCommand,
+    RefreshResult,
+    Reply,
+    StoredPublication,
+    SubscribeCommand,
+    SubscribeResult,
+    UnsubscribeCommand,
+    UnsubscribePush,
     WireError,
     disconnect_advice,
-    ephemeral_push,
-    error_reply,
-    event_push,
     parse_command,
-    pub_push,
+    parse_message,
     publication_json,
-    reply,
-    unsubscribe_push,
 )
 
 
@@ -87,8 +94,8 @@ def test_disconnect_codes_match_the_documented_table() -> None:
 
 def test_parse_connect() -> None:
     """connect carries an optional token and meta."""
-    assert parse({"id": 1, "cmd": "connect"}) == Connect(1)
-    assert parse({"id": 1, "cmd": "connect", "token": "t", "meta": {"n": 1}}) == Connect(
+    assert parse({"id": 1, "cmd": "connect"}) == ConnectCommand(1)
+    assert parse({"id": 1, "cmd": "connect", "token": "t", "meta": {"n": 1}}) == ConnectCommand(
         1, "t", {"n": 1}
     )
 
@@ -104,31 +111,31 @@ def test_parse_subscribe_with_since_and_recent() -> None:
             "recent": 5,
         }
     )
-    assert command == Subscribe(2, "chat:a", Position(4, "e"), 5)
+    assert command == SubscribeCommand(2, "chat:a", Position(4, "e"), 5)
 
 
 def test_parse_publish_keeps_data_as_json_bytes() -> None:
     """publish data is re-encoded once into compact JSON bytes, null included."""
     command = parse({"id": 3, "cmd": "publish", "channel": "chat:a", "data": {"x": [1, 2]}})
-    assert command == Publish(3, "chat:a", b'{"x":[1,2]}')
+    assert command == PublishCommand(3, "chat:a", b'{"x":[1,2]}')
     null = parse({"id": 3, "cmd": "publish", "channel": "chat:a", "data": None})
-    assert isinstance(null, Publish) and null.data == b"null"
+    assert isinstance(null, PublishCommand) and null.data == b"null"
 
 
 def test_parse_other_commands() -> None:
     """unsubscribe, presence, history, ping and refresh parse into their dataclasses."""
-    assert parse({"id": 1, "cmd": "unsubscribe", "channel": "c:d"}) == Unsubscribe(1, "c:d")
-    assert parse({"id": 1, "cmd": "presence", "channel": "c:d"}) == Presence(1, "c:d")
-    assert parse({"id": 1, "cmd": "history", "channel": "c:d", "limit": 5000}) == History(
+    assert parse({"id": 1, "cmd": "unsubscribe", "channel": "c:d"}) == UnsubscribeCommand(1, "c:d")
+    assert parse({"id": 1, "cmd": "presence", "channel": "c:d"}) == PresenceCommand(1, "c:d")
+    assert parse({"id": 1, "cmd": "history", "channel": "c:d", "limit": 5000}) == HistoryCommand(
         1, "c:d", 1000
     )
-    assert parse({"id": 1, "cmd": "ping"}) == Ping(1)
-    assert parse({"id": 1, "cmd": "refresh", "token": "x"}) == Refresh(1, "x")
+    assert parse({"id": 1, "cmd": "ping"}) == PingCommand(1)
+    assert parse({"id": 1, "cmd": "refresh", "token": "x"}) == RefreshCommand(1, "x")
 
 
 def test_unknown_fields_are_ignored() -> None:
     """Forward compatibility: fields a command does not know are ignored."""
-    assert parse({"id": 1, "cmd": "ping", "future": True}) == Ping(1)
+    assert parse({"id": 1, "cmd": "ping", "future": True}) == PingCommand(1)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +179,7 @@ def test_malformed_commands_are_bad_requests(message: str, expected_id: int | No
 def test_long_message_id_is_refused() -> None:
     """message_id is limited to 64 characters."""
     ok = parse({"id": 1, "cmd": "publish", "channel": "a:b", "data": 1, "message_id": "x" * 64})
-    assert isinstance(ok, Publish)
+    assert isinstance(ok, PublishCommand)
     bad = parse({"id": 1, "cmd": "publish", "channel": "a:b", "data": 1, "message_id": "x" * 65})
     assert isinstance(bad, WireError)
 
@@ -202,21 +209,23 @@ _json = st.recursive(
 _ids = st.integers(1, 2**53 - 1)
 _positions = st.builds(Position, st.integers(0, 2**53 - 1), st.text(max_size=12))
 _commands = st.one_of(
-    st.builds(Connect, _ids, st.none() | st.text(min_size=1, max_size=50), _json),
-    st.builds(Subscribe, _ids, _channels, st.none() | _positions, st.integers(0, 1000)),
-    st.builds(Unsubscribe, _ids, _channels),
+    st.builds(ConnectCommand, _ids, st.none() | st.text(min_size=1, max_size=50), _json),
+    st.builds(SubscribeCommand, _ids, _channels, st.none() | _positions, st.integers(0, 1000)),
+    st.builds(UnsubscribeCommand, _ids, _channels),
     st.builds(
-        Publish,
+        PublishCommand,
         _ids,
         _channels,
         _json.map(orjson.dumps),
         st.none() | st.text(min_size=1, max_size=64),
         st.booleans(),
     ),
-    st.builds(Presence, _ids, _channels),
-    st.builds(History, _ids, _channels, st.none() | st.integers(1, 1000), st.none() | _positions),
-    st.builds(Ping, _ids),
-    st.builds(Refresh, _ids, st.text(min_size=1, max_size=50)),
+    st.builds(PresenceCommand, _ids, _channels),
+    st.builds(
+        HistoryCommand, _ids, _channels, st.none() | st.integers(1, 1000), st.none() | _positions
+    ),
+    st.builds(PingCommand, _ids),
+    st.builds(RefreshCommand, _ids, st.text(min_size=1, max_size=50)),
 )
 
 
@@ -228,9 +237,9 @@ def test_serialize_then_parse_round_trips(command: Command) -> None:
 
 def test_replies() -> None:
     """Replies echo the id; errors carry code and message; an unreadable id is null."""
-    assert orjson.loads(reply(3, {"a": 1})) == {"id": 3, "result": {"a": 1}}
-    assert orjson.loads(reply(3)) == {"id": 3, "result": {}}
-    assert orjson.loads(error_reply(None, ErrorCode.BAD_REQUEST)) == {
+    assert orjson.loads(Reply(3, {"a": 1}).serialize()) == {"id": 3, "result": {"a": 1}}
+    assert orjson.loads(Reply(3).serialize()) == {"id": 3, "result": {}}
+    assert orjson.loads(ErrorReply(None, ErrorCode.BAD_REQUEST).serialize()) == {
         "id": None,
         "error": {"code": 101, "message": "bad request"},
     }
@@ -239,8 +248,8 @@ def test_replies() -> None:
 def test_pushes_embed_raw_data() -> None:
     """Pushes embed the stored JSON bytes as they are."""
     info = ClientInfo("c1", "alice", {"nick": "A"})
-    pub = Publication(7, 1.5, b'{"t":"hi"}', info.encode())
-    assert orjson.loads(pub_push("chat:a", "ep", pub)) == {
+    pub = StoredPublication(7, 1.5, b'{"t":"hi"}', info.encode())
+    assert orjson.loads(PublicationPush("chat:a", "ep", pub).serialize()) == {
         "push": "pub",
         "channel": "chat:a",
         "epoch": "ep",
@@ -249,23 +258,123 @@ def test_pushes_embed_raw_data() -> None:
         "data": {"t": "hi"},
         "info": {"client": "c1", "user": "alice", "meta": {"nick": "A"}},
     }
-    assert "info" not in publication_json(Publication(1, 0.0, b"1"))
-    assert orjson.loads(ephemeral_push("chat:a", b"true", None)) == {
+    assert "info" not in publication_json(StoredPublication(1, 0.0, b"1"))
+    assert orjson.loads(EphemeralPush("chat:a", b"true", None).serialize()) == {
         "push": "ephemeral",
         "channel": "chat:a",
         "data": True,
     }
-    assert orjson.loads(event_push("join", "chat:a", ClientInfo("c", ""))) == {
+    assert orjson.loads(EventPush("join", "chat:a", ClientInfo("c", "")).serialize()) == {
         "push": "join",
         "channel": "chat:a",
         "info": {"client": "c", "user": ""},
     }
-    assert orjson.loads(unsubscribe_push("chat:a", ErrorCode.PERMISSION_DENIED)) == {
+    assert orjson.loads(UnsubscribePush("chat:a", ErrorCode.PERMISSION_DENIED).serialize()) == {
         "push": "unsubscribe",
         "channel": "chat:a",
         "code": 104,
         "message": "permission denied",
     }
+
+
+# --- replies and pushes read back: what a client does with parse_message ----------------------
+
+PUB = StoredPublication(7, 1.5, b'{"t":"hi"}', b'{"client":"c1","user":"u"}')
+RESULTS = [
+    ConnectResult("c1", "alice", 1_700_000_000, {"nick": "A"}),
+    ConnectResult("c1", ""),
+    SubscribeResult("chat:a", Position(7, "ep"), True, (PUB,), recovered=True),
+    SubscribeResult("chat:a", Position(0, "ep"), False),
+    PublishResult(Position(3, "ep"), duplicate=True),
+    PublishResult(),
+    PresenceResult("chat:a", (ClientInfo("c1", "u", {"n": 1}), ClientInfo("c2", ""))),
+    HistoryResult("chat:a", Position(7, "ep"), (PUB, StoredPublication(8, 2.0, b"null"))),
+    RefreshResult(None),
+    RefreshResult(1_700_000_100),
+]
+
+
+@pytest.mark.parametrize("result", RESULTS, ids=lambda r: type(r).__name__)
+def test_results_round_trip(result: Any) -> None:
+    """Every typed result the hub sends is read back equal by the client side."""
+    message = parse_message(Reply(5, result).serialize())
+    assert isinstance(message, Reply) and message.id == 5
+    assert isinstance(message.result, dict)
+    assert type(result).parse(message.result) == result
+
+
+@pytest.mark.parametrize(
+    "push",
+    [
+        PublicationPush("chat:a", "ep", PUB),
+        EphemeralPush("chat:a", b'{"typing":true}', b'{"client":"c1","user":""}'),
+        EphemeralPush("chat:a", b"1"),
+        EventPush("leave", "chat:a", ClientInfo("c1", "u")),
+        UnsubscribePush("chat:a", ErrorCode.PERMISSION_DENIED),
+    ],
+    ids=lambda p: type(p).__name__,
+)
+def test_pushes_round_trip(push: Any) -> None:
+    """Every push is read back equal."""
+    assert parse_message(push.serialize()) == push
+
+
+def test_error_replies_round_trip() -> None:
+    """Error replies are read back, an unknown code as 100 (a newer hub's code)."""
+    error = ErrorReply(4, ErrorCode.RATE_LIMITED, "rate limited")
+    assert parse_message(error.serialize()) == error
+    newer = parse_message('{"id": 4, "error": {"code": 999, "message": "new"}}')
+    assert newer == ErrorReply(4, ErrorCode.INTERNAL, "new")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "not json",
+        "[1]",
+        '{"id": "x", "result": {}}',
+        '{"id": 1}',
+        '{"id": 1, "error": 3}',
+        '{"push": "pub", "channel": "c:a", "epoch": "e", "offset": 1, "time": 0}',
+        '{"push": "ephemeral", "channel": "c:a"}',
+        '{"push": "join", "channel": "c:a", "info": []}',
+        '{"push": "later", "channel": "c:a"}',
+        '{"push": "pub", "channel": 3}',
+    ],
+)
+def test_parse_message_refuses_what_is_not_wshub_v1(message: str) -> None:
+    """A malformed message from a hub is a ValueError naming the field, never a KeyError."""
+    with pytest.raises(ValueError, match=r"not a wshub\.v1 message"):
+        parse_message(message)
+
+
+@pytest.mark.parametrize(
+    ("cls", "obj"),
+    [
+        (ConnectResult, {"client": "c", "user": 1}),
+        (ConnectResult, {"client": "c", "user": "", "expires": "soon"}),
+        (SubscribeResult, {"channel": "c:a", "offset": 1, "epoch": "e", "recoverable": 1}),
+        (SubscribeResult, {"channel": "c:a", "offset": True, "epoch": "e"}),
+        (HistoryResult, {"channel": "c:a", "offset": 1, "epoch": "e", "publications": [3]}),
+        (PresenceResult, {"channel": "c:a", "clients": "x"}),
+        (RefreshResult, {"expires": "x"}),
+        (
+            SubscribeResult,
+            {
+                "channel": "c:a",
+                "offset": 1,
+                "epoch": "e",
+                "recoverable": True,
+                "publications": [],
+                "recovered": "y",
+            },
+        ),
+    ],
+)
+def test_results_refuse_mistyped_fields(cls: Any, obj: dict[str, Any]) -> None:
+    """A result with a mistyped field is a ValueError."""
+    with pytest.raises(ValueError, match=r"not a wshub\.v1 message"):
+        cls.parse(obj)
 
 
 # --- disconnect codes: one table for the hub, the docs, HubClient and wshub.js ---------------

@@ -18,6 +18,7 @@ from wshub.hub.backends import (
     SQLiteHistory,
 )
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
+from wshub.hub.host import SessionHost
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.server import HubServer, run_hub, start_hub
@@ -51,6 +52,7 @@ __all__ = [
     "PresenceStore",
     "SQLiteHistory",
     "Session",
+    "SessionHost",
     "default_registry",
     "make_token",
     "run_hub",

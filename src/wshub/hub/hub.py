@@ -8,14 +8,17 @@ Publishing goes store → broker → every node's local subscribers:
 
 1. the history store assigns the next offset (and drops a duplicate ``message_id``), under a
    per-channel lock so that publications reach the broker in offset order;
-2. the ``pub`` push is encoded **once** and handed to the broker inside a small envelope
-   that carries the offset and epoch in clear (``b"<kind> <offset> <epoch>\\n" + push``);
-3. on each node the broker callback decodes the envelope header once and gives the same
-   ``str`` to every local subscription, which writes it or queues it without awaiting.
+2. the ``pub`` push is encoded **once** and handed to the broker in an envelope
+   (:mod:`wshub.hub._fanout`);
+3. on each node the fan-out gives the same ``str`` to every local subscription, which
+   writes it or queues it (:mod:`wshub.hub._outbox`) without awaiting.
+
+The hub is the :class:`~wshub.hub.host.SessionHost` of its sessions: the methods under
+"session host" are what a session asks of it.
 
 Recovery is race-free because a subscription is registered (buffering) *before* history is
 read: a publication is then either in the history read, or in the buffer, or both, and the
-merge by offset in :meth:`Subscription.go_live` delivers each exactly once.
+merge by offset in :meth:`SessionSubscription.go_live` delivers each exactly once.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from wshub.exceptions import HubError, InvalidState
+from wshub.hub._fanout import Fanout
 from wshub.hub._outbox import EPH, EVT, POS
 from wshub.hub.auth import Authenticator
 from wshub.hub.backends import (
@@ -43,113 +46,25 @@ from wshub.hub.backends import (
     PresenceStore,
 )
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
-from wshub.hub.session import Peer, Session, Subscription
+from wshub.hub.limits import HubLimits
+from wshub.hub.session import Peer, Session
 from wshub.hub.stats import HubStats
+from wshub.hub.subscription import SessionSubscription
 from wshub.hub.wire import (
     ClientInfo,
     DisconnectCode,
+    EphemeralPush,
     ErrorCode,
+    EventPush,
     Position,
-    Publication,
-    ephemeral_push,
-    event_push,
-    pub_push,
-    publication_json,
+    PublicationPush,
+    StoredPublication,
+    SubscribeResult,
 )
 
 __all__ = ["Hub", "HubLimits"]
 
 logger = logging.getLogger("wshub.hub")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HubLimits:
-    """Per-connection limits (docs/hub.md, "Limits"). ``None`` means no limit where allowed.
-
-    Attributes:
-        connect_timeout: seconds a client has to send ``connect`` (close 4002).
-        max_channels: subscriptions per connection (error 112).
-        max_connections_per_user: open connections of one authenticated user (error 112
-            then close 4006); anonymous connections are not counted.
-        command_rate: commands per second, token bucket refill (error 111).
-        command_burst: the command bucket's capacity.
-        publish_rate: publish commands per second.
-        publish_burst: the publish bucket's capacity.
-        max_bad_commands: malformed or unknown commands in a row before close 4000.
-        max_rate_limited: rate-limited commands in a row before close 4005.
-        max_publication_size: bytes of encoded publication data (error 114).
-        max_meta_size: bytes of encoded ``meta`` sent in ``connect``.
-        max_recovery: publications one ``subscribe`` may recover.
-        max_history_limit: the largest ``limit`` of a history read.
-        max_pending_replies: replies queued for a client that does not read (close 4004).
-        max_queued_size: characters of JSON (about bytes) queued for a client that does not
-            read, replies and pushes of all its channels together, beyond the transport's
-            write buffer (close 4004, whatever the namespaces' slow-consumer policies;
-            ephemeral pushes are dropped instead). ``None`` means no limit.
-    """
-
-    connect_timeout: float | None = 10.0
-    max_channels: int = 128
-    max_connections_per_user: int | None = 16
-    command_rate: float | None = 50.0
-    command_burst: int = 100
-    publish_rate: float | None = 20.0
-    publish_burst: int = 40
-    max_bad_commands: int = 10
-    max_rate_limited: int = 50
-    max_publication_size: int = 65536
-    max_meta_size: int = 1024
-    max_recovery: int = 1000
-    max_history_limit: int = 1000
-    max_pending_replies: int = 256
-    max_queued_size: int | None = 4 * 2**20
-
-
-#: How long a publication that arrived ahead of its predecessor waits for it (seconds), and
-#: how many may wait. Two nodes publishing to one channel through Redis can deliver offsets
-#: out of order; within this window they are put back in order, after it they go on and the
-#: clients see (and fill) a gap, as docs/protocol.md §5.1 describes.
-REORDER_WINDOW = 0.1
-REORDER_MAX_HELD = 64
-
-_Args = tuple[int, int, str, str]
-
-
-class _Channel:
-    """The local subscribers of one channel, whether the broker delivers it here, and the
-    broker's last position for it (to put cross-node publications back in offset order)."""
-
-    __slots__ = ("broker_active", "epoch", "flush_handle", "held", "lock", "name", "offset", "subs")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.subs: dict[str, Subscription] = {}
-        self.lock = asyncio.Lock()
-        self.broker_active = False
-        self.epoch: str | None = None
-        self.offset = 0
-        self.held: dict[int, _Args] = {}
-        self.flush_handle: asyncio.TimerHandle | None = None
-
-
-def _envelope(kind: int, offset: int, epoch: str, push: bytes) -> bytes:
-    return b"%d %d %s\n" % (kind, offset, epoch.encode()) + push
-
-
-def _fan_out(state: _Channel, args: _Args) -> None:
-    for sub in list(state.subs.values()):
-        sub.feed(*args)
-
-
-def _release_held(state: _Channel) -> None:
-    """Give up waiting: deliver what is held, in offset order (subscribers see the gap)."""
-    if state.flush_handle is not None:
-        state.flush_handle.cancel()
-        state.flush_handle = None
-    held, state.held = state.held, {}
-    for offset in sorted(held):
-        state.offset = max(state.offset, offset)
-        _fan_out(state, held[offset])
 
 
 class Hub:
@@ -214,13 +129,12 @@ class Hub:
         self.broker = broker
         self.presence_store = presence
         self._expire_interval = expire_interval
-        self._channels: dict[str, _Channel] = {}
+        self._fanout: Fanout[SessionSubscription] = Fanout(broker, spawn=self.spawn)
         self._publish_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sessions: set[Session] = set()
         self._users: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expirer: asyncio.Task[None] | None = None
-        self._on_broker_cb = self._on_broker
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -271,7 +185,7 @@ class Hub:
         for resource in self._owned:
             await resource.close()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -303,19 +217,26 @@ class Hub:
         """The open sessions of this node."""
         return frozenset(self._sessions)
 
-    def _forget_session(self, session: Session) -> None:
+    def session_closed(self, session: Session) -> None:
+        """Forget ``session`` (session host)."""
         if session in self._sessions:
             self._sessions.discard(session)
             self.stats.connections -= 1
 
-    def _count_user(self, user: str) -> None:
+    def count_user(self, user: str) -> None:
+        """Count one more connection of ``user`` (session host).
+
+        Raises:
+            HubError: 112, over ``limits.max_connections_per_user``.
+        """
         limit = self.limits.max_connections_per_user
         count = self._users.get(user, 0)
         if limit is not None and count >= limit:
             raise HubError(ErrorCode.LIMIT_EXCEEDED, ErrorCode.LIMIT_EXCEEDED.message)
         self._users[user] = count + 1
 
-    def _uncount_user(self, user: str) -> None:
+    def release_user(self, user: str) -> None:
+        """Count one connection of ``user`` less (session host)."""
         count = self._users.get(user, 0) - 1
         if count > 0:
             self._users[user] = count
@@ -355,20 +276,20 @@ class Hub:
         options = self.registry.options(channel)
         raw = self._encode(data)
         info_raw = None if info is None else self._encode(info)
-        return await self._publish(channel, options, raw, info_raw, message_id)
+        return await self.publish_encoded(channel, options, raw, info_raw, message_id)
 
     async def publish_ephemeral(self, channel: str, data: Any, *, info: Any = None) -> None:
         """Send ``data`` to the current subscribers of ``channel`` without storing it."""
         self.registry.options(channel)
         info_raw = None if info is None else self._encode(info)
-        await self._publish_ephemeral(channel, self._encode(data), info_raw)
+        await self.publish_ephemeral_encoded(channel, self._encode(data), info_raw)
 
     async def broadcast(self, channels: Sequence[str], data: Any) -> list[AppendResult]:
         """Publish the same ``data`` to several channels (all are validated first)."""
         options = [self.registry.options(channel) for channel in channels]
         raw = self._encode(data)
         return [
-            await self._publish(channel, opts, raw, None, None)
+            await self.publish_encoded(channel, opts, raw, None, None)
             for channel, opts in zip(channels, options, strict=True)
         ]
 
@@ -397,7 +318,7 @@ class Hub:
             else:
                 self._publish_locks[channel] = (lock, users - 1)
 
-    async def _publish(
+    async def publish_encoded(
         self,
         channel: str,
         options: NamespaceOptions,
@@ -405,6 +326,8 @@ class Hub:
         info: bytes | None,
         message_id: str | None,
     ) -> AppendResult:
+        """Store and fan out a publication whose data and info are encoded JSON (session
+        host; namespace policies are the caller's to check)."""
         store = self._store(options)
         async with self._channel_lock(channel):
             result = await store.append(
@@ -421,112 +344,37 @@ class Hub:
                 return result
             self.stats.publications += 1
             epoch = result.position.epoch
-            push = pub_push(channel, epoch, pub)
-            await self.broker.publish(channel, _envelope(POS, pub.offset, epoch, push))
+            push = PublicationPush(channel, epoch, pub).serialize()
+            await self._fanout.publish(channel, POS, pub.offset, epoch, push)
         return result
 
-    async def _publish_ephemeral(self, channel: str, data: bytes, info: bytes | None) -> None:
+    async def publish_ephemeral_encoded(
+        self, channel: str, data: bytes, info: bytes | None
+    ) -> None:
+        """Fan out a publication without storing it (session host)."""
         self.stats.ephemeral += 1
-        await self.broker.publish(
-            channel, _envelope(EPH, 0, "-", ephemeral_push(channel, data, info))
-        )
-
-    def _on_broker(self, channel: str, payload: bytes) -> None:
-        state = self._channels.get(channel)
-        if state is None or not state.subs:
-            return
-        header, _, body = payload.partition(b"\n")
-        kind, offset, epoch = header.split(b" ")
-        message = body.decode()
-        args = (int(kind), int(offset), epoch.decode(), message)
-        if args[0] == POS:
-            self._positioned(state, args)
-        else:
-            _fan_out(state, args)
-
-    def _positioned(self, state: _Channel, args: _Args) -> None:
-        """Deliver a positioned publication in offset order, holding one that came early."""
-        offset, epoch = args[1], args[2]
-        if epoch != state.epoch:
-            _release_held(state)
-            state.epoch, state.offset = epoch, offset
-            _fan_out(state, args)
-            return
-        if offset > state.offset + 1:
-            state.held[offset] = args
-            if len(state.held) > REORDER_MAX_HELD:
-                _release_held(state)
-            elif state.flush_handle is None:
-                state.flush_handle = asyncio.get_running_loop().call_later(
-                    REORDER_WINDOW, _release_held, state
-                )
-            return
-        if offset == state.offset + 1:
-            state.offset = offset
-        _fan_out(state, args)
-        held = state.held
-        while held and state.offset + 1 in held:
-            state.offset += 1
-            _fan_out(state, held.pop(state.offset))
-        if not held and state.flush_handle is not None:
-            state.flush_handle.cancel()
-            state.flush_handle = None
+        push = EphemeralPush(channel, data, info).serialize()
+        await self._fanout.publish(channel, EPH, 0, "-", push)
 
     # --- subscriptions -------------------------------------------------------------------
 
-    async def _register(self, sub: Subscription) -> None:
-        """Add ``sub`` to its channel, subscribing this node to the broker if needed."""
-        name = sub.channel
-        while True:
-            state = self._channels.get(name)
-            if state is None:
-                state = self._channels[name] = _Channel(name)
-            async with state.lock:
-                if self._channels.get(name) is not state:
-                    continue  # torn down while we waited: use the new one
-                if not state.broker_active:
-                    await self.broker.subscribe(name, self._on_broker_cb)
-                    state.broker_active = True
-                if not sub.active:
-                    return
-                state.subs[sub.session.client_id] = sub
-                self.stats.subscriptions += 1
-                return
+    async def attach(
+        self, sub: SessionSubscription, since: Position | None, recent: int
+    ) -> tuple[SubscribeResult, Position]:
+        """Add ``sub`` to its channel and read what it must receive first (session host).
 
-    def _remove_subscription(self, sub: Subscription) -> None:
-        state = self._channels.get(sub.channel)
-        if state is None or state.subs.get(sub.session.client_id) is not sub:
-            return
-        del state.subs[sub.session.client_id]
-        self.stats.subscriptions -= 1
-        if not state.subs:
-            self._spawn(self._teardown(state))
-
-    async def _teardown(self, state: _Channel) -> None:
-        async with state.lock:
-            if state.subs or self._channels.get(state.name) is not state:
-                return
-            del self._channels[state.name]
-            if state.flush_handle is not None:
-                state.flush_handle.cancel()
-                state.flush_handle = None
-            if state.broker_active:
-                state.broker_active = False
-                with contextlib.suppress(InvalidState):
-                    await self.broker.unsubscribe(state.name, self._on_broker_cb)
-
-    async def _subscribe(
-        self, sub: Subscription, since: Position | None, recent: int
-    ) -> tuple[dict[str, Any], Position]:
-        """Register ``sub`` and read what it must receive first.
+        Recovery is race-free because ``sub`` is added (buffering) *before* history is
+        read: a publication is then in the history read, or in the buffer, or both, and
+        :meth:`SessionSubscription.go_live` delivers each exactly once.
 
         Returns:
             The subscribe reply's result, and the position ``sub`` goes live at.
         """
-        await self._register(sub)
+        if await self._fanout.add(sub):
+            self.stats.subscriptions += 1
         options = sub.options
         store = self._store(options)
-        pubs: Sequence[Publication] = ()
+        pubs: Sequence[StoredPublication] = ()
         recovered: bool | None = None
         if since is not None:
             recovery = await store.since(
@@ -540,22 +388,19 @@ class Hub:
             pubs, position = await store.latest(sub.channel, limit=recent)
         elif since is None:
             position = await store.position(sub.channel)
-        state = self._channels.get(sub.channel)
-        if state is not None and state.epoch is None:
-            # The broker has delivered nothing here yet: order what comes from this position.
-            state.epoch, state.offset = position.epoch, position.offset
-        result: dict[str, Any] = {
-            "channel": sub.channel,
-            **position.to_json(),
-            "recoverable": options.history_size > 0,
-        }
-        if recovered is not None:
-            result["recovered"] = recovered
-        result["publications"] = [publication_json(p) for p in pubs]
+        self._fanout.start_at(sub.channel, position.offset, position.epoch)
+        result = SubscribeResult(
+            sub.channel, position, options.history_size > 0, tuple(pubs), recovered
+        )
         return result, position
 
-    async def _joined(self, sub: Subscription) -> None:
-        """Presence and ``join`` for a subscription that just went live."""
+    def detach(self, sub: SessionSubscription) -> None:
+        """Remove ``sub`` from its channel (session host)."""
+        if self._fanout.remove(sub):
+            self.stats.subscriptions -= 1
+
+    async def announce_join(self, sub: SessionSubscription) -> None:
+        """Presence and ``join`` for a subscription that just went live (session host)."""
         options = sub.options
         info = sub.session.info
         if options.presence:
@@ -565,10 +410,10 @@ class Hub:
                 await self.presence_store.remove(sub.channel, info.client)
                 return
         if options.join_leave:
-            await self._event("join", sub.channel, info)
+            await self._event(EventPush("join", sub.channel, info))
 
-    async def _left(self, sub: Subscription) -> None:
-        """Presence and ``leave`` for a subscription that ended. Never raises."""
+    async def announce_leave(self, sub: SessionSubscription) -> None:
+        """Presence and ``leave`` for a subscription that ended (session host). Never raises."""
         options = sub.options
         info = sub.session.info
         try:
@@ -576,15 +421,13 @@ class Hub:
             if options.presence:
                 removed = await self.presence_store.remove(sub.channel, info.client)
             if options.join_leave and removed:
-                await self._event("leave", sub.channel, info)
+                await self._event(EventPush("leave", sub.channel, info))
         except Exception:
             logger.exception("leaving %s failed", sub.channel)
 
-    async def _event(self, kind: str, channel: str, info: ClientInfo) -> None:
-        if self._closed:
-            return
-        push = event_push(kind, channel, info)
-        await self.broker.publish(channel, _envelope(EVT, 0, "-", push))
+    async def _event(self, push: EventPush) -> None:
+        if not self._closed:
+            await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
 
     # --- reading -------------------------------------------------------------------------
 
@@ -600,7 +443,7 @@ class Hub:
 
     async def history(
         self, channel: str, *, limit: int = 100, since: Position | None = None
-    ) -> tuple[Sequence[Publication], Position]:
+    ) -> tuple[Sequence[StoredPublication], Position]:
         """Stored publications of ``channel``, oldest first, and its current position.
 
         Args:
@@ -626,16 +469,16 @@ class Hub:
 
     async def channels(self) -> list[dict[str, Any]]:
         """The channels that exist now: with local subscribers or stored history."""
-        names = set(self._channels)
+        names = set(self._fanout)
         names.update(await self.history_store.channels())
         if self._volatile is not self.history_store:
             names.update(await self._volatile.channels())
+        fanout = self._fanout
         return [
-            {"channel": name, "subscribers": len(s.subs) if (s := self._channels.get(name)) else 0}
+            {"channel": name, "subscribers": len(fanout.subscribers(name))}
             for name in sorted(names)
         ]
 
     def subscribers(self, channel: str) -> Iterable[Session]:
         """The local sessions subscribed to ``channel``."""
-        state = self._channels.get(channel)
-        return [sub.session for sub in state.subs.values()] if state else []
+        return [sub.session for sub in self._fanout.subscribers(channel)]

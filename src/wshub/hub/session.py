@@ -1,11 +1,13 @@
-"""One client connection to the hub: the command state machine and the outbound queues.
+"""One client connection to the hub: the command state machine and its output.
 
 A :class:`Session` consumes the text messages of one connection (:meth:`Session.handle`) and
 writes replies and pushes through a :class:`Peer`, the small part of the transport it needs
-(``wshub.aio.ServerConnection`` is one; tests use a recording fake). It never awaits the
-peer on the fan-out path: a publication is written at once when the connection is keeping
-up, and otherwise queued in the subscription's bounded queue, where the namespace's
-slow-consumer policy applies.
+(``wshub.aio.ServerConnection`` is one; tests use a recording fake). What is about more than
+this connection it asks of its :class:`~wshub.hub.host.SessionHost` (the hub). It never
+awaits the peer on the fan-out path: a publication is written at once when the connection
+is keeping up, and otherwise waits in the connection's outbox (:mod:`wshub.hub._outbox`),
+where the namespace's slow-consumer policy and the connection's bounds apply. Its
+subscriptions are :class:`~wshub.hub.subscription.SessionSubscription` values.
 
 States (one table, one setter that logs)::
 
@@ -21,41 +23,45 @@ import logging
 import uuid
 from collections.abc import Awaitable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from wshub.exceptions import AuthError, HubError, InvalidState, WSHubError
-from wshub.hub._outbox import POS, ChannelQueue, Outbox
+from wshub.hub._outbox import Outbox
 from wshub.hub.auth import Identity
 from wshub.hub.channels import NamespaceOptions
 from wshub.hub.ratelimit import TokenBucket
+from wshub.hub.subscription import SessionSubscription
 from wshub.hub.wire import (
     ClientInfo,
     Command,
-    Connect,
+    ConnectCommand,
+    ConnectResult,
     DisconnectCode,
     ErrorCode,
-    History,
-    Ping,
-    Position,
-    Presence,
-    Publish,
-    Refresh,
-    Subscribe,
-    Unsubscribe,
+    ErrorReply,
+    HistoryCommand,
+    HistoryResult,
+    PingCommand,
+    PresenceCommand,
+    PresenceResult,
+    PublishCommand,
+    PublishResult,
+    RefreshCommand,
+    RefreshResult,
+    Reply,
+    SubscribeCommand,
+    UnsubscribeCommand,
+    UnsubscribePush,
     WireError,
-    error_reply,
     parse_command,
-    publication_json,
-    reply,
-    unsubscribe_push,
 )
 
 if TYPE_CHECKING:
-    from wshub.hub.hub import Hub
+    from wshub.hub.host import SessionHost
 
-__all__ = ["Peer", "Session", "State", "Subscription"]
+__all__ = ["Peer", "Session", "SessionState"]
 
 logger = logging.getLogger("wshub.hub")
 
@@ -85,79 +91,21 @@ class Peer(Protocol):
         ...
 
 
-class State(IntEnum):
+class SessionState(IntEnum):
+    """Where a session is in its life (the table below is every allowed transition)."""
+
     AWAITING_CONNECT = 0
     CONNECTED = 1
     CLOSING = 2
     CLOSED = 3
 
 
-_TRANSITIONS: dict[State, frozenset[State]] = {
-    State.AWAITING_CONNECT: frozenset({State.CONNECTED, State.CLOSING}),
-    State.CONNECTED: frozenset({State.CLOSING}),
-    State.CLOSING: frozenset({State.CLOSED}),
-    State.CLOSED: frozenset(),
+_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.AWAITING_CONNECT: frozenset({SessionState.CONNECTED, SessionState.CLOSING}),
+    SessionState.CONNECTED: frozenset({SessionState.CLOSING}),
+    SessionState.CLOSING: frozenset({SessionState.CLOSED}),
+    SessionState.CLOSED: frozenset(),
 }
-
-
-class Subscription:
-    """A session's subscription to one channel.
-
-    While the hub reads history for it (``live`` is false), publications arriving from the
-    broker are buffered; :meth:`go_live` then releases those after the subscribe position.
-    From then on a publication at or before the last delivered offset of the same epoch is
-    skipped, so a subscriber never receives a duplicate.
-    """
-
-    __slots__ = (
-        "active",
-        "buffer",
-        "channel",
-        "epoch",
-        "live",
-        "offset",
-        "options",
-        "queue",
-        "session",
-    )
-
-    def __init__(self, session: Session, channel: str, options: NamespaceOptions) -> None:
-        self.session = session
-        self.channel = channel
-        self.options = options
-        self.queue = ChannelQueue(options.slow_consumer, options.queue_size)
-        self.buffer: list[tuple[int, int, str, str]] = []
-        self.live = False
-        self.active = True
-        self.epoch = ""
-        self.offset = 0
-
-    def feed(self, kind: int, offset: int, epoch: str, message: str) -> None:
-        """Take one message of the channel from the broker."""
-        if not self.live:
-            self.buffer.append((kind, offset, epoch, message))
-            if len(self.buffer) > self.session.max_buffered:
-                self.session.slow_consumer()
-            return
-        if kind == POS:
-            if epoch == self.epoch and offset <= self.offset:
-                return
-            self.epoch, self.offset = epoch, offset
-        self.session.enqueue(self, kind, message)
-
-    def go_live(self, position: Position) -> None:
-        """Start delivering after ``position``, releasing what arrived meanwhile in order."""
-        self.epoch, self.offset = position.epoch, position.offset
-        self.live = True
-        buffered, self.buffer = self.buffer, []
-        for item in sorted(buffered, key=_buffer_order):
-            self.feed(*item)
-
-
-def _buffer_order(item: tuple[int, int, str, str]) -> int:
-    # Positioned items of one channel arrive in offset order anyway; sorting by offset is a
-    # guard for brokers that reorder. Events keep their place relative to each other.
-    return item[1]
 
 
 class Session:
@@ -168,19 +116,19 @@ class Session:
 
     Attributes:
         client_id: the id sent in the ``connect`` reply and in ``info``.
-        state: the current :class:`State`.
+        state: the current :class:`SessionState`.
         identity: who the connection is, once connected.
     """
 
-    def __init__(self, hub: Hub, peer: Peer) -> None:
+    def __init__(self, hub: SessionHost, peer: Peer) -> None:
         self.hub = hub
         self.peer = peer
         self.client_id = uuid.uuid4().hex
-        self.state = State.AWAITING_CONNECT
+        self.state = SessionState.AWAITING_CONNECT
         self.identity: Identity | None = None
         self.info = ClientInfo(self.client_id, "")
         self.info_bytes = self.info.encode()
-        self.subscriptions: dict[str, Subscription] = {}
+        self.subscriptions: dict[str, SessionSubscription] = {}
         limits = hub.limits
         self.max_buffered = limits.max_recovery + 1024
         self._limits = limits
@@ -205,7 +153,7 @@ class Session:
 
     # --- state ---------------------------------------------------------------------------
 
-    def _set_state(self, state: State) -> None:
+    def _set_state(self, state: SessionState) -> None:
         if state not in _TRANSITIONS[self.state]:
             raise InvalidState(f"session {self.client_id}: {self.state.name} -> {state.name}")
         logger.debug("session %s: %s -> %s", self.client_id, self.state.name, state.name)
@@ -215,11 +163,11 @@ class Session:
 
     async def handle(self, message: str | bytes) -> None:
         """Process one message received from the client. Never raises."""
-        if self.state >= State.CLOSING:
+        if self.state >= SessionState.CLOSING:
             return
         command = parse_command(message)
         if not self._commands.take() or (
-            isinstance(command, Publish) and not self._publishes.take()
+            isinstance(command, PublishCommand) and not self._publishes.take()
         ):
             self._rate_limited(command.id)
             return
@@ -234,54 +182,54 @@ class Session:
         except AuthError as exc:
             self.hub.stats.auth_failures += 1
             self._send_error(command_id, exc)
-            if isinstance(command, Connect):
+            if isinstance(command, ConnectCommand):
                 self.close(DisconnectCode.UNAUTHORIZED)
         except HubError as exc:
             self._send_error(command_id, exc)
-            if isinstance(command, Connect) and exc.code == ErrorCode.LIMIT_EXCEEDED:
+            if isinstance(command, ConnectCommand) and exc.code == ErrorCode.LIMIT_EXCEEDED:
                 self.close(DisconnectCode.TOO_MANY_CONNECTIONS)
         except Exception:
             logger.exception(
                 "session %s: command %s failed", self.client_id, type(command).__name__
             )
-            self._send(error_reply(command_id, ErrorCode.INTERNAL))
+            self._send(ErrorReply(command_id, ErrorCode.INTERNAL).serialize())
 
     def _rate_limited(self, command_id: int | None) -> None:
         self.hub.stats.rate_limited += 1
         self._limited_in_row += 1
-        self._send(error_reply(command_id, ErrorCode.RATE_LIMITED))
+        self._send(ErrorReply(command_id, ErrorCode.RATE_LIMITED).serialize())
         if self._limited_in_row >= self._limits.max_rate_limited:
             self.close(DisconnectCode.RATE_LIMITED)
 
     def _bad_command(self, error: WireError) -> None:
         self.hub.stats.bad_commands += 1
         self._bad_in_row += 1
-        self._send(error_reply(error.id, error.code, error.message))
+        self._send(ErrorReply(error.id, error.code, error.message).serialize())
         if self._bad_in_row >= self._limits.max_bad_commands:
             self.close(DisconnectCode.BAD_COMMANDS)
 
     def _send_error(self, command_id: int, exc: HubError) -> None:
-        self._send(error_reply(command_id, ErrorCode(exc.code), exc.message))
+        self._send(ErrorReply(command_id, ErrorCode(exc.code), exc.message).serialize())
 
     async def _dispatch(self, command: Command) -> None:
-        if isinstance(command, Ping):
-            self._send(reply(command.id))
-        elif isinstance(command, Connect):
+        if isinstance(command, PingCommand):
+            self._send(Reply(command.id).serialize())
+        elif isinstance(command, ConnectCommand):
             self._connect(command)
-        elif self.state != State.CONNECTED:
+        elif self.state != SessionState.CONNECTED:
             raise HubError(ErrorCode.NOT_CONNECTED, ErrorCode.NOT_CONNECTED.message)
-        elif isinstance(command, Subscribe):
+        elif isinstance(command, SubscribeCommand):
             await self._subscribe(command)
-        elif isinstance(command, Unsubscribe):
+        elif isinstance(command, UnsubscribeCommand):
             await self._unsubscribe(command)
-        elif isinstance(command, Publish):
+        elif isinstance(command, PublishCommand):
             await self._publish(command)
-        elif isinstance(command, Presence):
+        elif isinstance(command, PresenceCommand):
             self._permissions(command.channel, "r")
             clients = await self.hub.presence(command.channel)
-            result = {"channel": command.channel, "clients": [c.to_json() for c in clients]}
-            self._send(reply(command.id, result))
-        elif isinstance(command, History):
+            result = PresenceResult(command.channel, tuple(clients))
+            self._send(Reply(command.id, result).serialize())
+        elif isinstance(command, HistoryCommand):
             await self._history(command)
         else:
             self._refresh(command)
@@ -295,8 +243,8 @@ class Session:
 
     # --- commands ------------------------------------------------------------------------
 
-    def _connect(self, command: Connect) -> None:
-        if self.state != State.AWAITING_CONNECT:
+    def _connect(self, command: ConnectCommand) -> None:
+        if self.state != SessionState.AWAITING_CONNECT:
             raise HubError(ErrorCode.ALREADY_CONNECTED, ErrorCode.ALREADY_CONNECTED.message)
         identity = self.hub.auth.authenticate(command.token)
         meta = identity.meta
@@ -305,7 +253,7 @@ class Session:
                 raise HubError(ErrorCode.BAD_REQUEST, "bad request: meta")
             meta = command.meta
         if not identity.anonymous:
-            self.hub._count_user(identity.user)
+            self.hub.count_user(identity.user)
             self._counted_user = True
         self.identity = identity
         self.info = ClientInfo(self.client_id, identity.user, meta)
@@ -313,48 +261,43 @@ class Session:
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
-        self._set_state(State.CONNECTED)
+        self._set_state(SessionState.CONNECTED)
         self._schedule_expiry()
-        result: dict[str, Any] = {
-            "client": self.client_id,
-            "user": identity.user,
-            "expires": None if identity.expires is None else int(identity.expires),
-        }
-        if meta is not None:
-            result["meta"] = meta
-        self._send(reply(command.id, result))
+        expires = None if identity.expires is None else int(identity.expires)
+        result = ConnectResult(self.client_id, identity.user, expires, meta)
+        self._send(Reply(command.id, result).serialize())
 
-    async def _subscribe(self, command: Subscribe) -> None:
+    async def _subscribe(self, command: SubscribeCommand) -> None:
         channel = command.channel
         options = self._permissions(channel, "s")
         if channel in self.subscriptions:
             raise HubError(ErrorCode.ALREADY_SUBSCRIBED, ErrorCode.ALREADY_SUBSCRIBED.message)
         if len(self.subscriptions) >= self._limits.max_channels:
             raise HubError(ErrorCode.LIMIT_EXCEEDED, ErrorCode.LIMIT_EXCEEDED.message)
-        sub = Subscription(self, channel, options)
+        sub = SessionSubscription(self, channel, options)
         self.subscriptions[channel] = sub
         try:
-            result, position = await self.hub._subscribe(sub, command.since, command.recent)
+            result, position = await self.hub.attach(sub, command.since, command.recent)
         except BaseException:
             self._drop_subscription(sub)
             raise
         if not sub.active:
             return
         # No await between the reply and go_live: nothing of this channel can slip between.
-        self._send(reply(command.id, result))
+        self._send(Reply(command.id, result).serialize())
         sub.go_live(position)
-        await self.hub._joined(sub)
+        await self.hub.announce_join(sub)
 
-    async def _unsubscribe(self, command: Unsubscribe) -> None:
+    async def _unsubscribe(self, command: UnsubscribeCommand) -> None:
         self.hub.registry.options(command.channel)
         sub = self.subscriptions.get(command.channel)
         if sub is None:
             raise HubError(ErrorCode.NOT_SUBSCRIBED, ErrorCode.NOT_SUBSCRIBED.message)
         self._drop_subscription(sub)
-        self._send(reply(command.id))
-        await self.hub._left(sub)
+        self._send(Reply(command.id).serialize())
+        await self.hub.announce_leave(sub)
 
-    async def _publish(self, command: Publish) -> None:
+    async def _publish(self, command: PublishCommand) -> None:
         channel = command.channel
         options = self._permissions(channel, "p")
         if options.publish == "none":
@@ -364,30 +307,24 @@ class Session:
         if len(command.data) > self._limits.max_publication_size:
             raise HubError(ErrorCode.TOO_LARGE, ErrorCode.TOO_LARGE.message)
         if command.ephemeral:
-            await self.hub._publish_ephemeral(channel, command.data, self.info_bytes)
-            self._send(reply(command.id))
+            await self.hub.publish_ephemeral_encoded(channel, command.data, self.info_bytes)
+            self._send(Reply(command.id).serialize())
             return
-        result = await self.hub._publish(
+        result = await self.hub.publish_encoded(
             channel, options, command.data, self.info_bytes, command.message_id
         )
-        obj: dict[str, Any] = result.position.to_json()
-        if result.duplicate:
-            obj["duplicate"] = True
-        self._send(reply(command.id, obj))
+        reply = Reply(command.id, PublishResult(result.position, result.duplicate))
+        self._send(reply.serialize())
 
-    async def _history(self, command: History) -> None:
+    async def _history(self, command: HistoryCommand) -> None:
         self._permissions(command.channel, "r")
         pubs, position = await self.hub.history(
             command.channel, limit=command.limit or 100, since=command.since
         )
-        result = {
-            "channel": command.channel,
-            **position.to_json(),
-            "publications": [publication_json(p) for p in pubs],
-        }
-        self._send(reply(command.id, result))
+        result = HistoryResult(command.channel, position, tuple(pubs))
+        self._send(Reply(command.id, result).serialize())
 
-    def _refresh(self, command: Refresh) -> None:
+    def _refresh(self, command: RefreshCommand) -> None:
         assert self.identity is not None
         if self.identity.anonymous:
             raise AuthError(ErrorCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED.message)
@@ -399,12 +336,12 @@ class Session:
         for channel, sub in list(self.subscriptions.items()):
             if not identity.permissions.allows(channel, "s"):
                 self._drop_subscription(sub)
-                self._send(unsubscribe_push(channel, ErrorCode.PERMISSION_DENIED))
-                self.hub._spawn(self.hub._left(sub))
+                self._send(UnsubscribePush(channel, ErrorCode.PERMISSION_DENIED).serialize())
+                self.hub.spawn(self.hub.announce_leave(sub))
         expires = None if identity.expires is None else int(identity.expires)
-        self._send(reply(command.id, {"expires": expires}))
+        self._send(Reply(command.id, RefreshResult(expires)).serialize())
 
-    def _drop_subscription(self, sub: Subscription) -> None:
+    def _drop_subscription(self, sub: SessionSubscription) -> None:
         """End ``sub`` now: nothing of its channel is sent after this returns."""
         if not sub.active:
             return
@@ -413,13 +350,13 @@ class Session:
             del self.subscriptions[sub.channel]
         self._outbox.discard(sub.queue)
         sub.buffer.clear()
-        self.hub._remove_subscription(sub)
+        self.hub.detach(sub)
 
     # --- timers --------------------------------------------------------------------------
 
     def _connect_timeout(self) -> None:
         self._connect_timer = None
-        if self.state == State.AWAITING_CONNECT:
+        if self.state == SessionState.AWAITING_CONNECT:
             self.close(DisconnectCode.CONNECT_TIMEOUT)
 
     def _schedule_expiry(self) -> None:
@@ -440,7 +377,7 @@ class Session:
         """
         self._expiry_timer = None
         identity = self.identity
-        if self.state != State.CONNECTED or identity is None or identity.expires is None:
+        if self.state != SessionState.CONNECTED or identity is None or identity.expires is None:
             return False
         # Valid until exp + leeway, as authenticate() judged it at connect and refresh.
         if self.hub.clock() < identity.expires + self.hub.auth.leeway:
@@ -464,7 +401,7 @@ class Session:
 
     def _send(self, message: str) -> None:
         """Send a reply or a control push, after anything already queued."""
-        if self.state >= State.CLOSING:
+        if self.state >= SessionState.CLOSING:
             return
         outbox = self._outbox
         if outbox.pending == 0 and self.peer.writable:
@@ -478,9 +415,9 @@ class Session:
             return
         self._ensure_writer()
 
-    def enqueue(self, sub: Subscription, kind: int, message: str) -> None:
+    def enqueue(self, sub: SessionSubscription, kind: int, message: str) -> None:
         """Send a channel message now if the connection keeps up, else queue it."""
-        if self.state >= State.CLOSING:
+        if self.state >= SessionState.CLOSING:
             return
         outbox = self._outbox
         if outbox.pending == 0 and self.peer.writable:
@@ -505,7 +442,7 @@ class Session:
 
     def slow_consumer(self) -> None:
         """Close with 4004: the client does not read fast enough."""
-        if self.state < State.CLOSING:
+        if self.state < SessionState.CLOSING:
             self.hub.stats.slow_consumer_disconnects += 1
             self.close(DisconnectCode.SLOW_CONSUMER)
 
@@ -516,7 +453,7 @@ class Session:
     async def _write_loop(self) -> None:
         outbox = self._outbox
         try:
-            while outbox.pending > 0 and self.state < State.CLOSING:
+            while outbox.pending > 0 and self.state < SessionState.CLOSING:
                 if not self.peer.writable:
                     await self.peer.drain()
                     continue
@@ -536,7 +473,7 @@ class Session:
         sees the error reply before the close frame), except for a slow consumer (4004);
         queued pushes are discarded.
         """
-        if self.state >= State.CLOSING:
+        if self.state >= SessionState.CLOSING:
             return
         logger.debug("session %s: closing with %d", self.client_id, code)
         # A slow consumer reads nothing: its replies would only add to what the hub holds.
@@ -544,7 +481,7 @@ class Session:
         self._start_cleanup()
         for message in replies:
             self._write(message, cork=False)
-        self.hub._spawn(self._close_peer(code))
+        self.hub.spawn(self._close_peer(code))
 
     async def _close_peer(self, code: DisconnectCode) -> None:
         try:
@@ -553,8 +490,8 @@ class Session:
             logger.debug("session %s: close failed: %s", self.client_id, exc)
 
     def _start_cleanup(self) -> None:
-        if self.state < State.CLOSING:
-            self._set_state(State.CLOSING)
+        if self.state < SessionState.CLOSING:
+            self._set_state(SessionState.CLOSING)
         if self._cleanup_task is None:
             self._cleanup_task = asyncio.get_running_loop().create_task(self._cleanup())
 
@@ -577,11 +514,11 @@ class Session:
         for sub in subs:
             self._drop_subscription(sub)
         if self._counted_user and self.identity is not None:
-            self.hub._uncount_user(self.identity.user)
+            self.hub.release_user(self.identity.user)
             self._counted_user = False
         try:
             for sub in subs:
-                await self.hub._left(sub)
+                await self.hub.announce_leave(sub)
         finally:
-            self.hub._forget_session(self)
-            self._set_state(State.CLOSED)
+            self.hub.session_closed(self)
+            self._set_state(SessionState.CLOSED)
