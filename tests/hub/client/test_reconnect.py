@@ -11,9 +11,9 @@ import pytest
 from wshub.exceptions import AuthError, ConnectionClosedError, HubError
 from wshub.hub import HubLimits
 from wshub.hub.client import Backoff, ClientState, HubClient
-from wshub.hub.client.reconnect import CloseAdvice, close_advice, give_up, why_lost
+from wshub.hub.client.reconnect import close_advice, give_up, why_lost
 from wshub.hub.server import HubServer, start_hub
-from wshub.hub.wire import CloseCode
+from wshub.hub.wire import DisconnectAdvice, DisconnectCode
 
 from .conftest import SECRET, Gate, MakeClient, cut_off, server_side, take, token
 
@@ -208,31 +208,31 @@ def test_client_defaults_cap_the_delay_at_five_seconds() -> None:
 @pytest.mark.parametrize(
     ("code", "advice"),
     [
-        (None, CloseAdvice(reconnect=True)),
-        (1001, CloseAdvice(reconnect=True)),
-        (1006, CloseAdvice(reconnect=True)),
-        (1011, CloseAdvice(reconnect=True)),
-        (CloseCode.BAD_COMMANDS, CloseAdvice(reconnect=False)),
-        (CloseCode.UNAUTHORIZED, CloseAdvice(reconnect=True, new_token=True)),
-        (CloseCode.CONNECT_TIMEOUT, CloseAdvice(reconnect=True)),
-        (CloseCode.TOKEN_EXPIRED, CloseAdvice(reconnect=True, new_token=True)),
-        (CloseCode.SLOW_CONSUMER, CloseAdvice(reconnect=True)),
-        (CloseCode.RATE_LIMITED, CloseAdvice(reconnect=True, slow_down=True)),
-        (CloseCode.TOO_MANY_CONNECTIONS, CloseAdvice(reconnect=False)),
-        (CloseCode.UNSUPPORTED_SUBPROTOCOL, CloseAdvice(reconnect=False)),
+        (None, DisconnectAdvice(reconnect=True)),
+        (1001, DisconnectAdvice(reconnect=True)),
+        (1006, DisconnectAdvice(reconnect=True)),
+        (1011, DisconnectAdvice(reconnect=True)),
+        (DisconnectCode.BAD_COMMANDS, DisconnectAdvice(reconnect=False)),
+        (DisconnectCode.UNAUTHORIZED, DisconnectAdvice(reconnect=True, new_token=True)),
+        (DisconnectCode.CONNECT_TIMEOUT, DisconnectAdvice(reconnect=True)),
+        (DisconnectCode.TOKEN_EXPIRED, DisconnectAdvice(reconnect=True, new_token=True)),
+        (DisconnectCode.SLOW_CONSUMER, DisconnectAdvice(reconnect=True)),
+        (DisconnectCode.RATE_LIMITED, DisconnectAdvice(reconnect=True, slow_down=True)),
+        (DisconnectCode.TOO_MANY_CONNECTIONS, DisconnectAdvice(reconnect=False)),
+        (DisconnectCode.UNSUPPORTED_SUBPROTOCOL, DisconnectAdvice(reconnect=False)),
     ],
 )
-def test_close_advice_follows_the_table(code: int | None, advice: CloseAdvice) -> None:
+def test_close_advice_follows_the_table(code: int | None, advice: DisconnectAdvice) -> None:
     """Each hub close code says whether to reconnect, with a new token, after a long wait."""
     assert close_advice(code) == advice
 
 
 def test_give_up_only_when_a_retry_cannot_help() -> None:
     """Token codes end a client with a fixed token but not one with a token callable."""
-    expired = give_up(None, CloseCode.TOKEN_EXPIRED, connected_once=True, renewable=False)
+    expired = give_up(None, DisconnectCode.TOKEN_EXPIRED, connected_once=True, renewable=False)
     assert isinstance(expired, AuthError) and expired.code == 113
-    assert give_up(None, CloseCode.TOKEN_EXPIRED, connected_once=True, renewable=True) is None
-    fatal = give_up(None, CloseCode.BAD_COMMANDS, connected_once=True, renewable=True)
+    assert give_up(None, DisconnectCode.TOKEN_EXPIRED, connected_once=True, renewable=True) is None
+    fatal = give_up(None, DisconnectCode.BAD_COMMANDS, connected_once=True, renewable=True)
     assert isinstance(fatal, ConnectionClosedError) and fatal.code == 4000
     assert give_up(None, 1001, connected_once=True, renewable=False) is None
     first = give_up(None, 1001, connected_once=False, renewable=False)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from wshub.hub.wire import ClientInfo, Position, Publication
+from wshub.hub.wire import ClientInfo, Position, StoredPublication
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -97,7 +97,7 @@ class AppendResult:
     """
 
     position: Position
-    publication: Publication | None
+    publication: StoredPublication | None
 
     @property
     def duplicate(self) -> bool:
@@ -118,7 +118,7 @@ class Recovery:
         position: the stream's current position.
     """
 
-    publications: Sequence[Publication]
+    publications: Sequence[StoredPublication]
     recovered: bool
     position: Position
 
@@ -177,7 +177,7 @@ class HistoryStore(Protocol):
         """The publications after ``offset`` of ``epoch`` (see :class:`Recovery`)."""
         ...
 
-    async def latest(self, channel: str, *, limit: int) -> tuple[list[Publication], Position]:
+    async def latest(self, channel: str, *, limit: int) -> tuple[list[StoredPublication], Position]:
         """The last ``limit`` publications (oldest first) and the current position."""
         ...
 

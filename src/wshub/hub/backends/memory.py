@@ -27,7 +27,7 @@ from wshub.hub.backends.base import (
     new_epoch,
     recoverable,
 )
-from wshub.hub.wire import ClientInfo, Position, Publication
+from wshub.hub.wire import ClientInfo, Position, StoredPublication
 
 __all__ = ["MemoryBroker", "MemoryHistory", "MemoryPresence"]
 
@@ -87,7 +87,7 @@ class _Stream:
     top: int = 0
     ttl: float | None = None
     updated: float = 0.0
-    pubs: deque[Publication] = field(default_factory=deque)
+    pubs: deque[StoredPublication] = field(default_factory=deque)
     dedupe: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
 
 
@@ -162,7 +162,7 @@ class MemoryHistory:
         stream.top += 1
         stream.updated = now
         stream.ttl = ttl
-        pub = Publication(stream.top, now, data, info)
+        pub = StoredPublication(stream.top, now, data, info)
         if size > 0:
             stream.pubs.append(pub)
         while len(stream.pubs) > size:
@@ -186,7 +186,7 @@ class MemoryHistory:
         pubs = [stream.pubs[i] for i in range(start, min(len(stream.pubs), start + limit))]
         return Recovery(pubs, True, position)
 
-    async def latest(self, channel: str, *, limit: int) -> tuple[list[Publication], Position]:
+    async def latest(self, channel: str, *, limit: int) -> tuple[list[StoredPublication], Position]:
         check_limits(0, limit)
         stream = self._stream(channel)
         self._trim_age(stream, self._clock())

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from wshub.exceptions import InvalidState
 from wshub.hub.backends.base import AppendResult, Recovery, check_limits, new_epoch, recoverable
-from wshub.hub.wire import Position, Publication
+from wshub.hub.wire import Position, StoredPublication
 
 __all__ = ["SQLiteHistory"]
 
@@ -168,7 +168,7 @@ class SQLiteHistory:
             db.execute("DELETE FROM pubs WHERE channel = ? AND seq <= ?", (channel, top - size))
             if ttl is not None:
                 db.execute("DELETE FROM pubs WHERE channel = ? AND time < ?", (channel, now - ttl))
-            return AppendResult(Position(top, epoch), Publication(top, now, data, info))
+            return AppendResult(Position(top, epoch), StoredPublication(top, now, data, info))
 
         return await self._run(self._transaction, work)
 
@@ -179,14 +179,14 @@ class SQLiteHistory:
         ttl: float | None,
         where: str,
         args: tuple[object, ...],
-    ) -> list[Publication]:
+    ) -> list[StoredPublication]:
         cutoff = float("-inf") if ttl is None else self._clock() - ttl
         rows = db.execute(
             f"SELECT seq, time, data, info FROM pubs WHERE channel = ? AND time >= ? {where}",
             (channel, cutoff, *args),
         ).fetchall()
         return [
-            Publication(r[0], r[1], bytes(r[2]), None if r[3] is None else bytes(r[3]))
+            StoredPublication(r[0], r[1], bytes(r[2]), None if r[3] is None else bytes(r[3]))
             for r in rows
         ]
 
@@ -208,10 +208,10 @@ class SQLiteHistory:
 
         return await self._run(self._transaction, work)
 
-    async def latest(self, channel: str, *, limit: int) -> tuple[list[Publication], Position]:
+    async def latest(self, channel: str, *, limit: int) -> tuple[list[StoredPublication], Position]:
         check_limits(0, limit)
 
-        def work(db: sqlite3.Connection) -> tuple[list[Publication], Position]:
+        def work(db: sqlite3.Connection) -> tuple[list[StoredPublication], Position]:
             epoch, top, ttl = self._stream(db, channel)
             pubs = self._select(db, channel, ttl, "ORDER BY seq DESC LIMIT ?", (limit,))
             pubs.reverse()

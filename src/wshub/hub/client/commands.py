@@ -18,13 +18,21 @@ import orjson
 
 from wshub.hub.client.requests import OnLost
 from wshub.hub.client.values import HistoryPage, Publication, TokenSource, client_info
-from wshub.hub.wire import ClientInfo, History, Ping, Position, Presence, Publish, Refresh
+from wshub.hub.wire import (
+    ClientInfo,
+    HistoryCommand,
+    PingCommand,
+    Position,
+    PresenceCommand,
+    PublishCommand,
+    RefreshCommand,
+)
 
 __all__ = ["HubCommands"]
 
 
 class HubCommands:
-    """Publish, read presence and history, refresh the token, ping."""
+    """PublishCommand, read presence and history, refresh the token, ping."""
 
     #: When the token expires (seconds since the Unix epoch), or ``None``.
     expires: float | None
@@ -37,7 +45,7 @@ class HubCommands:
         raise NotImplementedError
 
     async def publish(self, channel: str, data: Any, message_id: str | None = None) -> int:
-        """Publish ``data`` (any JSON value) to ``channel``; returns its offset.
+        """PublishCommand ``data`` (any JSON value) to ``channel``; returns its offset.
 
         Exactly one publication is made even if the connection drops before the reply:
         the publish is resent with the same ``message_id`` after reconnecting, and the hub
@@ -56,7 +64,7 @@ class HubCommands:
         """
         payload = orjson.dumps(data)
         mid = message_id if message_id is not None else uuid.uuid4().hex
-        result = await self._call(lambda id: Publish(id, channel, payload, mid).serialize())
+        result = await self._call(lambda id: PublishCommand(id, channel, payload, mid).serialize())
         return int(result["offset"])
 
     async def publish_ephemeral(self, channel: str, data: Any) -> None:
@@ -71,7 +79,8 @@ class HubCommands:
         """
         payload = orjson.dumps(data)
         await self._call(
-            lambda id: Publish(id, channel, payload, ephemeral=True).serialize(), OnLost.RESOLVE
+            lambda id: PublishCommand(id, channel, payload, ephemeral=True).serialize(),
+            OnLost.RESOLVE,
         )
 
     async def presence(self, channel: str) -> list[ClientInfo]:
@@ -81,7 +90,7 @@ class HubCommands:
             HubError: 107, 108, 115 (presence off in this namespace).
             AuthError: no ``r`` permission (104).
         """
-        result = await self._call(lambda id: Presence(id, channel).serialize())
+        result = await self._call(lambda id: PresenceCommand(id, channel).serialize())
         clients = result.get("clients") or ()
         return [info for info in map(client_info, clients) if info is not None]
 
@@ -101,7 +110,7 @@ class HubCommands:
                 longer available).
             AuthError: no ``r`` permission (104).
         """
-        result = await self._call(lambda id: History(id, channel, limit, since).serialize())
+        result = await self._call(lambda id: HistoryCommand(id, channel, limit, since).serialize())
         epoch = str(result.get("epoch", ""))
         offset = result.get("offset")
         pubs = [Publication.parse(obj, channel, epoch) for obj in result.get("publications") or ()]
@@ -119,7 +128,7 @@ class HubCommands:
         Raises:
             AuthError: the token is invalid or of another user (103), or expired (113).
         """
-        result = await self._call(lambda id: Refresh(id, token).serialize())
+        result = await self._call(lambda id: RefreshCommand(id, token).serialize())
         if not callable(self._token):
             self._token = token
         expires = result.get("expires")
@@ -130,5 +139,5 @@ class HubCommands:
         """An application-level round trip to the hub; returns it in seconds."""
         # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds.
         start = time.perf_counter()
-        await self._call(lambda id: Ping(id).serialize())
+        await self._call(lambda id: PingCommand(id).serialize())
         return time.perf_counter() - start

@@ -42,13 +42,7 @@ from wshub.hub.client.values import (
     hub_error,
     token_value,
 )
-from wshub.hub.wire import (
-    SUBPROTOCOL,
-    Connect,
-    ErrorCode,
-    Position,
-    Unsubscribe,
-)
+from wshub.hub.wire import SUBPROTOCOL, ConnectCommand, ErrorCode, Position, UnsubscribeCommand
 from wshub.protocol.uri import parse_uri
 
 __all__ = ["ClientState", "HubClient"]
@@ -341,7 +335,7 @@ class HubClient(HubCommands):
         token = await token_value(self._token)
         async with asyncio.timeout(self._open_timeout):
             result = await self._send_now(
-                ws, lambda id: Connect(id, token, self._meta).serialize(), OnLost.FAIL
+                ws, lambda id: ConnectCommand(id, token, self._meta).serialize(), OnLost.FAIL
             ).future
         self.client_id = str(result.get("client", ""))
         self.user = str(result.get("user", ""))
@@ -419,7 +413,9 @@ class HubClient(HubCommands):
                 # Unsubscribed while the hub was subscribing: undo it on the hub.
                 if not isinstance(result, HubError) and self._ws is ws and ws.open:
                     self._send_now(
-                        ws, lambda id: Unsubscribe(id, sub.channel).serialize(), OnLost.RESOLVE
+                        ws,
+                        lambda id: UnsubscribeCommand(id, sub.channel).serialize(),
+                        OnLost.RESOLVE,
                     )
                 return
             if isinstance(result, HubError):
@@ -574,4 +570,6 @@ class HubClient(HubCommands):
         sub.end(None)
         if was_active:
             with contextlib.suppress(HubError):  # 110: the hub had already dropped it
-                await self._call(lambda id: Unsubscribe(id, channel).serialize(), OnLost.RESOLVE)
+                await self._call(
+                    lambda id: UnsubscribeCommand(id, channel).serialize(), OnLost.RESOLVE
+                )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
 
 from wshub.exceptions import (
     AuthError,
@@ -26,43 +25,16 @@ from wshub.exceptions import (
     InvalidHandshake,
     InvalidResponse,
 )
-from wshub.hub.wire import CloseCode, ErrorCode
+from wshub.hub.wire import DisconnectAdvice, DisconnectCode, ErrorCode, disconnect_advice
 
-__all__ = ["Backoff", "CloseAdvice", "close_advice", "give_up", "retryable", "why_lost"]
-
-# Close codes after which reconnecting cannot help (docs/protocol.md §7).
-_FATAL_CLOSE_CODES = frozenset(
-    {CloseCode.BAD_COMMANDS, CloseCode.TOO_MANY_CONNECTIONS, CloseCode.UNSUPPORTED_SUBPROTOCOL}
-)
-# Close codes that need a new token before reconnecting.
-_TOKEN_CLOSE_CODES = frozenset({CloseCode.UNAUTHORIZED, CloseCode.TOKEN_EXPIRED})
+__all__ = ["Backoff", "close_advice", "give_up", "retryable", "why_lost"]
 
 
-@dataclass(frozen=True, slots=True)
-class CloseAdvice:
-    """What a close code tells the client.
-
-    Attributes:
-        reconnect: whether connecting again can help.
-        new_token: whether it helps only with a new token.
-        slow_down: whether the hub asked for a long wait first (rate limited).
-    """
-
-    reconnect: bool
-    new_token: bool = False
-    slow_down: bool = False
-
-
-def close_advice(code: int | None) -> CloseAdvice:
-    """The advice of the hub's close ``code``; ``None`` (no close frame) means a lost link.
-
-    Codes the hub does not define (a proxy's 1006, 1011, ...) are worth a retry.
-    """
-    if code in _FATAL_CLOSE_CODES:
-        return CloseAdvice(reconnect=False)
-    if code in _TOKEN_CLOSE_CODES:
-        return CloseAdvice(reconnect=True, new_token=True)
-    return CloseAdvice(reconnect=True, slow_down=code == CloseCode.RATE_LIMITED)
+def close_advice(code: int | None) -> DisconnectAdvice:
+    """The advice of the hub's close ``code``: the one table of
+    :class:`~wshub.hub.wire.DisconnectCode` (which wshub.js follows too); ``None`` (no close
+    frame) means a lost link, worth a retry like codes the hub does not define."""
+    return DisconnectAdvice(reconnect=True) if code is None else disconnect_advice(code)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -100,7 +72,7 @@ def give_up(
     advice = close_advice(close_code)
     if not advice.reconnect:
         assert close_code is not None
-        return ConnectionClosedError(close_code, CloseCode(close_code).reason)
+        return ConnectionClosedError(close_code, DisconnectCode(close_code).reason)
     if advice.new_token and not renewable:
         return AuthError(ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED.message)
     return None

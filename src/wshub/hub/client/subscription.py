@@ -34,7 +34,7 @@ from wshub.hub.client.values import (
     client_info,
     unrecoverable,
 )
-from wshub.hub.wire import Position, Subscribe
+from wshub.hub.wire import Position, SubscribeCommand
 
 __all__ = ["FetchHistory", "Subscription"]
 
@@ -214,10 +214,10 @@ class Subscription:
 
     # -- accepting publications ------------------------------------------------------------
 
-    def subscribe_command(self, id: int) -> tuple[Subscribe, Position | None]:
+    def subscribe_command(self, id: int) -> tuple[SubscribeCommand, Position | None]:
         """The ``subscribe`` command to send now, and the position it resumes from."""
         since = self._position or self._since
-        return Subscribe(id, self.channel, since, self._recent), since
+        return SubscribeCommand(id, self.channel, since, self._recent), since
 
     def subscribed(self, result: Mapping[str, Any], since: Position | None) -> None:
         """Apply a subscribe reply: recover from ``since`` or start at the channel's position."""

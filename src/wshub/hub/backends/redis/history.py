@@ -33,7 +33,7 @@ How the recovery contract of docs/protocol.md survives Redis:
   partially lost stream can therefore never produce a silent gap.
 * ``MAXLEN ~`` trims lazily (whole stream nodes at a time); reads never look below
   ``top - size + 1``, so at most ``size`` publications are ever visible.
-* Publication times never go back within a stream (a node whose clock is behind the
+* StoredPublication times never go back within a stream (a node whose clock is behind the
   previous publisher's reuses that time), so trimming by age removes a prefix of the
   stream and never opens a hole in it. Times come from the nodes' clocks: keep them
   synchronized (NTP); a skew shifts TTLs and the dedupe window by that much.
@@ -58,7 +58,7 @@ from wshub.hub.backends.redis.connection import (
     lua_script,
     redis_client,
 )
-from wshub.hub.wire import Position, Publication
+from wshub.hub.wire import Position, StoredPublication
 
 __all__ = ["RedisHistory"]
 
@@ -68,11 +68,11 @@ logger = logging.getLogger("wshub.hub")
 _BATCH = 200
 
 
-def _publication(entry: Sequence[Any]) -> Publication:
+def _publication(entry: Sequence[Any]) -> StoredPublication:
     """A publication from a stream entry ``[id, [b"t", time, b"d", data, b"i", info]]``."""
     entry_id, fields = entry
     info = fields[5] if len(fields) > 5 else None
-    return Publication(int(entry_id.partition(b"-")[0]), float(fields[1]), fields[3], info)
+    return StoredPublication(int(entry_id.partition(b"-")[0]), float(fields[1]), fields[3], info)
 
 
 def _ttl(raw: bytes | None) -> float | None:
@@ -171,7 +171,7 @@ class RedisHistory:
         position = Position(int(offset), epoch.decode())
         if not appended:
             return AppendResult(position, None)
-        return AppendResult(position, Publication(position.offset, float(when), data, info))
+        return AppendResult(position, StoredPublication(position.offset, float(when), data, info))
 
     async def since(self, channel: str, offset: int, epoch: str, *, limit: int) -> Recovery:
         check_limits(0, limit)
@@ -193,7 +193,7 @@ class RedisHistory:
             return Recovery((), False, position)
         return Recovery(pubs[:limit], True, position)
 
-    async def latest(self, channel: str, *, limit: int) -> tuple[list[Publication], Position]:
+    async def latest(self, channel: str, *, limit: int) -> tuple[list[StoredPublication], Position]:
         check_limits(0, limit)
         now = self._clock()
         args = [*self._args(channel, now), str(limit)]
