@@ -36,6 +36,7 @@ class FakePeer:
         self._drained.set()
         self._changed = asyncio.Event()
         self.dead = False
+        self.corks = 0
 
     @property
     def writable(self) -> bool:
@@ -50,7 +51,8 @@ class FakePeer:
             self._drained.clear()
 
     def cork(self) -> None:
-        """Nothing to hold: messages are recorded as they are sent, in order."""
+        """Nothing to hold: messages are recorded as they are sent, in order (and counted)."""
+        self.corks += 1
 
     def send_nowait(self, message: str | bytes) -> None:
         if self.dead or self.close_code is not None:

@@ -27,7 +27,7 @@ from wshub.hub._outbox import POS
 from wshub.hub.backends import AppendResult
 from wshub.hub.host import SessionHost
 from wshub.hub.server import HubServer, start_hub
-from wshub.hub.session import Session, SessionState
+from wshub.hub.session import MAX_CORKED_REPLY, Session, SessionState
 from wshub.hub.stats import HubStats
 from wshub.hub.subscription import SessionSubscription
 from wshub.hub.wire import (
@@ -667,7 +667,7 @@ async def test_client_that_floods_commands_unread_is_bounded_then_closed_4004() 
                         raw.send_text(command)
                     sent += 20
                     await raw.drain()
-                    assert_bounded(session, limits, 120_000, corked=0)  # replies: no cork
+                    assert_bounded(session, limits, 120_000, corked=0)  # large replies: no cork
             assert sent * 100_000 > limits.max_queued_size  # type: ignore[operator]
             assert await close_code_after_reading(raw) == (4004, "slow consumer")
 
@@ -800,3 +800,19 @@ async def test_session_runs_on_a_fake_host() -> None:
         ("closed", session.client_id),
     ]
     assert session.state == SessionState.CLOSED
+
+
+async def test_only_small_replies_join_the_cork(make_client: MakeClient) -> None:
+    """A small reply is corked (pipelined replies share a write); a large one is written
+    at once, so that a cork never holds large replies past the write limit."""
+    async with Hub(expire_interval=None) as hub:
+        client = await make_client(hub)
+        for n in range(20):
+            await hub.publish("chat:big", "z" * 1000, info={"n": n})
+        corks = client.peer.corks
+        await client.ok("ping")
+        assert client.peer.corks == corks + 1
+        result = await client.ok("history", channel="chat:big", limit=20)
+        assert len(client.peer.sent[-1]) > MAX_CORKED_REPLY
+        assert len(result["publications"]) == 20
+        assert client.peer.corks == corks + 1

@@ -65,6 +65,10 @@ __all__ = ["Peer", "Session", "SessionState"]
 
 logger = logging.getLogger("wshub.hub")
 
+#: Largest reply (characters of JSON) that joins the connection's cork: pipelined small
+#: replies share a system call, while at most a cork of them (64) waits past the write limit.
+MAX_CORKED_REPLY = 4096
+
 
 class Peer(Protocol):
     """What a session needs from its connection (``wshub.aio.ServerConnection`` fits)."""
@@ -405,10 +409,10 @@ class Session:
             return
         outbox = self._outbox
         if outbox.pending == 0 and self.peer.writable:
-            # Not corked: a cork is invisible to the transport's high-water mark, and a
-            # client that pipelines commands would otherwise get up to a cork's worth of
-            # replies buffered past it.
-            self._write(message, cork=False)
+            # Only small replies are corked: a cork is invisible to the transport's
+            # high-water mark, and a client that pipelines history reads would otherwise
+            # get up to a cork's worth of large replies buffered past it.
+            self._write(message, cork=len(message) <= MAX_CORKED_REPLY)
             return
         if not outbox.add_reply(message):
             self.slow_consumer()
