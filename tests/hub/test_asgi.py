@@ -8,14 +8,12 @@ is parametrized), so that the mounted hub is held to the same client tests as ``
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
@@ -28,6 +26,7 @@ from wshub.hub.client import HubClient, Subscription
 from wshub.hub.server import start_hub
 from wshub.hub.session import Session
 from wshub.hub.wire import CloseCode
+from wshub.testing import UvicornServer
 
 from . import test_server as standalone
 from .conftest import API_KEY, SECRET, http
@@ -44,47 +43,11 @@ REGISTRY = {
 def make_hub() -> Hub:
     return Hub(
         registry=ChannelRegistry(REGISTRY),
-        auth=Authenticator(secret=SECRET, allow_anonymous=True),
+        auth=Authenticator(
+            secret=SECRET, allow_anonymous=True, anonymous_permissions=["chat:*:spr"]
+        ),
         limits=HubLimits(command_rate=None, publish_rate=None),
     )
-
-
-def bound_socket(port: int = 0) -> socket.socket:
-    """A loopback listening socket (``port`` again after a restart: SO_REUSEADDR)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    return sock
-
-
-class Uvicorn:
-    """One uvicorn server running ``app`` in this event loop; restartable on its port."""
-
-    def __init__(self, app: Any, **config: Any) -> None:
-        self.app = app
-        self.config = {"log_level": "warning", "lifespan": "on", **config}
-        self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        sock = bound_socket(self.port)
-        self.port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(self.app, **self.config))
-        self._server = server
-        self._task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if self._task.done():
-                await self._task  # it failed: raise why
-                raise AssertionError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        """Graceful shutdown: open WebSockets get 1012, then the lifespan ends."""
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._server = self._task = None
 
 
 class Endpoint:
@@ -119,7 +82,7 @@ def starlette_app(hub_app: HubASGIApp, prefix: str = "/hub") -> Starlette:
 async def mounted(hub: Hub, prefix: str = "/hub", **options: Any) -> AsyncIterator[Endpoint]:
     """``hub`` mounted at ``prefix`` in a Starlette app on uvicorn; the test owns the hub."""
     options.setdefault("api_key", API_KEY)
-    server = Uvicorn(starlette_app(HubASGIApp(hub, **options), prefix))
+    server = UvicornServer(starlette_app(HubASGIApp(hub, **options), prefix))
     async with hub:
         await server.start()
         try:
@@ -298,7 +261,7 @@ async def test_uvicorn_restart_recovers_without_loss_or_duplicates(
 ) -> None:
     """uvicorn stops (1012 to clients) and starts again on the same hub: nothing lost."""
     hub = make_hub()
-    server = Uvicorn(starlette_app(HubASGIApp(hub)))
+    server = UvicornServer(starlette_app(HubASGIApp(hub)))
     async with hub:
         await server.start()
         endpoint = Endpoint(hub, server.port, "/hub")
@@ -421,7 +384,7 @@ async def test_slow_consumer_is_disconnected_with_bounded_buffers() -> None:
 async def test_served_directly_the_app_runs_the_hub_lifespan(clients: list[HubClient]) -> None:
     """Without a framework, the lifespan protocol starts the hub and closes it at shutdown."""
     hub = make_hub()
-    server = Uvicorn(HubASGIApp(hub))
+    server = UvicornServer(HubASGIApp(hub))
     await server.start()
     try:
         client = await client_of(Endpoint(hub, server.port, ""), clients)

@@ -5,12 +5,13 @@ can break the protocol on purpose, a self-signed certificate for ``wss://``, Deb
 chromium driven by Playwright, a throwaway ``redis-server``. Nothing is mocked, so a test
 that passes with these helpers has exercised the same code paths as production.
 
-Optional dependencies (``cryptography``, ``playwright``, the ``redis-server`` binary)
+Optional dependencies (``cryptography``, ``playwright``, ``uvicorn``, the ``redis-server`` binary)
 are imported or looked up only when the helper that needs them is used.
 """
 
 from __future__ import annotations
 
+from .asgi import UvicornServer
 from .browser import CHROMIUM, CHROMIUM_FLAGS, chromium_available, launch_chromium
 from .raw import (
     RawClient,
@@ -33,6 +34,7 @@ __all__ = [
     "RawServerConnection",
     "RedisServer",
     "TLSCertificate",
+    "UvicornServer",
     "chromium_available",
     "echo",
     "launch_chromium",
