@@ -38,6 +38,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
+async def feed(hub: Any, channels: int, rate: float) -> None:
+    """Publish to ``channels`` ticker channels ``rate`` times a second, until cancelled."""
+    loop = asyncio.get_running_loop()
+    names = [f"ticker:s{i}" for i in range(channels)]
+    tick, due = 0, loop.time()
+    while True:
+        due += 1 / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tick += 1
+        for i, name in enumerate(names):
+            await hub.publish(name, {"tick": tick, "price": 100 + i})
+
+
 def serve(port: int, channels: int, rate: float) -> None:
     """The hub and its feed (the server process)."""
     import wshub
@@ -45,16 +58,8 @@ def serve(port: int, channels: int, rate: float) -> None:
 
     async def main() -> None:
         server = await start_hub("127.0.0.1", port, ephemeral=True, allow_anonymous=True)
-        loop = asyncio.get_running_loop()
-        names = [f"ticker:s{i}" for i in range(channels)]
-        tick, due = 0, loop.time()
         try:
-            while True:
-                due += 1 / rate
-                await asyncio.sleep(max(0.0, due - loop.time()))
-                tick += 1
-                for i, name in enumerate(names):
-                    await server.hub.publish(name, {"tick": tick, "price": 100 + i})
+            await feed(server.hub, channels, rate)
         finally:
             await server.close()
 
@@ -108,14 +113,14 @@ async def drive(
     }
 
 
-def run_once(args: argparse.Namespace) -> dict[str, float]:
-    """One server process, one measured window."""
+def run_once(args: argparse.Namespace, script: str = __file__) -> dict[str, float]:
+    """One server process (``script --serve PORT``), one measured window."""
     import wshub
 
     port = free_port()
-    feed = ["--channels", str(args.channels), "--rate", str(args.rate)]
+    options = ["--channels", str(args.channels), "--rate", str(args.rate)]
     server = subprocess.Popen(
-        ["taskset", "-c", "1", sys.executable, __file__, "--serve", str(port), *feed]
+        ["taskset", "-c", "1", sys.executable, script, "--serve", str(port), *options]
     )
     try:
         wait_listening(port)
@@ -128,8 +133,9 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         server.wait(timeout=10)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str) -> argparse.Namespace:
+    """The load's options (shared with asgi_bench.py)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument("--channels", type=int, default=10)
     parser.add_argument("--rate", type=float, default=20.0, help="ticks per second")
@@ -137,7 +143,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--compression", default="none", choices=("none", "deflate"))
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__ or "")
     if args.serve:
         serve(args.serve, args.channels, args.rate)
         return

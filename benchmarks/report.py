@@ -334,6 +334,21 @@ def sc_unit(scenario: dict[str, Any]) -> str:
     return {"storm": "conn/s", "bcast": "deliv/s"}.get(scenario["mode"], "msg/s")
 
 
+#: Sections after this line in RESULTS.md were measured by other scripts (asgi_bench.py):
+#: a new report keeps them.
+KEPT_MARKER = "<!-- measured by other scripts; report.py keeps what follows -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The marker and what follows it in the page about to be replaced ("" if none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    index = text.find(KEPT_MARKER)
+    return "" if index < 0 else text[index:]
+
+
 def main(argv: list[str]) -> int:
     """Read results.json and write the markdown page."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -349,7 +364,11 @@ def main(argv: list[str]) -> int:
         source = args.results.with_name("results.md").resolve().relative_to(Path.cwd())
     except ValueError:
         source = args.results.with_name("results.md")
-    args.out.write_text(render(results, str(source), clients, deflate), encoding="utf-8")
+    page = render(results, str(source), clients, deflate)
+    kept = kept_sections(args.out)
+    if kept:
+        page = page.rstrip("\n") + "\n\n" + kept
+    args.out.write_text(page, encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

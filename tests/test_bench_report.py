@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -83,3 +84,20 @@ def test_client_targets_compare_with_picows_client() -> None:
     assert rows["client: ping-pong 100c 32B"] == "**not met**"
     # A scenario without a result for wshub is reported as such, not as met.
     assert rows["ping-pong 1c 32B"] == "no result"
+
+
+def test_a_new_report_keeps_the_sections_measured_by_other_scripts(tmp_path: Path) -> None:
+    """What follows the marker in the old page survives; the generated part is replaced."""
+    results = _results({"wshub": {"pp1_32": 100.0}, "websockets": {"pp1_32": 50.0}})
+    source = tmp_path / "results.json"
+    source.write_text(json.dumps(results), encoding="utf-8")
+    out = tmp_path / "RESULTS.md"
+    hand_run = f"{report.KEPT_MARKER}\n\n## The hub mounted in Starlette\n\n| a | b |\n"
+    out.write_text("# an old generated page\n\nstale numbers\n\n" + hand_run, encoding="utf-8")
+    assert report.main([str(source), "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "stale numbers" not in page and page.startswith("# Benchmark results")
+    assert page.endswith("\n\n" + hand_run) and page.count(report.KEPT_MARKER) == 1
+    out.write_text("# a page without the marker\n", encoding="utf-8")
+    assert report.main([str(source), "--out", str(out)]) == 0
+    assert report.KEPT_MARKER not in out.read_text(encoding="utf-8")
