@@ -512,3 +512,28 @@ async def test_binary_messages_are_refused_as_standalone(endpoint: Endpoint) -> 
         await ws.send(orjson.dumps({"id": 1, "cmd": "connect"}))
         reply = orjson.loads(await ws.recv())
     assert reply == {"id": None, "error": {"code": 101, "message": "bad request: binary message"}}
+
+
+async def test_a_closed_hub_refuses_new_connections_with_1001(asgi: Endpoint) -> None:
+    """The hub closed while the ASGI server still accepts: 1001, as at a standalone shutdown."""
+    await asgi.hub.close()
+    async with wshub.connect(asgi.url(), subprotocols=["wshub.v1"]) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.code == 1001
+
+
+async def test_a_chunked_body_over_the_limit_is_413() -> None:
+    """Without a Content-Length, the body is refused as soon as it passes max_request_size."""
+    async with mounted(make_hub(), max_request_size=1000) as endpoint:
+        reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+        head = (
+            "POST /hub/api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {API_KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"x" * 600
+        writer.write(head.encode() + (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 2 + b"0\r\n\r\n")
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+    assert status_line.split()[1] == b"413"
