@@ -123,7 +123,7 @@ async def client_of(
     endpoint: Endpoint, clients: list[HubClient], token: Any = None, **options: Any
 ) -> HubClient:
     options.setdefault("backoff_initial", 0.01)
-    options.setdefault("backoff_max", 0.05)
+    options.setdefault("max_delay", 0.05)
     client = HubClient(endpoint.url(), token, **options)
     clients.append(client)
     await client.connect()
