@@ -25,7 +25,7 @@ from wshub.hub.asgi import ASGIPeer, HubASGIApp
 from wshub.hub.client import HubClient, Subscription
 from wshub.hub.server import start_hub
 from wshub.hub.session import Session
-from wshub.hub.wire import CloseCode
+from wshub.hub.wire import DisconnectCode
 from wshub.testing import UvicornServer
 
 from . import test_server as standalone
@@ -245,7 +245,7 @@ async def test_server_side_close_recovers(endpoint: Endpoint, clients: list[HubC
     await endpoint.hub.publish("chat:srv", "before")
     assert await take(sub, 1) == ["before"]
     gate.open.clear()
-    endpoint.session_of(reader).close(CloseCode.GOING_AWAY)
+    endpoint.session_of(reader).close(DisconnectCode.GOING_AWAY)
     for n in range(4):
         await endpoint.hub.publish("chat:srv", n)
     gate.open.set()

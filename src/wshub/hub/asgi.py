@@ -46,7 +46,7 @@ from wshub.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidS
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
-from wshub.hub.wire import SUBPROTOCOL, CloseCode
+from wshub.hub.wire import SUBPROTOCOL, DisconnectCode
 from wshub.protocol.http11 import Request, Response
 
 __all__ = ["ASGIPeer", "HubASGIApp"]
@@ -394,14 +394,14 @@ class HubASGIApp:
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in scope.get("subprotocols", ()) else None
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         if subprotocol is None:
-            code = CloseCode.UNSUPPORTED_SUBPROTOCOL
+            code = DisconnectCode.UNSUPPORTED_SUBPROTOCOL
             await send({"type": "websocket.close", "code": int(code), "reason": code.reason})
             return
         peer = ASGIPeer(send, write_limit=self.write_limit, close_timeout=self.close_timeout)
         try:
             session = self.hub.session(peer)
         except InvalidState:  # the hub is closing: as the standalone server at shutdown
-            code = CloseCode.GOING_AWAY
+            code = DisconnectCode.GOING_AWAY
             await send({"type": "websocket.close", "code": int(code), "reason": code.reason})
             return
         peer.start()
