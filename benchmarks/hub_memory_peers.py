@@ -13,7 +13,7 @@ samples the server's RSS (``/proc/PID/status``) every 10 ms until the hub closes
 
 Prints one line per scenario: RSS before, peak growth, and the close code the peer got.
 With too few publications the kernel's socket buffers absorb them all and the subscriber is
-only closed by the keepalive (1011, after about 40 s): keep ``--count × --size`` above
+only closed by the keepalive (1011, after about 40 s): keep ``--count * --size`` above
 ~16 MB.
 
 Usage::
