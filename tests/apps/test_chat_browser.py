@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import expect
 
 from wshub.hub import HubLimits
+from wshub.hub.auth import make_token
 
 from .conftest import WAIT_MS, ChatServer, Errors, running_chat, wait_until
 
@@ -189,6 +190,8 @@ async def test_narrow_screen_keeps_the_chat_usable(open_user: Any, chat_server: 
 
 # -- identity: the hub's ids, never the display name ----------------------------------------
 
+SECRET = "chat-browser-tests-secret-0123456789abcdef"
+
 
 async def names_online(page: Any) -> list[str]:
     return await page.get_by_test_id("presence-list").locator(".name").all_inner_texts()
@@ -247,9 +250,33 @@ async def test_own_messages_are_recognised_after_a_reload_by_client_id(
         )
 
 
-# -- a refused connection is not a network problem ------------------------------------------
+async def test_one_user_on_two_connections_is_one_person(
+    open_user: Any, page_errors: Errors
+) -> None:
+    """With tokens, a user id is a person: Alice's two tabs are one "Sam", Bob is "Sam (2)"."""
+    channels = ["chat:*:spr"]
+    alice = "?token=" + make_token(SECRET, "alice", channels=channels, meta={"nick": "Sam"})
+    bob = "?token=" + make_token(SECRET, "bob", channels=channels, meta={"nick": "Sam"})
+    async with (
+        running_chat(allow_anonymous=False, secret=SECRET) as hub,
+        open_user("Sam", server=hub, query=alice) as tab1,
+        open_user("Sam", server=hub, query=alice) as tab2,
+        open_user("Sam", server=hub, query=bob) as other,
+    ):
+        for page in (tab1, tab2, other):
+            await expect(page.get_by_test_id("presence-list").locator("li")).to_have_count(2)
+            assert await names_online(page) == ["Sam", "Sam (2)"]
+        await send(tab2, "from the other tab")
+        await expect(delivered(tab1)).to_have_count(1)
+        await expect(messages(tab1)).to_have_class("msg own")
+        await expect(messages(tab1).locator(".author")).to_have_text("Sam")
+        await expect(delivered(other)).to_have_count(1)
+        await expect(messages(other)).not_to_have_class("msg own")
+        await expect(messages(other).locator(".author")).to_have_text("Sam (2)")
+    assert page_errors.seen == []
 
-SECRET = "chat-browser-tests-secret-0123456789abcdef"
+
+# -- a refused connection is not a network problem ------------------------------------------
 
 
 async def test_hub_that_needs_a_token_says_so_and_stops_retrying(

@@ -228,8 +228,8 @@ const ME = "me";
  */
 function personKey(info) {
   if (!info) return "server";
-  if (isMine(info)) return ME;
-  return info.user ? `u:${info.user}` : `c:${info.client}`;
+  if (info.user) return app.client && info.user === app.client.user ? ME : `u:${info.user}`;
+  return isMine(info) ? ME : `c:${info.client}`;
 }
 
 /** Whether `key` is in a room's presence (any room) or is "me". */
@@ -294,6 +294,7 @@ const app = {
   closeCode: null, // of the last WebSocket closure: tells a refusal from a network problem
   recovery: null, // {pending, missed, lost} while rooms recover after a reconnect
   labels: new Map(), // person key -> the distinct name shown for them
+  ownIds: new Set(loadSession(IDS_KEY)), // this tab's client ids before the last reload
   outbox: [], // messages waiting to be published, in the order they were written
   sending: null, // the outbox entry being published
   paused: false, // waiting after a rate-limit refusal before publishing again
@@ -582,24 +583,23 @@ function onSubscribed(room) {
 /** Whether a ClientInfo is one of this tab's connections, now or before a reload. */
 function isMine(info) {
   if (!info || !info.client) return false;
-  if (app.client && app.client.clientIds.has(info.client)) return true;
-  return loadSession(IDS_KEY).includes(info.client);
+  return app.ownIds.has(info.client) || Boolean(app.client && app.client.clientIds.has(info.client));
 }
 
 /** Remember this tab's client ids across reloads (sessionStorage: per tab, like the page). */
 function rememberClientId(id) {
-  const ids = loadSession(IDS_KEY).filter((known) => known !== id);
-  ids.push(id);
-  saveSession(IDS_KEY, ids.slice(-MAX_IDS));
+  app.ownIds.delete(id);
+  app.ownIds.add(id);
+  saveSession(IDS_KEY, [...app.ownIds].slice(-MAX_IDS));
 }
 
 function onPublication(room, pub) {
   const data = pub.data && typeof pub.data === "object" ? pub.data : { text: String(pub.data) };
   if (pub.info) stopShowingTyping(room, pub.info.client);
-  const mine = isMine(pub.info);
-  // Our own message coming back: it is already on the page. Only our own connections can
+  const mine = personKey(pub.info) === ME;
+  // Our own message coming back: it is already on the page. Only this tab's connections can
   // confirm it: another client cannot mark our message delivered by reusing its id.
-  const own = mine && typeof data.id === "string" ? room.byId.get(data.id) : undefined;
+  const own = isMine(pub.info) && typeof data.id === "string" ? room.byId.get(data.id) : undefined;
   if (own) {
     delivered(room, own, pub.offset, pub.time);
     return;
@@ -841,14 +841,14 @@ function hasPerson(room, key) {
 function onJoin(room, info) {
   const isNew = !hasPerson(room, personKey(info));
   room.presence.set(info.client, info);
-  if (isNew && !isMine(info) && room.ready) activity(room, labelFor(info), "joined");
+  if (isNew && personKey(info) !== ME && room.ready) activity(room, labelFor(info), "joined");
   if (room === app.current) renderPresence();
 }
 
 function onLeave(room, info) {
   room.presence.delete(info.client);
   stopShowingTyping(room, info.client);
-  if (!hasPerson(room, personKey(info)) && !isMine(info)) activity(room, labelFor(info), "left");
+  if (!hasPerson(room, personKey(info)) && personKey(info) !== ME) activity(room, labelFor(info), "left");
   if (room === app.current) renderPresence();
 }
 
@@ -866,7 +866,7 @@ function activity(room, name, what) {
 // ---- typing indicator (ephemeral publications, never stored) --------------------------------
 
 function onEphemeral(room, data, info) {
-  if (!data || typeof data !== "object" || !info || isMine(info)) return;
+  if (!data || typeof data !== "object" || !info || personKey(info) === ME) return;
   if (data.typing) {
     const entry = room.typing.get(info.client);
     if (entry) clearTimeout(entry.timer);
