@@ -737,11 +737,13 @@ function pump() {
   app.sending = entry;
   client.publish(room.channel, { text, id }, { messageId: id }).then(
     (offset) => {
+      if (app.sending !== entry) return; // signed out meanwhile
       app.sending = null;
       delivered(room, li, offset);
       pump();
     },
     (error) => {
+      if (app.sending !== entry) return;
       app.sending = null;
       if (error.code === RATE_LIMITED && entry.refusals < RATE_LIMIT_RETRIES) {
         // The refusal carries no delay: back off 1 s, 2 s, 4 s, 8 s, then ask the user.
