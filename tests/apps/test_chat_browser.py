@@ -339,9 +339,14 @@ async def test_sixty_quick_messages_with_typing_all_arrive_in_order(
     sent = [f"quick {n}" for n in range(60)]
     async with open_user("Ada") as ada, open_user("Grace") as grace:
         await expect_online(ada, "Ada", "Grace")
+        stats = chat_server.hub.stats
+        ephemeral_before = stats.ephemeral
         await ada.evaluate(TYPE_AND_SEND, sent)
         await assert_all_delivered_in_order(chat_server, (ada, grace), sent)
         await expect(messages(ada).locator(".failed-note")).to_have_count(0)
+        # One typing signal for the whole burst (its first key): none after a send, none
+        # while messages wait, no "typing: false" per message.
+        assert stats.ephemeral - ephemeral_before == 1
     assert page_errors.seen == []
 
 
