@@ -6,7 +6,7 @@
 // join/leave carries it; message data is just {text, id}, where `id` is also the publish's
 // `message_id` and lets the page match its own messages when they come back.
 
-import { HubClient, newMessageId, State } from "wshub";
+import { disconnectAdvice, HubClient, newMessageId, State } from "wshub";
 
 const NICK_KEY = "wshub-chat:nick";
 const IDS_KEY = "wshub-chat:client-ids"; // sessionStorage: this tab's past client ids
@@ -337,9 +337,8 @@ function showState(state, previous) {
     app.closeCode = null;
     rememberClientId(app.client.clientId);
   }
-  const refusal = state === State.OFFLINE ? REFUSALS[app.closeCode] : undefined;
-  if (refusal) {
-    showRefusal(refusal);
+  if (state === State.OFFLINE && refused(app.closeCode)) {
+    showRefusal(REFUSALS[app.closeCode] || NOT_UNDERSTOOD);
     return;
   }
   const shown = state === State.DISCONNECTED ? State.CONNECTING : state;
@@ -368,9 +367,19 @@ function showState(state, previous) {
 }
 
 /**
- * What the page says when the hub refused the connection for good (protocol §7 close
- * codes after which HubClient does not reconnect): not a network problem, so no
- * "reconnecting" and no "offline" banner.
+ * Whether a close code is a refusal that HubClient does not retry (protocol §7, the
+ * DISCONNECT_CODES table of wshub.js): no reconnect, or a new token needed (the page has no
+ * getToken). Anything else that ends "offline" is the network.
+ */
+function refused(code) {
+  if (code === null) return false;
+  const advice = disconnectAdvice(code);
+  return !advice.reconnect || advice.newToken;
+}
+
+/**
+ * What the page says when the hub refused the connection for good: not a network problem,
+ * so no "reconnecting" and no "offline" banner.
  */
 const NOT_UNDERSTOOD = {
   status: "refused",
@@ -386,13 +395,16 @@ const REFUSALS = {
         ? " The token in the address was refused (wrong or expired): open the page with a new one."
         : " It does not accept guests: open the page as /?token=<your token>.",
   },
+  4003: {
+    status: "not signed in",
+    title: "Your sign-in token expired.",
+    detail: () => " Open the page with a new token.",
+  },
   4006: {
     status: "refused",
     title: "Too many connections.",
     detail: () => " Close the chat in another tab or window, then reload this page.",
   },
-  4000: NOT_UNDERSTOOD,
-  4007: NOT_UNDERSTOOD,
 };
 
 function showRefusal(refusal) {
