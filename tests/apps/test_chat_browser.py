@@ -307,15 +307,17 @@ async def test_expired_token_is_said_so_not_shown_as_offline(
 ) -> None:
     """A token that expires while connected (close 4003, no getToken): "expired", no retrying."""
     token = make_token(SECRET, "ada", ttl=3.0, channels=["chat:*:spr"])
-    async with running_chat(allow_anonymous=False, secret=SECRET) as hub:
-        async with open_user("Ada", server=hub, query=f"?token={token}") as ada:
-            banner = ada.get_by_test_id("connection-banner")
-            await expect(banner).to_contain_text("Your sign-in token expired.", timeout=WAIT_MS)
-            status = ada.get_by_test_id("connection-status")
-            await expect(status).to_have_text("not signed in")
-            await expect(status).to_have_attribute("data-state", "refused")
-            await ada.wait_for_timeout(2500)  # past HubClient's first reconnect delays
-            assert hub.upgrades == 1
+    async with (
+        running_chat(allow_anonymous=False, secret=SECRET) as hub,
+        open_user("Ada", server=hub, query=f"?token={token}") as ada,
+    ):
+        banner = ada.get_by_test_id("connection-banner")
+        await expect(banner).to_contain_text("Your sign-in token expired.", timeout=WAIT_MS)
+        status = ada.get_by_test_id("connection-status")
+        await expect(status).to_have_text("not signed in")
+        await expect(status).to_have_attribute("data-state", "refused")
+        await ada.wait_for_timeout(2500)  # past HubClient's first reconnect delays
+        assert hub.upgrades == 1
     assert page_errors.seen == []
 
 
