@@ -31,6 +31,7 @@ class ChatServer:
 
     def __init__(self) -> None:
         self.refusing = False
+        self.upgrades = 0
         self.hub_server: HubServer | None = None
 
     @property
@@ -72,6 +73,8 @@ class ChatServer:
         It also serves ``/blank``, an empty page on the hub's origin from which a test
         imports ``/wshub.js`` and drives the client directly.
         """
+        if is_upgrade_request(request):
+            self.upgrades += 1
         if self.refusing and is_upgrade_request(request):
             return Response.text(503, "Service Unavailable\n")
         if request.path == "/blank" and not is_upgrade_request(request):
@@ -141,19 +144,34 @@ def page_errors() -> Errors:
 def open_user(
     browser: Any, chat_server: ChatServer, page_errors: Errors
 ) -> Callable[..., AbstractAsyncContextManager[Any]]:
-    """``async with open_user("Ada") as page``: a user with its own storage, joined."""
+    """``async with open_user("Ada") as page``: a user with its own storage, joined.
+
+    ``server`` opens the page of another hub than ``chat_server``; ``query`` is added to the
+    page's address (``"?token=..."``); ``connected=False`` does not wait for the connection.
+    """
 
     @asynccontextmanager
-    async def open_user(nick: str, *, room: str = "", width: int = 1280) -> AsyncIterator[Any]:
+    async def open_user(
+        nick: str,
+        *,
+        room: str = "",
+        width: int = 1280,
+        server: ChatServer | None = None,
+        query: str = "",
+        connected: bool = True,
+    ) -> AsyncIterator[Any]:
         context = await browser.new_context(viewport={"width": width, "height": 800})
         context.set_default_timeout(WAIT_MS)
         try:
             page = await context.new_page()
             page_errors.watch(page)
-            await page.goto(chat_server.url + (f"#{room}" if room else ""))
+            url = (server or chat_server).url + query + (f"#{room}" if room else "")
+            await page.goto(url)
             await page.get_by_test_id("nickname-input").fill(nick)
             await page.get_by_test_id("join-button").click()
-            await page.get_by_test_id("connection-status").filter(has_text="connected").wait_for()
+            if connected:
+                status = page.get_by_test_id("connection-status")
+                await status.filter(has_text="connected").wait_for()
             yield page
         finally:
             await context.close()

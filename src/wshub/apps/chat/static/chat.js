@@ -6,15 +6,21 @@
 // join/leave carries it; message data is just {text, id}, where `id` is also the publish's
 // `message_id` and lets the page match its own messages when they come back.
 
-import { HubClient, newMessageId, State } from "wshub";
+import { disconnectAdvice, HubClient, newMessageId, State } from "wshub";
 
 const NICK_KEY = "wshub-chat:nick";
+const IDS_KEY = "wshub-chat:client-ids"; // sessionStorage: this tab's past client ids
+const MAX_IDS = 50;
 const ROOMS_KEY = "wshub-chat:rooms";
 const DEFAULT_ROOM = "lobby";
 const RECENT = 50; // messages loaded when entering a room
 const MAX_NICK = 32;
-const MAX_ROOM = 64;
-const TYPING_SEND_INTERVAL = 2500; // ms between our "typing" signals while typing
+const MAX_ROOM = 64; // characters of a room name
+const MAX_CHANNEL = 200; // characters of a channel name's part after "chat:" (the hub's limit)
+const TYPING_SEND_INTERVAL = 2500; // ms between our "typing" signals, and after a message
+const RATE_LIMITED = 111; // the hub's error code for a command over its rate limit
+const RATE_LIMIT_DELAY = 1000; // ms before the first retry of a rate-limited message
+const RATE_LIMIT_RETRIES = 4; // automatic retries (1 s, 2 s, 4 s, 8 s) before "Not sent"
 const TYPING_SHOW_FOR = 4000; // ms a "typing" signal from someone else stays visible
 const GROUP_WINDOW = 5 * 60 * 1000; // consecutive messages of one author within this are grouped
 const MAX_ACTIVITY = 30;
@@ -104,18 +110,79 @@ function saveJSON(key, value) {
   }
 }
 
-/** A room name as a channel name part: lowercase letters, digits, "-", "_" and ".". */
+function loadSession(key) {
+  try {
+    const value = JSON.parse(sessionStorage.getItem(key));
+    return Array.isArray(value) ? value : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveSession(key, value) {
+  try {
+    sessionStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // private mode or full storage: only the recognition of our own old messages is lost
+  }
+}
+
+/**
+ * A room name as typed, made canonical: lower case, Unicode letters and digits kept (NFC),
+ * spaces turned into "-", other characters dropped except "-", "_" and ".".
+ */
 function normalizeRoom(raw) {
-  return raw
-    .trim()
-    .toLowerCase()
-    .replace(/^#+/, "")
-    .replace(/\s+/g, "-")
-    .replace(/[^a-z0-9_.-]/g, "")
-    .slice(0, MAX_ROOM);
+  let name = Array.from(
+    raw
+      .normalize("NFC")
+      .trim()
+      .toLowerCase()
+      .replace(/^#+/, "")
+      .replace(/\s+/g, "-")
+      .replace(/[^\p{L}\p{M}\p{N}_.-]/gu, ""),
+  )
+    .slice(0, MAX_ROOM)
+    .join("");
+  while (encodeRoom(name).length > MAX_CHANNEL) name = Array.from(name).slice(0, -1).join("");
+  return name;
+}
+
+/**
+ * The hub channel of a room. Channel names are ASCII (docs/protocol.md §3), so every
+ * character outside [a-z0-9_.-] is written as "~<hex code point>,": "ünïcøde" is
+ * "chat:~fc,n~ef,c~f8,de". Reversible (each escape is one code point; "~" and "," never
+ * occur in a room name), and an ASCII room keeps its plain channel ("chat:design-team").
+ */
+function roomChannel(name) {
+  return `chat:${encodeRoom(name)}`;
+}
+
+function encodeRoom(name) {
+  let encoded = "";
+  for (const ch of name) {
+    encoded += /[a-z0-9_.-]/.test(ch) ? ch : `~${ch.codePointAt(0).toString(16)},`;
+  }
+  return encoded;
+}
+
+/** The room named in the address (`/#design`), or "". */
+function roomFromHash() {
+  try {
+    return normalizeRoom(decodeURIComponent(location.hash.slice(1)));
+  } catch {
+    return ""; // a malformed %-escape
+  }
+}
+
+/** The address fragment of a room: percent-encoded, as the browser shows it. */
+function roomHash(name) {
+  return `#${encodeURIComponent(name)}`;
 }
 
 function initials(name) {
+  // "Sam (2)", the second Sam on the page (labelFor), is "S2".
+  const numbered = /^(.*\S) \((\d+)\)$/.exec(name);
+  if (numbered) return Array.from(initials(numbered[1]))[0] + numbered[2];
   const parts = name.trim().split(/\s+/).filter(Boolean);
   if (parts.length === 0) return "?";
   const letters = parts.length > 1 ? parts[0][0] + parts[1][0] : Array.from(parts[0]).slice(0, 2).join("");
@@ -143,7 +210,7 @@ function timeElement(ms) {
   return el("time", { datetime: date.toISOString(), title: fullFormat.format(date) }, timeFormat.format(date));
 }
 
-/** The name to show for a ClientInfo (protocol §3). */
+/** The name a ClientInfo declares (protocol §3); not unique: see labelFor(). */
 function displayName(info) {
   if (!info) return "Server"; // published through the HTTP API without an info
   const nick = info && info.meta && typeof info.meta.nick === "string" ? info.meta.nick.trim() : "";
@@ -152,9 +219,45 @@ function displayName(info) {
   return "anonymous";
 }
 
-/** One person may have several connections (tabs, reconnects): group them by this key. */
+const ME = "me";
+
+/**
+ * Who a ClientInfo is. Identity comes from the ids the hub gives, never from the display
+ * name: an authenticated user is one person on all their connections; an anonymous
+ * connection is one person; every connection this tab has had is "me".
+ */
 function personKey(info) {
-  return info.user ? `u:${info.user}` : `n:${displayName(info)}`;
+  if (!info) return "server";
+  if (info.user) return app.client && info.user === app.client.user ? ME : `u:${info.user}`;
+  return isMine(info) ? ME : `c:${info.client}`;
+}
+
+/** Whether `key` is in a room's presence (any room) or is "me". */
+function isPresent(key) {
+  if (key === ME) return true;
+  for (const room of app.rooms.values()) {
+    for (const info of room.presence.values()) if (personKey(info) === key) return true;
+  }
+  return false;
+}
+
+/**
+ * The name shown for a person: their display name, made distinct from the other people
+ * on the page ("Sam", "Sam (2)"). A label is given on first sight and kept; a number freed
+ * by someone who left is given again (an anonymous reconnect gets a new client id).
+ */
+function labelFor(info) {
+  const key = personKey(info);
+  if (key === ME) return app.nick;
+  const known = app.labels.get(key);
+  if (known) return known;
+  const name = displayName(info);
+  const held = new Set([app.nick]);
+  for (const [other, label] of app.labels) if (isPresent(other)) held.add(label);
+  let label = name;
+  for (let n = 2; held.has(label); n += 1) label = `${name} (${n})`;
+  app.labels.set(key, label);
+  return label;
 }
 
 function wsUrl() {
@@ -170,7 +273,7 @@ function wsUrl() {
 class Room {
   constructor(name) {
     this.name = name;
-    this.channel = `chat:${name}`;
+    this.channel = roomChannel(name);
     this.sub = null;
     this.list = el("ol", { className: "messages", role: "log", "aria-label": `Messages in #${name}` });
     this.byOffset = new Map(); // offset -> <li>
@@ -188,7 +291,13 @@ const app = {
   rooms: new Map(), // name -> Room
   current: null, // Room
   reconnecting: false,
+  closeCode: null, // of the last WebSocket closure: tells a refusal from a network problem
   recovery: null, // {pending, missed, lost} while rooms recover after a reconnect
+  labels: new Map(), // person key -> the distinct name shown for them
+  ownIds: new Set(loadSession(IDS_KEY)), // this tab's client ids before the last reload
+  outbox: [], // messages waiting to be published, in the order they were written
+  sending: null, // the outbox entry being published
+  paused: false, // waiting after a rate-limit refusal before publishing again
   lastTypingSent: 0,
   typingSentTo: null, // the room we last told "typing: true"
 };
@@ -204,6 +313,9 @@ function startClient() {
   app.client = client;
   client.addEventListener("state", (event) => showState(event.detail.state, event.detail.previous));
   client.addEventListener("recovered", (event) => recovered(event.detail));
+  // The close code tells a refusal (no or bad token, too many connections) from a network
+  // problem; HubClient stops retrying after a refusal and goes "offline".
+  client.addEventListener("disconnected", (event) => (app.closeCode = event.detail.code));
   client.addEventListener("error", (event) => {
     event.preventDefault();
     console.warn("wshub chat:", event.detail.error);
@@ -221,6 +333,14 @@ function showState(state, previous) {
     [State.RECONNECTING]: "reconnecting…",
     [State.OFFLINE]: "offline",
   };
+  if (state === State.CONNECTED) {
+    app.closeCode = null;
+    rememberClientId(app.client.clientId);
+  }
+  if (state === State.OFFLINE && refused(app.closeCode)) {
+    showRefusal(REFUSALS[app.closeCode] || NOT_UNDERSTOOD);
+    return;
+  }
   const shown = state === State.DISCONNECTED ? State.CONNECTING : state;
   ui.status.textContent = labels[state];
   ui.status.dataset.state = shown;
@@ -244,6 +364,56 @@ function showState(state, previous) {
     showBanner("reconnecting", "Reconnected — catching up…", "");
     if (subscribed === 0) recoveryDone();
   }
+}
+
+/**
+ * Whether a close code is a refusal that HubClient does not retry (protocol §7, the
+ * DISCONNECT_CODES table of wshub.js): no reconnect, or a new token needed (the page has no
+ * getToken). Anything else that ends "offline" is the network.
+ */
+function refused(code) {
+  if (code === null) return false;
+  const advice = disconnectAdvice(code);
+  return !advice.reconnect || advice.newToken;
+}
+
+/**
+ * What the page says when the hub refused the connection for good: not a network problem,
+ * so no "reconnecting" and no "offline" banner.
+ */
+const NOT_UNDERSTOOD = {
+  status: "refused",
+  title: "The hub closed the connection.",
+  detail: () => " This page and the hub do not understand each other; reload the page.",
+};
+const REFUSALS = {
+  4001: {
+    status: "not signed in",
+    title: "This hub needs a sign-in token.",
+    detail: (hasToken) =>
+      hasToken
+        ? " The token in the address was refused (wrong or expired): open the page with a new one."
+        : " It does not accept guests: open the page as /?token=<your token>.",
+  },
+  4003: {
+    status: "not signed in",
+    title: "Your sign-in token expired.",
+    detail: () => " Open the page with a new token.",
+  },
+  4006: {
+    status: "refused",
+    title: "Too many connections.",
+    detail: () => " Close the chat in another tab or window, then reload this page.",
+  },
+};
+
+function showRefusal(refusal) {
+  const hasToken = new URLSearchParams(location.search).has("token");
+  ui.status.textContent = refusal.status;
+  ui.status.dataset.state = "refused";
+  ui.app.dataset.connection = "offline";
+  app.reconnecting = false;
+  showBanner("refused", refusal.title, refusal.detail(hasToken));
 }
 
 /** A room was subscribed again after a reconnect (HubClient "recovered" event). */
@@ -335,7 +505,7 @@ function selectRoom(room) {
   room.list.dataset.testid = "message-list";
   ui.roomName.textContent = room.name;
   document.title = `#${room.name} · wshub chat`;
-  if (location.hash !== `#${room.name}`) history.replaceState(null, "", `#${room.name}`);
+  if (location.hash !== roomHash(room.name)) history.replaceState(null, "", roomHash(room.name));
   renderRoomList();
   renderPresence();
   renderTyping();
@@ -357,7 +527,7 @@ function renderRoomList() {
         "data-room": room.name,
       },
       el("span", { className: "hash", "aria-hidden": "true" }, "#"),
-      el("span", { className: "name" }, room.name),
+      el("bdi", { className: "name" }, room.name),
       room.unread && !current
         ? el("span", { className: "badge", "aria-label": `${room.unread} unread` }, String(room.unread))
         : null,
@@ -422,24 +592,33 @@ function onSubscribed(room) {
   );
 }
 
+/** Whether a ClientInfo is one of this tab's connections, now or before a reload. */
 function isMine(info) {
-  return Boolean(info && app.client && app.client.clientIds.has(info.client));
+  if (!info || !info.client) return false;
+  return app.ownIds.has(info.client) || Boolean(app.client && app.client.clientIds.has(info.client));
+}
+
+/** Remember this tab's client ids across reloads (sessionStorage: per tab, like the page). */
+function rememberClientId(id) {
+  app.ownIds.delete(id);
+  app.ownIds.add(id);
+  saveSession(IDS_KEY, [...app.ownIds].slice(-MAX_IDS));
 }
 
 function onPublication(room, pub) {
   const data = pub.data && typeof pub.data === "object" ? pub.data : { text: String(pub.data) };
   if (pub.info) stopShowingTyping(room, pub.info.client);
-  // Our own message coming back: it is already on the page.
-  const own = typeof data.id === "string" ? room.byId.get(data.id) : undefined;
+  const mine = personKey(pub.info) === ME;
+  // Our own message coming back: it is already on the page. Only this tab's connections can
+  // confirm it: another client cannot mark our message delivered by reusing its id.
+  const own = isMine(pub.info) && typeof data.id === "string" ? room.byId.get(data.id) : undefined;
   if (own) {
     delivered(room, own, pub.offset, pub.time);
     return;
   }
   if (room.byOffset.has(pub.offset)) return;
-  const name = displayName(pub.info);
-  const mine = isMine(pub.info) || (pub.info && !pub.info.user && name === app.nick);
   const li = messageElement({
-    name,
+    name: labelFor(pub.info),
     text: typeof data.text === "string" ? data.text : JSON.stringify(data),
     time: pub.time,
     offset: pub.offset,
@@ -468,8 +647,9 @@ function messageElement({ name, text, time, offset, state, mine }) {
       "data-time": time,
     },
     avatar(name),
-    el("div", { className: "meta" }, el("span", { className: "author" }, name), timeElement(time)),
-    el("p", { className: "text" }, text),
+    // User text is isolated (<bdi>, dir=auto): a U+202E in it cannot reorder what follows.
+    el("div", { className: "meta" }, el("bdi", { className: "author" }, name), timeElement(time)),
+    el("p", { className: "text", dir: "auto" }, text),
     tick,
   );
   setTick(li, state);
@@ -534,7 +714,10 @@ function sendMessage() {
   ui.input.value = "";
   autosize();
   updateSendButton();
-  stopTyping();
+  // The message itself ends the "typing" shown to the others (onPublication): no
+  // `typing: false` for it, and no new typing signal for a while (typed()).
+  app.typingSentTo = null;
+  app.lastTypingSent = Date.now();
   const id = newMessageId();
   const li = messageElement({ name: app.nick, text, time: Date.now(), state: "sending", mine: true });
   room.byId.set(id, li);
@@ -542,12 +725,53 @@ function sendMessage() {
   publish(room, li, id, text);
 }
 
+/**
+ * Queue a message for publishing. Messages go out one at a time, in the order they were
+ * written: a message refused by the hub's rate limit (error 111) is sent again after a
+ * pause, and the ones behind it wait, so that they keep their order in the room.
+ */
 function publish(room, li, id, text) {
   setTick(li, "sending");
   li.querySelector(".failed-note")?.remove();
-  app.client.publish(room.channel, { text, id }, { messageId: id }).then(
-    (offset) => delivered(room, li, offset),
-    (error) => failed(room, li, id, text, error),
+  app.outbox.push({ client: app.client, room, li, id, text, refusals: 0 });
+  pump();
+}
+
+function pump() {
+  if (app.sending || app.paused) return;
+  const entry = app.outbox.shift();
+  if (!entry) return;
+  const { client, room, li, id, text } = entry;
+  if (client !== app.client || app.rooms.get(room.name) !== room) {
+    pump(); // signed out, or the room was left meanwhile
+    return;
+  }
+  app.sending = entry;
+  client.publish(room.channel, { text, id }, { messageId: id }).then(
+    (offset) => {
+      if (app.sending !== entry) return; // signed out meanwhile
+      app.sending = null;
+      delivered(room, li, offset);
+      pump();
+    },
+    (error) => {
+      if (app.sending !== entry) return;
+      app.sending = null;
+      if (error.code === RATE_LIMITED && entry.refusals < RATE_LIMIT_RETRIES) {
+        // The refusal carries no delay: back off 1 s, 2 s, 4 s, 8 s, then ask the user.
+        const delay = RATE_LIMIT_DELAY * 2 ** entry.refusals;
+        entry.refusals += 1;
+        app.outbox.unshift(entry);
+        app.paused = true;
+        setTimeout(() => {
+          app.paused = false;
+          pump();
+        }, delay);
+        return;
+      }
+      failed(room, li, id, text, error);
+      pump();
+    },
   );
 }
 
@@ -563,7 +787,7 @@ function delivered(room, li, offset, time) {
 function failed(room, li, id, text, error) {
   if (li.dataset.state === "delivered") return;
   setTick(li, "failed");
-  const reasons = { 111: "you are sending too fast", 114: "the message is too long" };
+  const reasons = { [RATE_LIMITED]: "you are sending too fast", 114: "the message is too long" };
   const retry = el("button", { type: "button" }, "Retry");
   retry.addEventListener("click", () => publish(room, li, id, text));
   li.append(el("p", { className: "failed-note" }, `Not sent: ${reasons[error.code] || error.message}.`, retry));
@@ -599,9 +823,7 @@ function people(room) {
   const byKey = new Map();
   for (const info of room.presence.values()) {
     const key = personKey(info);
-    const person = byKey.get(key) || { key, name: displayName(info), mine: false };
-    if (isMine(info)) person.mine = true;
-    byKey.set(key, person);
+    byKey.set(key, byKey.get(key) || { key, name: labelFor(info), mine: key === ME });
   }
   return [...byKey.values()].sort((a, b) => (b.mine - a.mine) || a.name.localeCompare(b.name));
 }
@@ -615,7 +837,7 @@ function renderPresence() {
         "li",
         { "data-person": person.name },
         avatar(person.name),
-        el("span", { className: "name" }, person.name),
+        el("bdi", { className: "name" }, person.name),
         person.mine ? el("span", { className: "you" }, "you") : null,
       ),
     ),
@@ -633,14 +855,14 @@ function hasPerson(room, key) {
 function onJoin(room, info) {
   const isNew = !hasPerson(room, personKey(info));
   room.presence.set(info.client, info);
-  if (isNew && !isMine(info) && room.ready) activity(room, displayName(info), "joined");
+  if (isNew && personKey(info) !== ME && room.ready) activity(room, labelFor(info), "joined");
   if (room === app.current) renderPresence();
 }
 
 function onLeave(room, info) {
   room.presence.delete(info.client);
   stopShowingTyping(room, info.client);
-  if (!hasPerson(room, personKey(info)) && !isMine(info)) activity(room, displayName(info), "left");
+  if (!hasPerson(room, personKey(info)) && personKey(info) !== ME) activity(room, labelFor(info), "left");
   if (room === app.current) renderPresence();
 }
 
@@ -648,7 +870,7 @@ function activity(room, name, what) {
   const item = el(
     "li",
     {},
-    el("span", {}, el("span", { className: "who" }, name), ` ${what} #${room.name}`),
+    el("span", {}, el("bdi", { className: "who" }, name), ` ${what} #`, el("bdi", {}, room.name)),
     timeElement(Date.now()),
   );
   ui.activity.prepend(item);
@@ -658,12 +880,12 @@ function activity(room, name, what) {
 // ---- typing indicator (ephemeral publications, never stored) --------------------------------
 
 function onEphemeral(room, data, info) {
-  if (!data || typeof data !== "object" || !info || isMine(info)) return;
+  if (!data || typeof data !== "object" || !info || personKey(info) === ME) return;
   if (data.typing) {
     const entry = room.typing.get(info.client);
     if (entry) clearTimeout(entry.timer);
     room.typing.set(info.client, {
-      name: displayName(info),
+      name: labelFor(info),
       timer: setTimeout(() => stopShowingTyping(room, info.client), TYPING_SHOW_FOR),
     });
   } else {
@@ -688,11 +910,11 @@ function clearTyping(room) {
 function renderTyping() {
   const room = app.current;
   const names = room ? [...new Set([...room.typing.values()].map((t) => t.name))] : [];
-  let text = "";
-  if (names.length === 1) text = `${names[0]} is typing…`;
-  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-  else if (names.length > 2) text = "Several people are typing…";
-  ui.typing.textContent = text;
+  const who = names.map((name) => el("bdi", {}, name));
+  if (names.length === 1) ui.typing.replaceChildren(who[0], " is typing…");
+  else if (names.length === 2) ui.typing.replaceChildren(who[0], " and ", who[1], " are typing…");
+  else if (names.length > 2) ui.typing.replaceChildren("Several people are typing…");
+  else ui.typing.replaceChildren();
 }
 
 function typed() {
@@ -702,8 +924,10 @@ function typed() {
     stopTyping();
     return;
   }
+  // Typing signals spend the same publish budget as messages: never while messages wait.
+  if (app.sending || app.outbox.length > 0) return;
   const now = Date.now();
-  if (app.typingSentTo === room && now - app.lastTypingSent < TYPING_SEND_INTERVAL) return;
+  if (now - app.lastTypingSent < TYPING_SEND_INTERVAL) return;
   app.lastTypingSent = now;
   app.typingSentTo = room;
   app.client.publish(room.channel, { typing: true }, { ephemeral: true }).catch(() => {});
@@ -808,16 +1032,12 @@ function bindChatUi() {
     }
   });
   window.addEventListener("hashchange", () => {
-    const name = normalizeRoom(decodeURIComponent(location.hash.slice(1)));
+    const name = roomFromHash();
     if (name && !ui.chatScreen.hidden) joinRoom(name);
   });
 }
 
 // ---- join / sign out -------------------------------------------------------------------------
-
-function roomFromHash() {
-  return normalizeRoom(decodeURIComponent(location.hash.slice(1))) || "";
-}
 
 function showJoin() {
   ui.chatScreen.hidden = true;
@@ -850,6 +1070,9 @@ function signOut() {
   stopTyping();
   if (app.client) app.client.close();
   app.client = null;
+  app.outbox = [];
+  app.sending = null;
+  app.labels.clear();
   for (const room of app.rooms.values()) {
     for (const entry of room.typing.values()) clearTimeout(entry.timer);
     room.list.remove();
