@@ -35,6 +35,9 @@ from typing import Any
 from wshub import config
 from wshub.aio import run
 from wshub.apps.chat import ChatApp
+from wshub.apps.ticker import TickerApp, run_feed
+from wshub.apps.ticker.feed import run_http_feed
+from wshub.exceptions import HubError
 from wshub.hub import HubLimits
 from wshub.hub.auth import make_token
 from wshub.hub.metrics import METRICS_ACCESS
@@ -209,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-chat", action="store_true", help="do not serve the chat page")
     serve.add_argument(
+        "--no-ticker", action="store_true", help="do not serve /ticker nor run its price feed"
+    )
+    serve.add_argument(
+        "--ticker-rate", type=float, default=20.0, help="price ticks per second (default 20)"
+    )
+    serve.add_argument(
         "--metrics",
         choices=METRICS_ACCESS,
         default=argparse.SUPPRESS,
@@ -266,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="permissions, e.g. 'chat:*:spr' 'ticker:*:s' (s subscribe, p publish, r read)",
     )
     token.set_defaults(func=_token_command)
+
+    feed = commands.add_parser(
+        "feed",
+        help="run the ticker's simulated price feed against a hub's HTTP API",
+        description="Publish the demo price feed (docs/ticker.md) to a hub over its HTTP API, "
+        "as a backend would: one tick per request, until interrupted.",
+    )
+    feed.add_argument("--url", required=True, help="the hub's base URL, e.g. http://HOST:8765")
+    feed.add_argument("--api-key", help="the hub's API key (default: $WSHUB_API_KEY)")
+    feed.add_argument("--rate", type=str, default="20", help="ticks per second (default 20)")
+    feed.add_argument("--seed", type=int, help="make the random walk reproducible")
+    feed.set_defaults(func=_feed_command)
     return parser
 
 
@@ -320,7 +341,8 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
         "secret": secret,
         "api_key": api_key,
         "path": args.path,
-        "http_handlers": [] if args.no_chat else [ChatApp(ws_path=args.path)],
+        "http_handlers": ([] if args.no_chat else [ChatApp(ws_path=args.path)])
+        + ([] if args.no_ticker else [TickerApp(ws_path=args.path)]),
         "limits": HubLimits(**limits),
     }
     for name, _, _ in _TRANSPORT_OPTIONS:
@@ -358,7 +380,27 @@ def _tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
 
 def _serve_command(args: argparse.Namespace) -> int:
     options = _serve_options(args)
-    run(_serve(args.host, args.port, options))
+    if not args.no_ticker and not 0 < args.ticker_rate <= 10_000:
+        raise ValueError("--ticker-rate must be > 0 and at most 10000")
+    feed_rate = None if args.no_ticker else args.ticker_rate
+    run(_serve(args.host, args.port, options, feed_rate))
+    return 0
+
+
+def _feed_command(args: argparse.Namespace) -> int:
+    api_key = args.api_key or config.env_str("WSHUB_API_KEY")
+    if not api_key:
+        raise ValueError("an API key is needed: --api-key or WSHUB_API_KEY")
+    try:
+        rate = float(args.rate)
+    except ValueError:
+        raise ValueError(f"--rate must be a number, not {args.rate!r}") from None
+    try:
+        run(run_http_feed(args.url, api_key, rate=rate, seed=args.seed))
+    except (OSError, HubError) as exc:  # the first publications: a wrong URL, key or hub
+        raise ValueError(f"cannot publish to the hub at {args.url}: {exc}") from exc
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -368,19 +410,27 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def _serve(host: str, port: int, options: dict[str, Any]) -> None:
-    """Serve until SIGINT or SIGTERM, then close every connection with 1001."""
+async def _serve(
+    host: str, port: int, options: dict[str, Any], feed_rate: float | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection with 1001.
+
+    With ``feed_rate``, the ticker's price feed runs in the same process at that rate.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows' event loop
             loop.add_signal_handler(signum, stop.set)
     server: HubServer = await start_hub(host or None, port, **options)
+    feed = None if feed_rate is None else asyncio.create_task(run_feed(server.hub, rate=feed_rate))
     try:
         shown = _display_host(host)
         secure = "s" if "ssl" in options else ""
-        if options["http_handlers"]:
+        if any(isinstance(handler, ChatApp) for handler in options["http_handlers"]):
             print(f"wshub: chat on http{secure}://{shown}:{server.port}/", flush=True)
+        if feed is not None:
+            print(f"wshub: live prices on http{secure}://{shown}:{server.port}/ticker", flush=True)
         print(f"wshub: hub on ws{secure}://{shown}:{server.port}{server.path}", flush=True)
         if options["allow_anonymous"]:
             print("wshub: anonymous users allowed", flush=True)
@@ -394,6 +444,10 @@ async def _serve(host: str, port: int, options: dict[str, Any]) -> None:
         await stop.wait()
         logger.info("shutting down")
     finally:
+        if feed is not None:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed
         await server.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
