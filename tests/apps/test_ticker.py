@@ -442,13 +442,22 @@ async def test_http_publisher_reports_a_closed_connection() -> None:
 
 
 def test_page_routes_and_headers() -> None:
-    """/ticker, its script and stylesheet, wshub.js; a strict CSP; links to the other pages."""
+    """/ticker, its script and stylesheet, the shared ui.css and ui.js, wshub.js; a strict
+    CSP; links to the other pages."""
     routes = ticker_routes(prefix="/", ws_path="/hub")
-    assert sorted(routes) == ["/ticker", "/ticker.css", "/ticker.js", "/wshub.js"]
+    assert sorted(routes) == [
+        "/ticker",
+        "/ticker.css",
+        "/ticker.js",
+        "/ui.css",
+        "/ui.js",
+        "/wshub.js",
+    ]
     page = routes["/ticker"].body.decode()
     assert '<meta name="wshub-ws-path" content="/hub">' in page
-    for name in ("ticker.js", "ticker.css", "wshub.js"):
+    for name in ("ticker.js", "ticker.css", "ui.css", "ui.js", "wshub.js"):
         assert f"/{name}?v={routes['/' + name].version}" in page
+    assert f'"wshub-ui":"/ui.js?v={routes["/ui.js"].version}"' in page
     assert "%" not in re.sub(r"data:image/svg\+xml,[^\"]+", "", page)
     for href in ('href="/"', 'href="/ticker"', 'href="/board"', 'href="/console"'):
         assert href in page

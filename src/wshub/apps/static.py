@@ -30,6 +30,9 @@ from wshub import Request, Response
 
 __all__ = ["StaticApp", "StaticFile", "check_path", "csp", "page_routes"]
 
+#: The package whose ``static/`` folder holds what every page shares.
+_SHARED = "wshub.apps.shared"
+
 #: Cache lifetime of a versioned asset: one year, the longest value browsers honour.
 _IMMUTABLE = "public, max-age=31536000, immutable"
 #: Unversioned responses: cache, but ask the server (a cheap 304) before each use.
@@ -101,6 +104,7 @@ def page_routes(
     prefix: str,
     assets: Mapping[str, str],
     ws_path: str,
+    shared: Mapping[str, str] | None = None,
 ) -> dict[str, StaticFile]:
     """Read an app's page and assets, keyed by the request path they answer.
 
@@ -109,6 +113,10 @@ def page_routes(
     name ``wshub`` to the versioned URL of ``wshub.js``, and each marker of ``assets`` by
     the versioned URL of its file.
 
+    The look and the connection display that every page shares (palette, top bar, status
+    pill, banner) live in ``wshub.apps.shared``'s ``static/`` folder (``ui.css``,
+    ``ui.js``); a page takes them with ``shared``.
+
     Args:
         package: the app's package; its files are in ``static/``.
         page: the template's file name in ``static/``.
@@ -116,9 +124,12 @@ def page_routes(
         prefix: where the assets are served (``prefix + name``), ``wshub.js`` included.
         assets: ``{marker: file name in static/}`` for the page's scripts and stylesheets.
         ws_path: the hub's WebSocket path on the same host and port.
+        shared: files of ``wshub.apps.shared`` the page uses, served like ``assets``:
+            ``{"%MARKER%": name}`` for a stylesheet or script written into the page,
+            ``{"module-name": name}`` for a module added to the import map.
 
     Returns:
-        ``{path: StaticFile}`` for the page, each asset and ``wshub.js``.
+        ``{path: StaticFile}`` for the page, each asset, each shared file and ``wshub.js``.
 
     Raises:
         ValueError: ``prefix`` (with a trailing ``/``), ``page_path`` or ``ws_path`` is not
@@ -127,21 +138,28 @@ def page_routes(
     check_path("prefix", prefix, trailing_slash=True)
     check_path("page_path", page_path, trailing_slash=False)
     check_path("ws_path", ws_path, trailing_slash=False)
+    shared = shared or {}
+    sources = [(package, "static", name) for name in assets.values()]
+    sources += [(_SHARED, "static", name) for name in shared.values()]
+    sources.append(("wshub.hub", "js", "wshub.js"))
     files = {
-        name: StaticFile.build(_read(package, "static", name), _content_type(name))
-        for name in assets.values()
+        source[-1]: StaticFile.build(_read(*source), _content_type(source[-1]))
+        for source in sources
     }
-    files["wshub.js"] = StaticFile.build(_read("wshub.hub", "js", "wshub.js"), _content_type(".js"))
 
     def url(name: str) -> str:
         return f"{prefix}{name}?v={files[name].version}"
 
-    # The page imports "wshub" through an import map, so that its scripts need not know where
-    # the client is served nor its version.
-    import_map = json.dumps({"imports": {"wshub": url("wshub.js")}}, separators=(",", ":"))
+    # The page imports "wshub" (and shared modules) through an import map, so that its
+    # scripts need not know where the modules are served nor their versions.
+    modules = {"wshub": "wshub.js"}
+    modules.update({key: name for key, name in shared.items() if not key.startswith("%")})
+    imports = {key: url(name) for key, name in modules.items()}
+    import_map = json.dumps({"imports": imports}, separators=(",", ":"))
     text = _read(package, "static", page).decode()
     markers = {"%WS_PATH%": ws_path, "%IMPORT_MAP%": import_map}
     markers.update({marker: url(name) for marker, name in assets.items()})
+    markers.update({key: url(name) for key, name in shared.items() if key.startswith("%")})
     for marker, value in markers.items():
         text = text.replace(marker, value)
     page_headers = (

@@ -5,6 +5,8 @@ Like the chat (:mod:`wshub.apps.chat.app`), the page is a browser application bu
 
 * ``/ticker`` — the page, with the hub's WebSocket path written into it;
 * ``/ticker.js``, ``/ticker.css`` — the application;
+* ``/ui.css``, ``/ui.js`` — the look and connection display every page shares
+  (:mod:`wshub.apps.shared`);
 * ``/wshub.js`` — the hub's browser client (the chat serves the same bytes there).
 
 The prices come from a feed (:mod:`wshub.apps.ticker.feed`) that publishes into the hub;
@@ -39,7 +41,8 @@ def ticker_routes(*, prefix: str = "/", ws_path: str = "/ws") -> dict[str, Stati
         ws_path: the hub's WebSocket path on the same host and port.
 
     Returns:
-        ``{path: StaticFile}`` for the page, ``ticker.js``, ``ticker.css`` and ``wshub.js``.
+        ``{path: StaticFile}`` for the page, ``ticker.js``, ``ticker.css``, ``ui.css``,
+        ``ui.js`` and ``wshub.js``.
 
     Raises:
         ValueError: ``prefix`` or ``ws_path`` is not an absolute path.
@@ -51,6 +54,7 @@ def ticker_routes(*, prefix: str = "/", ws_path: str = "/ws") -> dict[str, Stati
         prefix=prefix,
         assets={"%TICKER_JS%": "ticker.js", "%TICKER_CSS%": "ticker.css"},
         ws_path=ws_path,
+        shared={"%UI_CSS%": "ui.css", "wshub-ui": "ui.js"},
     )
 
 

@@ -11,7 +11,8 @@
 // false`, because an older price that was skipped is worth nothing. A row never goes back to
 // an older offset of the same stream.
 
-import { HubClient, State } from "wshub";
+import { HubClient } from "wshub";
+import { ConnectionView, wsUrl } from "wshub-ui";
 
 const INDEX_CHANNEL = "ticker:index";
 const WINDOW_MS = 5 * 60 * 1000; // what the charts show
@@ -68,13 +69,6 @@ function svgEl(tag, attrs = {}) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
   return node;
-}
-
-function wsUrl() {
-  const path = document.querySelector('meta[name="wshub-ws-path"]').content;
-  const url = new URL(path, location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  return url.href;
 }
 
 const formatPrice = (price) => price.toFixed(2);
@@ -153,8 +147,15 @@ const app = {
   frame: 0,
   selected: null, // the symbol in the detail view
   pushedDetail: false, // the detail view was opened from the list (Back can go back)
-  reconnecting: false,
-  bannerTimer: null,
+  connection: new ConnectionView(
+    { status: ui.status, banner: ui.banner, root: ui.app },
+    {
+      reconnecting: ["Connection lost — reconnecting…", " Prices are frozen until it is back."],
+      offline: ["You are offline.", " Prices resume when your network is back."],
+      // The resubscribes carry `since`: the newest price of each instrument comes with them.
+      recovered: ["Back online.", " Prices are current again."],
+    },
+  ),
 };
 
 // ---- connection ----------------------------------------------------------------------------
@@ -163,12 +164,11 @@ function start() {
   const params = new URLSearchParams(location.search);
   const client = new HubClient(wsUrl(), { token: params.get("token") || undefined });
   app.client = client;
-  client.addEventListener("state", (event) => showState(event.detail.state, event.detail.previous));
+  app.connection.watch(client);
   client.addEventListener("error", (event) => {
     event.preventDefault();
     console.warn("wshub ticker:", event.detail.error);
   });
-  showState(State.CONNECTING);
   client.connect();
   client
     .subscribe(INDEX_CHANNEL, {
@@ -177,39 +177,7 @@ function start() {
       onPublication: (pub) => onIndex(pub),
       onSubscribe: () => showEmpty(),
     })
-    .catch((error) => showBanner("offline", "Cannot load the instruments.", ` ${error.message}`));
-}
-
-function showState(state, previous) {
-  const labels = {
-    [State.DISCONNECTED]: "connecting…",
-    [State.CONNECTING]: "connecting…",
-    [State.CONNECTED]: "connected",
-    [State.RECONNECTING]: "reconnecting…",
-    [State.OFFLINE]: "offline",
-  };
-  const shown = state === State.DISCONNECTED ? State.CONNECTING : state;
-  ui.status.textContent = labels[state];
-  ui.status.dataset.state = shown;
-  ui.app.dataset.connection = shown;
-  if (state === State.RECONNECTING) {
-    app.reconnecting = true;
-    showBanner("reconnecting", "Connection lost — reconnecting…", " Prices are frozen until it is back.");
-  } else if (state === State.OFFLINE) {
-    showBanner("offline", "You are offline.", " Prices resume when your network is back.");
-  } else if (state === State.CONNECTED && (app.reconnecting || previous === State.OFFLINE)) {
-    app.reconnecting = false;
-    // The resubscribes carry `since`: the newest price of each instrument comes with them.
-    showBanner("recovered", "Back online.", " Prices are current again.", 4000);
-  }
-}
-
-function showBanner(kind, title, text, hideAfter = 0) {
-  clearTimeout(app.bannerTimer);
-  ui.banner.dataset.kind = kind;
-  ui.banner.replaceChildren(el("strong", "", title), text);
-  ui.banner.hidden = false;
-  if (hideAfter) app.bannerTimer = setTimeout(() => (ui.banner.hidden = true), hideAfter);
+    .catch((error) => app.connection.say("offline", "Cannot load the instruments.", ` ${error.message}`));
 }
 
 // ---- publications --------------------------------------------------------------------------
