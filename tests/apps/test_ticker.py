@@ -39,7 +39,8 @@ from wshub.exceptions import HubError
 from wshub.hub.channels import default_registry
 from wshub.hub.client import HubClient
 from wshub.hub.server import HubServer, start_hub
-from wshub.testing import loopback_server
+from wshub.protocol.frames import Opcode
+from wshub.testing import RawClient, loopback_server
 
 from .conftest import wait_until
 from .test_chat import http
@@ -306,6 +307,61 @@ async def test_in_process_feed_publishes_well_formed_ticks(hub_server: HubServer
     # The namespace keeps one publication per channel: the current price.
     pubs, _ = await hub_server.hub.history("ticker:ACME")
     assert len(pubs) == 1 and default_registry()["ticker"].slow_consumer == "latest"
+
+
+@ONE_LOOP
+async def test_a_subscriber_that_falls_behind_gets_the_newest_price_of_each_instrument(
+    hub_server: HubServer,
+) -> None:
+    """A client subscribed to every instrument stops reading (a small receive buffer) while
+    the feed publishes thousands of ticks: when it reads again it gets, per instrument, its
+    ticks in offset order ending with the newest one, and fewer than were published: beyond
+    what the sockets buffer, the namespace's ``latest`` policy kept only the newest tick of
+    each instrument waiting."""
+    channels = [i.channel for i in DEFAULT_INSTRUMENTS]
+    async with await RawClient.connect("127.0.0.1", hub_server.port, rcvbuf=4096) as raw:
+        await raw.handshake("/ws", [("Sec-WebSocket-Protocol", "wshub.v1")])
+        raw.send_text('{"id": 1, "cmd": "connect"}')
+        for n, channel in enumerate(channels, start=2):
+            raw.send_text(orjson.dumps({"id": n, "cmd": "subscribe", "channel": channel}).decode())
+        replies = 0
+        while replies < len(channels) + 1:
+            frame = await raw.recv_frame()
+            if frame.opcode == Opcode.TEXT and "id" in orjson.loads(frame.payload):
+                replies += 1
+
+        raw.pause_reading()
+        feed = PriceFeed(seed=2)
+        publisher = HubPublisher(hub_server.hub)
+        published = 0
+        # Publish until the hub has conflated a good number of ticks: how many fit in the
+        # sockets' buffers first depends on the kernel (a few MB on Linux loopback).
+        while hub_server.hub.stats.drops < 1000:
+            assert published < 500_000, "the hub never conflated the backlog"
+            for _ in range(1000):
+                tick = feed.step()
+                await publisher.publish(tick.channel, tick.serialize())
+            published += 1000
+        newest = {channel: (await latest(hub_server, channel))[0] for channel in channels}
+        assert sum(newest.values()) == published
+        raw.resume_reading()
+
+        seen: dict[str, list[int]] = {channel: [] for channel in channels}
+        while any(not offsets or offsets[-1] < newest[c] for c, offsets in seen.items()):
+            frame = await raw.recv_frame()
+            if frame.opcode != Opcode.TEXT:
+                continue
+            push = orjson.loads(frame.payload)
+            assert push["push"] == "pub"
+            assert Tick.parse(push["data"]).price > 0
+            seen[push["channel"]].append(push["offset"])
+    for channel, offsets in seen.items():
+        assert offsets == sorted(set(offsets)), channel
+        assert offsets[-1] == newest[channel]
+    received = sum(len(offsets) for offsets in seen.values())
+    # What the kernel's buffers held came through; the rest waited in the hub, one per channel.
+    assert hub_server.hub.stats.drops > 0
+    assert received + hub_server.hub.stats.drops == published
 
 
 @ONE_LOOP
