@@ -50,9 +50,9 @@ class TickerServer(ChatServer):
         return position.offset, Tick.parse(orjson.loads(pubs[-1].data)).price
 
 
-@pytest.fixture
-async def ticker() -> AsyncIterator[TickerServer]:
-    """A hub serving /ticker, with every instrument's price published once (offset 1)."""
+@asynccontextmanager
+async def running_ticker() -> AsyncIterator[TickerServer]:
+    """A hub serving /ticker (in-memory history, anonymous subscribers), no feed yet."""
     server = TickerServer()
     async with await start_hub(
         "127.0.0.1",
@@ -63,7 +63,14 @@ async def ticker() -> AsyncIterator[TickerServer]:
         close_timeout=1.0,
     ) as hub_server:
         server.hub_server = hub_server
-        await PriceFeed(seed=11).publish_all(HubPublisher(hub_server.hub))
+        yield server
+
+
+@pytest.fixture
+async def ticker() -> AsyncIterator[TickerServer]:
+    """A hub serving /ticker, with every instrument's price published once (offset 1)."""
+    async with running_ticker() as server:
+        await PriceFeed(seed=11).publish_all(HubPublisher(server.hub))
         yield server
 
 
@@ -218,6 +225,30 @@ async def test_phone_sized_screen(open_page: Any, ticker: TickerServer) -> None:
         await expect(row(page, "ACME").locator(".change")).to_be_hidden()
         await row(page, "ACME").click()
         await expect(page.get_by_test_id("detail-chart")).to_be_visible()
+
+
+async def test_a_page_opened_before_the_feed_waits_for_it(
+    browser: Any, page_errors: Errors
+) -> None:
+    """With no feed yet the page says it is waiting; when the feed starts, the rows appear."""
+    async with running_ticker() as server:
+        context = await browser.new_context()
+        context.set_default_timeout(WAIT_MS)
+        try:
+            page = await context.new_page()
+            page_errors.watch(page)
+            await page.goto(server.url)
+            await expect(page.get_by_test_id("connection-status")).to_have_text("connected")
+            await expect(page.get_by_test_id("ticker-empty")).to_be_visible()
+            await expect(page.get_by_test_id("ticker-row")).to_have_count(0)
+            await PriceFeed(seed=4).publish_all(HubPublisher(server.hub))
+            await expect(page.get_by_test_id("ticker-row")).to_have_count(len(SYMBOLS))
+            await expect(page.get_by_test_id("ticker-empty")).to_be_hidden()
+            offset, price = await server.latest("ZEST")
+            await expect_row(page, "ZEST", offset, price)
+        finally:
+            await context.close()
+    assert page_errors.seen == []
 
 
 # The page records, for each row, any offset lower than one it showed before (same epoch).
