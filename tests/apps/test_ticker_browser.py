@@ -217,8 +217,14 @@ async def test_a_detail_link_opens_directly_and_the_filter_narrows_the_list(
 
 
 async def test_phone_sized_screen(open_page: Any, ticker: TickerServer) -> None:
-    """At 390 px wide the list fits the screen and the detail view still opens."""
+    """At 390 px wide, in the dark theme, the list fits the screen and the detail view still
+    opens."""
     async with open_page(width=390) as page:
+        await page.emulate_media(color_scheme="dark")
+        background = "getComputedStyle(document.body).backgroundColor"
+        assert await page.evaluate(background) == "rgb(15, 16, 32)"
+        await page.emulate_media(color_scheme="light")
+        assert await page.evaluate(background) == "rgb(244, 245, 250)"
         await expect(page.get_by_test_id("ticker-row")).to_have_count(len(SYMBOLS))
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390

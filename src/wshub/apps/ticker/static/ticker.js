@@ -315,11 +315,19 @@ function showPrice(inst, price, fromTick) {
 
 function flash(inst, way) {
   const row = inst.row;
-  row.classList.remove("flash-up", "flash-down");
-  void row.offsetWidth; // restart the animation
-  row.classList.add(`flash-${way}`);
-  clearTimeout(inst.flashTimer);
-  inst.flashTimer = setTimeout(() => row.classList.remove("flash-up", "flash-down"), FLASH_MS);
+  if (inst.flashTimer === null) {
+    row.classList.add(`flash-${way}`);
+  } else {
+    // Already flashing: change the colour without restarting (a restart costs a reflow,
+    // which a fast feed would pay for every tick).
+    clearTimeout(inst.flashTimer);
+    row.classList.toggle("flash-up", way === "up");
+    row.classList.toggle("flash-down", way === "down");
+  }
+  inst.flashTimer = setTimeout(() => {
+    inst.flashTimer = null;
+    row.classList.remove("flash-up", "flash-down");
+  }, FLASH_MS);
 }
 
 function showEmpty() {
