@@ -382,7 +382,8 @@ def _serve_command(args: argparse.Namespace) -> int:
     options = _serve_options(args)
     if not args.no_ticker and not 0 < args.ticker_rate <= 10_000:
         raise ValueError("--ticker-rate must be > 0 and at most 10000")
-    feed_rate = None if args.no_ticker else args.ticker_rate
+    # A feed belongs to the hub, not to each node: with Redis, `wshub feed` runs once instead.
+    feed_rate = None if args.no_ticker or "redis_url" in options else args.ticker_rate
     run(_serve(args.host, args.port, options, feed_rate))
     return 0
 
@@ -429,8 +430,12 @@ async def _serve(
         secure = "s" if "ssl" in options else ""
         if any(isinstance(handler, ChatApp) for handler in options["http_handlers"]):
             print(f"wshub: chat on http{secure}://{shown}:{server.port}/", flush=True)
-        if feed is not None:
-            print(f"wshub: live prices on http{secure}://{shown}:{server.port}/ticker", flush=True)
+        if any(isinstance(handler, TickerApp) for handler in options["http_handlers"]):
+            fed = "" if feed is not None else " (no feed here: run `wshub feed` once for the hub)"
+            print(
+                f"wshub: live prices on http{secure}://{shown}:{server.port}/ticker{fed}",
+                flush=True,
+            )
         print(f"wshub: hub on ws{secure}://{shown}:{server.port}{server.path}", flush=True)
         if options["allow_anonymous"]:
             print("wshub: anonymous users allowed", flush=True)

@@ -40,7 +40,7 @@ from wshub.hub.channels import default_registry
 from wshub.hub.client import HubClient
 from wshub.hub.server import HubServer, start_hub
 from wshub.protocol.frames import Opcode
-from wshub.testing import RawClient, loopback_server
+from wshub.testing import RawClient, RedisServer, loopback_server
 
 from .conftest import wait_until
 from .test_chat import http
@@ -602,9 +602,9 @@ async def test_feed_command_against_a_real_hub(hub_server: HubServer) -> None:
 
 
 @asynccontextmanager
-async def served(*args: str) -> AsyncIterator[tuple[int, list[str]]]:
+async def served(*args: str, store: str = "--ephemeral") -> AsyncIterator[tuple[int, list[str]]]:
     """``wshub serve --port 0 --ephemeral ARGS`` in a subprocess, until it printed its port."""
-    process = await run_command("serve", "--port", "0", "--ephemeral", "--api-key", API_KEY, *args)
+    process = await run_command("serve", "--port", "0", store, "--api-key", API_KEY, *args)
     assert process.stdout is not None
     lines: list[str] = []
     try:
@@ -644,6 +644,26 @@ async def test_serve_runs_the_feed_and_serves_the_page() -> None:
         await poll(moving)
         _, body = await get_json(port, f"/api/history/{INDEX_CHANNEL}")
         assert len(Snapshot.parse(body["publications"][-1]["data"]).instruments) >= 50
+
+
+@ONE_LOOP
+@pytest.mark.redis
+async def test_serve_with_redis_serves_the_page_but_runs_no_feed(redis: RedisServer) -> None:
+    """With --redis every node serves /ticker, and none runs a feed of its own: one
+    `wshub feed` for the whole hub publishes, through any node."""
+    # A database of its own: other tests' hubs share this Redis under the default prefix.
+    url = redis.url.removesuffix("/0") + "/13"
+    async with served("--redis", url, store="--no-chat") as (port, lines):
+        assert any(
+            "/ticker (no feed here: run `wshub feed` once for the hub)" in line for line in lines
+        )
+        assert (await http(port, "GET", "/ticker")).status == 200
+        status, body = await get_json(port, "/api/history/ticker:ACME")
+        assert status == 200 and body["publications"] == []
+        publisher = HttpPublisher(f"http://127.0.0.1:{port}", API_KEY)
+        await PriceFeed(seed=1).publish_all(publisher)
+        status, body = await get_json(port, "/api/history/ticker:ACME")
+        assert [p["offset"] for p in body["publications"]] == [1]
 
 
 @ONE_LOOP
