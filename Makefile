@@ -17,7 +17,7 @@ COV_FAIL_UNDER ?= 85
 PROTOCOL_COV_FAIL_UNDER ?= 95
 # the optional compiled speedup; when it imports, the protocol tests run a second time with it
 # switched off by $(NO_EXTENSIONS_ENV)=1, so that the pure-Python path stays tested too
-SPEEDUPS_MODULE ?= wshub._speedups
+SPEEDUPS_MODULE ?= wshub.protocol._speedups
 NO_EXTENSIONS_ENV ?= WSHUB_NO_EXTENSIONS
 PROTOCOL_TESTS ?= tests/protocol
 # extra arguments for pytest, e.g. make test PYTEST_ARGS='-x -k frames'
@@ -29,7 +29,7 @@ LINT_PATHS ?= $(wildcard src tests compliance benchmarks scripts)
 BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
 # what an install depends on: reinstall when one of these changes
-INSTALL_INPUTS := pyproject.toml $(wildcard setup.py src/wshub/*.c)
+INSTALL_INPUTS := pyproject.toml $(wildcard setup.py src/wshub/protocol/*.c)
 # this machine's pip configuration names a local index folder that does not exist for every
 # package; pip says so once per package, which buries real messages
 PIP_INSTALL := $(PY) -m pip install -q
