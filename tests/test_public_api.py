@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 from types import ModuleType
@@ -103,13 +104,27 @@ def test_peer_errors_and_local_misuse_are_separate() -> None:
 NOT_IN_THE_CORE = ("asyncio", "socket", "ssl", "wshub.aio", "wshub.hub", "orjson", "jwt")
 
 
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter and return its output.
+
+    Without coverage's variables: under ``make coverage`` they make every child process
+    start coverage, which imports modules (socket) that wshub does not.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+    return result.stdout
+
+
 def _modules_after(statement: str) -> set[str]:
     """The modules a fresh interpreter holds after running ``statement``."""
-    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    return set(result.stdout.split())
+    return set(_python(f"import sys\n{statement}\nprint('\\n'.join(sys.modules))").split())
 
 
 @pytest.mark.parametrize(
@@ -141,14 +156,7 @@ def test_a_lazy_name_loads_its_layer_on_first_use() -> None:
 
 def test_dir_lists_every_public_name_before_it_is_loaded() -> None:
     """``dir(wshub)`` shows the lazy names too, so completion and help() find them."""
-    result = subprocess.run(
-        [sys.executable, "-c", "import wshub, sys; print(' '.join(dir(wshub)))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert set(wshub.__all__) <= set(result.stdout.split())
+    assert set(wshub.__all__) <= set(_python("import wshub; print(' '.join(dir(wshub)))").split())
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

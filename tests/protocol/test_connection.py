@@ -12,7 +12,7 @@ import logging
 import random
 import tracemalloc
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -620,6 +620,33 @@ def test_refusing_a_compression_bomb_costs_max_size_plus_a_constant(
         tracemalloc.stop()
     assert_failed(conn, CloseCode.MESSAGE_TOO_BIG)
     assert peak < max_size + 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+class _UnboundedInflate:
+    """An extension that ignores max_size: the connection's own count still holds."""
+
+    name = "x-unbounded"
+
+    def inflate(self, data: bytes, *, fin: bool, max_size: int | None) -> Iterator[bytes]:
+        yield data * 10
+
+    def decompress(self, data: bytes, *, fin: bool, max_size: int | None) -> bytes:
+        return data * 10
+
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def release_idle(self) -> bool:
+        return False
+
+
+@sides
+def test_max_size_holds_even_if_an_extension_overshoots(side: Side) -> None:
+    """The connection counts inflated bytes itself: an extension that yields too much
+    still fails the connection with 1009."""
+    conn = Connection(side, extensions=[_UnboundedInflate()], max_size=50)
+    conn.receive_data(from_peer(side, BINARY, b"x" * 10, rsv1=True))
+    assert_failed(conn, CloseCode.MESSAGE_TOO_BIG)
 
 
 @sides
