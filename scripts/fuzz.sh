@@ -29,10 +29,13 @@ for target in "$@"; do
   [ -f "$script" ] || { echo "fuzz: no target $target ($script)" >&2; exit 2; }
   out=$FUZZ_OUT/$target
   mkdir -p "$out/corpus" "$out/crashes"
+  # a dictionary of the format's tokens, where there is one, helps past the parsing
+  dict=()
+  [ -f "fuzzing/$target.dict" ] && dict=(-dict="fuzzing/$target.dict")
   echo "== fuzz $target for ${seconds}s (corpus: $out/corpus)"
   # -timeout: one input taking 10 s is a bug (hang); -rss_limit_mb: so is 2 GiB of memory.
   if "$PY" "$script" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-      -artifact_prefix="$out/crashes/" -print_final_stats=1 \
+      -artifact_prefix="$out/crashes/" -print_final_stats=1 "${dict[@]}" \
       "$out/corpus" "fuzzing/corpus/$target" >"$out/log" 2>&1; then
     runs=$(awk '/^stat::number_of_executed_units:/ {print $2}' "$out/log")
     rss=$(awk '/^stat::peak_rss_mb:/ {print $2}' "$out/log")
