@@ -17,19 +17,25 @@ COV_FAIL_UNDER ?= 85
 PROTOCOL_COV_FAIL_UNDER ?= 95
 # the optional compiled speedup; when it imports, the protocol tests run a second time with it
 # switched off by $(NO_EXTENSIONS_ENV)=1, so that the pure-Python path stays tested too
-SPEEDUPS_MODULE ?= wshub._speedups
+SPEEDUPS_MODULE ?= wshub.protocol._speedups
 NO_EXTENSIONS_ENV ?= WSHUB_NO_EXTENSIONS
 PROTOCOL_TESTS ?= tests/protocol
 # extra arguments for pytest, e.g. make test PYTEST_ARGS='-x -k frames'
 PYTEST_ARGS ?=
 # what ruff lints and formats: the Python folders (not docs/, whose examples are written for
 # reading, e.g. several short statements on one line)
-LINT_PATHS ?= $(wildcard src tests compliance benchmarks scripts)
+LINT_PATHS ?= $(wildcard src tests compliance benchmarks scripts fuzzing)
+# fuzzing (scripts/fuzz.sh, fuzzing/README.md): seconds per target for make fuzz, and for the
+# smoke run that CI does (6 targets x 8 s: about a minute in all)
+FUZZ_SECONDS ?= 180
+FUZZ_SMOKE_SECONDS ?= 8
+# which targets (default: every fuzzing/fuzz_*.py), e.g. make fuzz FUZZ_TARGETS='frames utf8'
+FUZZ_TARGETS ?=
 
 BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
 # what an install depends on: reinstall when one of these changes
-INSTALL_INPUTS := pyproject.toml $(wildcard setup.py src/wshub/*.c)
+INSTALL_INPUTS := pyproject.toml $(wildcard setup.py src/wshub/protocol/*.c)
 # this machine's pip configuration names a local index folder that does not exist for every
 # package; pip says so once per package, which buries real messages
 PIP_INSTALL := $(PY) -m pip install -q
@@ -37,11 +43,13 @@ PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 export PY SHARED
 
 .PHONY: help run install install-test test deps lint typecheck coverage \
-	compliance compliance-quick bench bench-quick clean
+	fuzz fuzz-smoke compliance compliance-quick bench bench-quick clean
 
 help:
 	@echo "make run               install into $(VENV) and start 'wshub serve' (http://127.0.0.1:8765/)"
 	@echo "make test              lint (ruff), type-check (mypy --strict), tests under coverage"
+	@echo "make fuzz              each atheris fuzz target for FUZZ_SECONDS (180 s); corpus in fuzzing/out/"
+	@echo "make fuzz-smoke        each fuzz target for FUZZ_SMOKE_SECONDS (8 s): what CI runs"
 	@echo "make compliance        Autobahn|Testsuite, all 517 cases, our server and our client"
 	@echo "make compliance-quick  the same without 9.*, 12.*, 13.* (about a minute)"
 	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~30 min)"
@@ -62,6 +70,10 @@ $(VENV)/.installed: $(INSTALL_INPUTS) | $(PY)
 $(VENV)/.installed-test: $(INSTALL_INPUTS) | $(PY)
 	$(PIP_INSTALL) -e '.[test]' $(PIP_QUIET)
 	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-fuzz: $(INSTALL_INPUTS) | $(PY)
+	$(PIP_INSTALL) --only-binary atheris -e '.[fuzz]' $(PIP_QUIET)
+	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -93,6 +105,7 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/mypy --strict compliance
 	$(BIN)/mypy --strict benchmarks
+	$(BIN)/mypy --strict fuzzing
 
 coverage: $(VENV)/.installed-test
 	rm -f .coverage .coverage.*
@@ -108,6 +121,14 @@ coverage: $(VENV)/.installed-test
 	$(BIN)/coverage report --fail-under=$(COV_FAIL_UNDER)
 	@echo "== sans-I/O core (src/wshub/protocol), must be >= $(PROTOCOL_COV_FAIL_UNDER)%"
 	$(BIN)/coverage report --include='src/wshub/protocol/*' --fail-under=$(PROTOCOL_COV_FAIL_UNDER)
+
+# ---- fuzzing (scripts/fuzz.sh; targets, corpora and how to run longer in fuzzing/README.md) ---
+
+fuzz: $(VENV)/.installed-fuzz
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: $(VENV)/.installed-fuzz
+	scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # ---- Autobahn|Testsuite (scripts/compliance.sh; summary in compliance/SUMMARY.md) -------------
 
@@ -127,4 +148,4 @@ bench-quick: $(VENV)/.installed
 
 clean:
 	rm -rf .coverage .coverage.* htmlcov .mypy_cache .ruff_cache .pytest_cache .hypothesis \
-		compliance/reports benchmarks/out build dist
+		compliance/reports benchmarks/out fuzzing/out build dist

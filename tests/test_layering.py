@@ -30,7 +30,6 @@ LAYERS: dict[str, int] = {
     "wshub.config": 0,
     "wshub.log": 0,
     "wshub.protocol": 1,
-    "wshub._speedups": 1,  # the compiled part of wshub.protocol (convention 8)
     "wshub.aio": 2,
     "wshub.hub": 3,
     "wshub": 4,  # the root package only: the curated public API, re-exported from aio and hub

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 from types import ModuleType
 
 import pytest
@@ -94,3 +97,69 @@ def test_peer_errors_and_local_misuse_are_separate() -> None:
     assert issubclass(wshub.ConnectionClosedOK, wshub.ConnectionClosed)
     assert issubclass(wshub.ConnectionClosedError, wshub.ConnectionClosed)
     assert not issubclass(wshub.ConnectionClosedOK, wshub.ConnectionClosedError)
+
+
+# What the sans-I/O core must not pull in (STYLE.md, layers): an event loop, sockets, the hub
+# and the hub's third-party dependencies.
+NOT_IN_THE_CORE = ("asyncio", "socket", "ssl", "wshub.aio", "wshub.hub", "orjson", "jwt")
+
+
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter and return its output.
+
+    Without coverage's variables: under ``make coverage`` they make every child process
+    start coverage, which imports modules (socket) that wshub does not.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    )
+    return result.stdout
+
+
+def _modules_after(statement: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``statement``."""
+    return set(_python(f"import sys\n{statement}\nprint('\\n'.join(sys.modules))").split())
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import wshub.protocol",
+        "import wshub",
+        "from wshub.protocol.connection import Connection",
+        "from wshub import WSHubError, PayloadTooBig",
+    ],
+)
+def test_importing_the_core_loads_no_io_and_no_hub(statement: str) -> None:
+    """``import wshub.protocol`` (and ``import wshub`` itself) stays sans-I/O: the names of
+    the upper layers are imported on first use (PEP 562), not by the package."""
+    loaded = _modules_after(statement)
+    assert "wshub" in loaded
+    heavy = sorted(m for m in loaded if m.split(".")[0] in NOT_IN_THE_CORE or m in NOT_IN_THE_CORE)
+    heavy += sorted(m for m in loaded if m.startswith(("wshub.aio", "wshub.hub")))
+    assert heavy == []
+
+
+def test_a_lazy_name_loads_its_layer_on_first_use() -> None:
+    """The first access to ``wshub.serve`` imports the asyncio layer, and gives the same
+    object as ``wshub.aio.serve``."""
+    loaded = _modules_after("import wshub\nimport wshub.aio\nassert wshub.serve is wshub.aio.serve")
+    assert "asyncio" in loaded and "wshub.aio" in loaded
+    assert "wshub.hub" not in loaded
+
+
+def test_dir_lists_every_public_name_before_it_is_loaded() -> None:
+    """``dir(wshub)`` shows the lazy names too, so completion and help() find them."""
+    assert set(wshub.__all__) <= set(_python("import wshub; print(' '.join(dir(wshub)))").split())
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    """A name that is neither public nor lazy raises AttributeError, as for any module."""
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = wshub.no_such_name

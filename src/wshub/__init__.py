@@ -7,16 +7,9 @@ below are the supported public API; everything else may change.
 
 from __future__ import annotations
 
-from .aio import (
-    ClientConnection,
-    Connect,
-    Server,
-    ServerConnection,
-    broadcast,
-    connect,
-    run,
-    serve,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import (
     AuthError,
     ConnectionClosed,
@@ -33,8 +26,58 @@ from .exceptions import (
     ProtocolError,
     WSHubError,
 )
-from .hub.client import HubClient, Subscription
-from .protocol import CloseCode, Headers, Request, Response
+
+if TYPE_CHECKING:
+    from .aio import (
+        ClientConnection,
+        Connect,
+        Server,
+        ServerConnection,
+        broadcast,
+        connect,
+        run,
+        serve,
+    )
+    from .hub.client import HubClient, Subscription
+    from .protocol import CloseCode, Headers, Request, Response
+
+# The names that live in a layer above the standard library, and their modules. They are
+# imported on first use (PEP 562), so that ``import wshub.protocol`` — which runs this file
+# first — loads the sans-I/O core and nothing else: not asyncio, not the hub, orjson or PyJWT.
+# The exceptions above are standard library only, so they stay eager.
+_LAZY: dict[str, str] = {
+    "ClientConnection": ".aio",
+    "Connect": ".aio",
+    "Server": ".aio",
+    "ServerConnection": ".aio",
+    "broadcast": ".aio",
+    "connect": ".aio",
+    "run": ".aio",
+    "serve": ".aio",
+    "HubClient": ".hub.client",
+    "Subscription": ".hub.client",
+    "CloseCode": ".protocol",
+    "Headers": ".protocol",
+    "Request": ".protocol",
+    "Response": ".protocol",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazy name's module on first access, then keep the value here."""
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names, lazy ones included, and what the module already holds."""
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 

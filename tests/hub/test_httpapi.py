@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 import pytest
 
-from wshub.hub.server import HubServer
+from wshub.hub.server import HubServer, start_hub
 
 from .conftest import http
 
@@ -182,15 +183,49 @@ async def test_bad_json_is_400_with_a_message(
 async def test_errors(
     hub_server: HubServer, method: str, path: str, payload: Any, status: int, code: int
 ) -> None:
-    """Each refusal has its HTTP status and a documented hub error code."""
-    answer_status, _, body = await http(hub_server, method, path, payload)
+    """Each refusal has its HTTP status, a documented hub error code and the JSON shape of
+    docs/http-api.md (``{"error": {"code", "message"}}``, nothing else); a 405 says Allow."""
+    answer_status, headers, body = await http(hub_server, method, path, payload)
     assert (answer_status, body["error"]["code"]) == (status, code)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "no-store"
+    assert list(body) == ["error"] and sorted(body["error"]) == ["code", "message"]
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if status == 405:
+        expected = "POST" if path in ("/api/publish", "/api/broadcast") else "GET"
+        assert headers["Allow"] == expected
 
 
 async def test_other_paths_are_not_the_apis(hub_server: HubServer) -> None:
-    """Paths outside /api and /healthz fall through (a plain request then gets 426)."""
-    status, _, body = await http(hub_server, "GET", "/apix", key=None)
-    assert status == 426 and b"Upgrade Required" in body
+    """Paths outside /api and /healthz fall through to the server, which has nothing there:
+    404 in plain text, not an API error."""
+    status, headers, body = await http(hub_server, "GET", "/apix", key=None)
+    assert status == 404 and body == b"Not Found\n"
+    assert headers["Content-Type"].startswith("text/plain")
+
+
+async def test_body_over_the_request_limit_is_413() -> None:
+    """A body over ``max_request_size`` is refused with 413 before the API reads it (the
+    transport answers, in one line of text, as docs/http-api.md says)."""
+    server = await start_hub(
+        "127.0.0.1", 0, ephemeral=True, api_key="test-api-key", max_request_size=4096
+    )
+    try:
+        raw = orjson.dumps({"channel": "chat:a", "data": "x" * 5000})
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        # One write, so that the whole request is read before the refusal closes the socket.
+        writer.write(
+            b"POST /api/publish HTTP/1.1\r\nHost: h\r\nX-API-Key: test-api-key\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(raw), raw)
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert b"too large" in answer.partition(b"\r\n\r\n")[2]
+        publications, _ = await server.hub.history("chat:a")
+        assert list(publications) == []
+    finally:
+        await server.close()
 
 
 async def test_stats_and_presence(hub_server: HubServer) -> None:

@@ -213,7 +213,7 @@ async def test_off_serves_nothing_and_counts_no_traffic() -> None:
     """metrics="off": /metrics is not there, and the transport does not count messages."""
     async with hub_with(metrics="off") as server:
         status, _, _ = await http(server, "GET", "/metrics", key=API_KEY)
-        assert status == 426  # not ours: the transport asks for an upgrade
+        assert status == 404  # not there: the server has nothing at that path
         assert server.server is not None and not server.server.stats.count_traffic
 
 

@@ -137,6 +137,38 @@ async def test_upgrade_at_another_path_is_404(hub_server: HubServer) -> None:
     assert refused.value.status == 404
 
 
+@pytest.mark.parametrize("path", ["/", "/favicon.ico", "/nope", "/ws/extra", "/wsx"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+async def test_unknown_paths_are_404(hub_server: HubServer, method: str, path: str) -> None:
+    """A plain request for a path the hub does not serve is 404, not 426 (426 says "upgrade
+    here", which is only true of the WebSocket path)."""
+    status, _, _ = await http(hub_server, method, path, key=None)
+    assert status == 404
+
+
+async def test_plain_request_at_the_websocket_path_is_426(hub_server: HubServer) -> None:
+    """The WebSocket path without upgrade headers answers 426 naming the upgrade."""
+    status, headers, _ = await http(hub_server, "GET", "/ws?x=1", key=None)
+    assert status == 426
+    assert headers["Upgrade"] == "websocket"
+
+
+async def test_http_1_0_upgrade_is_400_never_101(hub_server: HubServer) -> None:
+    """RFC 6455 §4.1: an upgrade in HTTP/1.0 is refused with 400, the connection closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub_server.port)
+    try:
+        writer.write(
+            b"GET /ws HTTP/1.0\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: wshub.v1\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:40]
+    assert b"HTTP/1.1" in answer.partition(b"\r\n\r\n")[2]
+
+
 async def test_garbage_then_4000(hub_server: HubServer) -> None:
     """Error replies for garbage, then close 4000 after ten in a row."""
     async with hub_connect(hub_server) as ws:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+import random
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -577,6 +580,86 @@ def test_compressed_bomb(side: Side, fragments: int) -> None:
         conn.receive_data(from_peer(side, CONT, bomb[half:]))
     assert_failed(conn, CloseCode.MESSAGE_TOO_BIG)
     assert isinstance(conn.failure, PayloadTooBig)
+
+
+def _big_bomb(size: int) -> bytes:
+    """``size`` zero bytes deflated as one message, built without holding them all."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    zeros = bytes(2**20)
+    parts = [compressor.compress(zeros) for _ in range(size // len(zeros))]
+    parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+    return b"".join(parts)[:-4]  # RFC 7692 §7.2.1: without the empty block's tail
+
+
+@sides
+@pytest.mark.parametrize("opcode", [BINARY, TEXT])
+@pytest.mark.parametrize("fragments", [1, 3])
+def test_refusing_a_compression_bomb_costs_max_size_plus_a_constant(
+    side: Side, opcode: Opcode, fragments: int
+) -> None:
+    """A 200 MiB bomb against max_size=8 MiB fails with 1009, and the peak memory while
+    refusing it stays under max_size + 1 MiB (inflating it whole costs twice max_size)."""
+    max_size = 8 * 2**20
+    bomb = _big_bomb(200 * 2**20)
+    assert len(bomb) < 300_000
+    cut = len(bomb) // fragments
+    pieces = [
+        bomb[i * cut : (i + 1) * cut if i < fragments - 1 else None] for i in range(fragments)
+    ]
+    frames = [
+        from_peer(side, opcode if i == 0 else CONT, piece, fin=i == fragments - 1, rsv1=i == 0)
+        for i, piece in enumerate(pieces)
+    ]
+    conn = Connection(side, extensions=[deflate()], max_size=max_size)
+    tracemalloc.start()
+    try:
+        for frame in frames:
+            conn.receive_data(frame)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_failed(conn, CloseCode.MESSAGE_TOO_BIG)
+    assert peak < max_size + 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+class _UnboundedInflate:
+    """An extension that ignores max_size: the connection's own count still holds."""
+
+    name = "x-unbounded"
+
+    def inflate(self, data: bytes, *, fin: bool, max_size: int | None) -> Iterator[bytes]:
+        yield data * 10
+
+    def decompress(self, data: bytes, *, fin: bool, max_size: int | None) -> bytes:
+        return data * 10
+
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def release_idle(self) -> bool:
+        return False
+
+
+@sides
+def test_max_size_holds_even_if_an_extension_overshoots(side: Side) -> None:
+    """The connection counts inflated bytes itself: an extension that yields too much
+    still fails the connection with 1009."""
+    conn = Connection(side, extensions=[_UnboundedInflate()], max_size=50)
+    conn.receive_data(from_peer(side, BINARY, b"x" * 10, rsv1=True))
+    assert_failed(conn, CloseCode.MESSAGE_TOO_BIG)
+
+
+@sides
+def test_large_compressed_message_is_inflated_whole(side: Side) -> None:
+    """A message larger than one inflate piece (64 KiB), in a frame larger than one input
+    slice, arrives intact: piecewise inflation changes memory, not the message."""
+    rng = random.Random(7)
+    message = bytes(rng.getrandbits(8) for _ in range(300_000)) + b"\x00" * 3_000_000
+    compressed = deflate().compress(message)
+    assert len(compressed) > 2**16
+    conn = Connection(side, extensions=[deflate()], max_size=len(message))
+    conn.receive_data(from_peer(side, BINARY, compressed, rsv1=True))
+    assert conn.events_received() == [Message(message)]
 
 
 @sides

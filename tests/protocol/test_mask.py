@@ -28,7 +28,7 @@ implementations = pytest.mark.parametrize(
             id="compiled",
             marks=pytest.mark.skipif(
                 not speedups.COMPILED,
-                reason="wshub._speedups is not built, or WSHUB_NO_EXTENSIONS=1",
+                reason="wshub.protocol._speedups is not built, or WSHUB_NO_EXTENSIONS=1",
             ),
         ),
     ],

@@ -15,7 +15,13 @@ from wshub.protocol.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from wshub.protocol.headers import Headers, parse_tokens
-from wshub.protocol.http11 import Request, RequestParser, Response, ResponseParser
+from wshub.protocol.http11 import (
+    Request,
+    RequestParser,
+    Response,
+    ResponseParser,
+    parse_request_head,
+)
 from wshub.protocol.server import (
     Accepted,
     accept_key,
@@ -104,6 +110,41 @@ def test_method_must_be_get() -> None:
     error = refusal(make_request(method="POST"))
     assert error.status == 405
     assert error.headers == [("Allow", "GET")]
+
+
+def test_http_1_0_upgrade_is_refused_with_400() -> None:
+    """§4.1: the handshake is an HTTP/1.1 request; an HTTP/1.0 one is refused, never 101."""
+    request = Request("GET", "/chat", BASE, version="HTTP/1.0")
+    error = refusal(request)
+    assert error.status == 400
+    assert "HTTP/1.1" in error.reason
+    with pytest.raises(InvalidRequest):
+        accept_request_bytes(request)
+    assert reject_response(error).status == 400
+
+
+@pytest.mark.parametrize("parse", ["careful", "one-pass"])
+def test_http_1_0_upgrade_from_the_wire_is_refused(parse: str) -> None:
+    """The version read from the request line reaches the handshake, on both parsers."""
+    head = Request("GET", "/chat", BASE, version="HTTP/1.0").serialize()
+    assert head.startswith(b"GET /chat HTTP/1.0\r\n")
+    if parse == "careful":
+        request = RequestParser().feed(head)
+    else:
+        parsed = parse_request_head(head)
+        assert parsed is not None
+        request = parsed[0]
+    assert request is not None
+    assert request.version == "HTTP/1.0"
+    assert is_upgrade_request(request)
+    assert refusal(request).status == 400
+
+
+def test_request_version_is_checked() -> None:
+    """Only HTTP/1.1 and HTTP/1.0 requests can be built."""
+    assert Request("GET", "/").version == "HTTP/1.1"
+    with pytest.raises(ValueError, match="version"):
+        Request("GET", "/", version="HTTP/2.0")
 
 
 @pytest.mark.parametrize("upgrade", [None, "h2c", "websocket2", ""])

@@ -16,7 +16,7 @@ from wshub.protocol.frames import Frame
 from wshub.protocol.mask import apply_mask
 
 compiled = pytest.mark.skipif(
-    not speedups.COMPILED, reason="wshub._speedups is not built, or WSHUB_NO_EXTENSIONS=1"
+    not speedups.COMPILED, reason="wshub.protocol._speedups is not built, or WSHUB_NO_EXTENSIONS=1"
 )
 
 messages = st.one_of(st.text(max_size=300), st.binary(max_size=70000))
@@ -100,7 +100,7 @@ def test_frame_message_accepts_bytes_like_objects() -> None:
 def test_compiled_masking_keys_differ_and_reset() -> None:
     """Each compiled client frame draws a fresh key; reset_mask_pool() drops the pool."""
     assert speedups.frame_message_masked is not None
-    from wshub import _speedups
+    from wshub.protocol import _speedups
 
     keys = {speedups.frame_message_masked(b"x")[2:6] for _ in range(2000)}
     _speedups.reset_mask_pool()

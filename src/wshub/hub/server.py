@@ -8,8 +8,8 @@ This is what ``wshub serve`` and the demo apps start::
 
 One port serves, in this order: ``/metrics`` (:mod:`wshub.hub.metrics`), the HTTP API
 (``/healthz``, ``/api/...``), the extra ``http_handlers`` (a chat page, static files), then
-the WebSocket upgrade at ``path`` (subprotocol ``wshub.v1``). An upgrade at another path
-gets 404.
+the WebSocket upgrade at ``path`` (subprotocol ``wshub.v1``). Any other path gets 404; a
+plain request (no upgrade) at ``path`` gets 426.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
 from wshub.hub.wire import SUBPROTOCOL, DisconnectCode
 from wshub.protocol.http11 import Request, Response
-from wshub.protocol.server import is_upgrade_request
 
 __all__ = ["HttpHandler", "HubServer", "run_hub", "start_hub"]
 
@@ -109,7 +108,10 @@ class HubServer:
                 result = await result
             if result is not None:
                 return result
-        if is_upgrade_request(request) and urlsplit(request.path).path != self.path:
+        # Only the WebSocket path is left to the transport, which upgrades it or, for a
+        # plain request, answers 426; any other path (an upgrade, /favicon.ico, a typo) is
+        # simply not here.
+        if urlsplit(request.path).path != self.path:
             return Response.text(404, "Not Found\n")
         return None
 

@@ -355,40 +355,55 @@ class Connection:
 
     def _message_piece(self, data: bytes, final: bool) -> None:
         """Add a piece of the current message; ``final`` when it ends the message."""
-        max_size = self.max_size
         if self._m_compressed:
             assert self._deflate is not None
+            max_size = self.max_size
             allowed = None if max_size is None else max_size - self._m_size
+            # Inflated piece by piece into the message buffer, so that refusing a bomb
+            # costs max_size plus one piece, not a second copy (RFC 7692 §8.1).
             try:
-                data = self._deflate.decompress(data, fin=final, max_size=allowed)
+                for piece in self._deflate.inflate(data, fin=final, max_size=allowed):
+                    if not self._add_piece(piece, False):
+                        return
             except ProtocolError as exc:
                 self._fail(exc)
                 return
+            if final and self._add_piece(b"", True):
+                self._end_message()
+            return
+        if self._add_piece(data, final) and final:
+            self._end_message()
+
+    def _add_piece(self, data: bytes, final: bool) -> bool:
+        """Buffer (and, for text, validate) one piece; ``False`` once the connection failed."""
+        max_size = self.max_size
         self._m_size += len(data)
         if max_size is not None and self._m_size > max_size:
             self._fail(PayloadTooBig())
-            return
+            return False
         decoder = self._m_decoder
         if decoder is not None:
             try:
                 text = decoder.decode(data, final)
             except UnicodeDecodeError:
                 self._fail(ProtocolError("invalid UTF-8", 1007))
-                return
-            self._m_parts.append(text)  # type: ignore[arg-type]
-            if final:
-                message: str | bytes = "".join(self._m_parts)  # type: ignore[arg-type]
-        else:
+                return False
+            if text:
+                self._m_parts.append(text)  # type: ignore[arg-type]
+        elif data:
             self._m_parts.append(data)  # type: ignore[arg-type]
-            if final:
-                message = b"".join(self._m_parts)  # type: ignore[arg-type]
-        if final:
-            self._m_op = 0
-            self._m_parts = []
-            self._m_size = 0
-            self._m_compressed = False
-            self._m_decoder = None
-            self.on_message(message)
+        return True
+
+    def _end_message(self) -> None:
+        parts = self._m_parts
+        text = self._m_decoder is not None
+        message = "".join(parts) if text else b"".join(parts)  # type: ignore[arg-type]
+        self._m_op = 0
+        self._m_parts = []
+        self._m_size = 0
+        self._m_compressed = False
+        self._m_decoder = None
+        self.on_message(message)
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:

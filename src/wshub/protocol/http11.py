@@ -51,13 +51,15 @@ _VERSION_RE = re.compile(rb"HTTP/([0-9])\.([0-9])")
 # (a missing SP before an empty reason is tolerated: some servers omit it).
 _STATUS_LINE_RE = re.compile(rb"HTTP/1\.[01] ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _DIGITS_RE = re.compile(rb"[0-9]{1,18}")
+# The versions a request may have; other 1.x and 2+ are refused with 505 by the parser.
+_VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 
 # The one-pass parser of a whole request head (parse_request_head): a request line whose
 # parts are already in their final form, then header lines that are each a token, a
 # colon and field-value characters. Every byte class is disjoint from the next
 # delimiter, so matching is linear. Anything else goes to the careful parser.
 _PLAIN_REQUEST_LINE_RE = re.compile(
-    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/1\.[01]\r\n"
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) (HTTP/1\.[01])\r\n"
 )
 _PLAIN_FIELDS_RE = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
 
@@ -87,12 +89,15 @@ class Request:
         path: the request-target as sent (path and query).
         headers: the header fields.
         body: the content, read when the request had a ``Content-Length``.
+        version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``, from the request line; an upgrade
+            needs 1.1 (RFC 6455 §4.1), so the handshake refuses a 1.0 request.
     """
 
     method: str
     path: str
     headers: Headers
     body: bytes
+    version: str
 
     def __init__(
         self,
@@ -100,28 +105,34 @@ class Request:
         path: str,
         headers: HeadersLike = (),
         body: builtins.bytes = b"",
+        *,
+        version: str = "HTTP/1.1",
     ) -> None:
         """Build a request; ``headers`` may be a :class:`Headers` or pairs (copied).
 
         Raises:
-            ValueError: the method is not a token or the path has spaces, controls or
-                non-ASCII characters (it could not be sent on a request line).
+            ValueError: the method is not a token, the path has spaces, controls or
+                non-ASCII characters (it could not be sent on a request line), or the
+                version is neither ``"HTTP/1.1"`` nor ``"HTTP/1.0"``.
         """
         if _STR_TOKEN_RE.fullmatch(method) is None:
             raise ValueError(f"invalid method: {method!r}")
         if _TARGET_RE.fullmatch(path) is None:
             raise ValueError(f"invalid request target: {path!r}")
+        if version not in _VERSIONS:
+            raise ValueError(f"unsupported HTTP version: {version!r}")
         object.__setattr__(self, "method", method)
         object.__setattr__(self, "path", path)
         object.__setattr__(self, "headers", _to_headers(headers))
         object.__setattr__(self, "body", builtins.bytes(body))
+        object.__setattr__(self, "version", version)
 
     def serialize(self) -> builtins.bytes:
-        """Encode the request as HTTP/1.1, adding ``Content-Length`` for a body."""
+        """Encode the request with its version, adding ``Content-Length`` for a body."""
         extra = []
         if self.body and "Content-Length" not in self.headers:
             extra.append(("Content-Length", str(len(self.body))))
-        head = _serialize_head(f"{self.method} {self.path} HTTP/1.1\r\n", self.headers, extra)
+        head = _serialize_head(f"{self.method} {self.path} {self.version}\r\n", self.headers, extra)
         return head + self.body
 
 
@@ -283,8 +294,10 @@ def parse_request_head(
     index = headers._index
     if "content-length" in index or "transfer-encoding" in index:
         return None
-    method, path = line.group(1, 2)
-    request = _assemble(Request, method.decode("ascii"), path.decode("ascii"), headers, b"")
+    method, path, version = line.group(1, 2, 3)
+    request = _assemble(
+        Request, method.decode("ascii"), path.decode("ascii"), headers, b"", version.decode()
+    )
     return request, end + 4
 
 
@@ -457,7 +470,7 @@ class RequestParser(_MessageParser[Request]):
     to answer with; after one, the parser keeps raising it.
     """
 
-    __slots__ = ("_method", "_path")
+    __slots__ = ("_method", "_path", "_version")
 
     def __init__(
         self,
@@ -483,6 +496,7 @@ class RequestParser(_MessageParser[Request]):
         )
         self._method = ""
         self._path = ""
+        self._version = ""
 
     def _fail(self, status: int, reason: str) -> Exception:
         return InvalidRequest(status, reason)
@@ -506,11 +520,12 @@ class RequestParser(_MessageParser[Request]):
         if version_match is None:
             raise InvalidRequest(400, "invalid request line")
         # HTTP/1.0 is let through for plain requests; the upgrade itself needs 1.1
-        # (RFC 6455 §4.1), which only a 1.1 client would send.
+        # (RFC 6455 §4.1), which the handshake checks (wshub.protocol.server).
         if version_match.groups() not in ((b"1", b"1"), (b"1", b"0")):
             raise InvalidRequest(505, "HTTP version not supported")
         self._method = method.decode("ascii")
         self._path = target.decode("ascii")
+        self._version = version.decode("ascii")
 
     def _body_size(self) -> int:
         # RFC 9112 §6.3: chunked bodies would need a second parser; no WebSocket
@@ -536,7 +551,7 @@ class RequestParser(_MessageParser[Request]):
 
     def _build(self, body: builtins.bytes) -> Request:
         # The headers were validated line by line and the parser is done with them.
-        return _assemble(Request, self._method, self._path, self._headers, body)
+        return _assemble(Request, self._method, self._path, self._headers, body, self._version)
 
 
 class ResponseParser(_MessageParser[Response]):

@@ -170,6 +170,11 @@ def _negotiate(
     headers = request.headers
     if request.method != "GET":
         raise InvalidRequest(405, "method not allowed", [("Allow", "GET")])
+    if request.version != "HTTP/1.1":
+        # §4.1: the opening handshake is an HTTP/1.1 request; in HTTP/1.0, Upgrade is not
+        # a hop-by-hop field a proxy would drop, so RFC 9110 §7.8 says to ignore it.
+        # §4.2.1 names 400 as the answer to a request that is not a valid handshake.
+        raise InvalidRequest(400, "WebSocket upgrade needs HTTP/1.1")
     if not _has_token(headers, "Upgrade", "websocket"):
         raise InvalidRequest(426, "upgrade required", list(_UPGRADE_REQUIRED_HEADERS))
     if not _has_token(headers, "Connection", "upgrade"):
@@ -216,8 +221,9 @@ def accept_request(
 
     Raises:
         InvalidRequest: the request cannot be upgraded; ``status`` says why: 405 not a
-            GET, 426 no ``Upgrade: websocket`` or an unsupported version, 400 a missing
-            or malformed header, 403 an origin not allowed.
+            GET, 400 an HTTP/1.0 request, 426 no ``Upgrade: websocket`` or an
+            unsupported version, 400 a missing or malformed header, 403 an origin not
+            allowed.
     """
     accept, subprotocol, extension_header, accepted = _negotiate(
         request, subprotocols, origins, extensions

@@ -35,7 +35,7 @@ COMPILED = False
 
 if not config.NO_EXTENSIONS:
     try:
-        from .. import _speedups
+        from . import _speedups
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:

@@ -7,11 +7,12 @@ the instance for every message; the handshake code only talks to the factories.
 The only extension wshub ships is permessage-deflate, so the data interface is the one a
 per-message compression extension needs (RFC 7692 §6): whole messages are compressed,
 and the payloads of a compressed message — the frames after one with RSV1 set — are
-decompressed frame by frame with a bound on the output.
+decompressed frame by frame, in bounded pieces, with a bound on the output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from wshub.protocol.headers import ExtensionParam
@@ -39,6 +40,16 @@ class Extension(Protocol):
         Raises:
             PayloadTooBig: the output would exceed ``max_size``; the extension stops
                 before producing more than ``max_size + 1`` bytes.
+            ProtocolError: the data is corrupt (close code 1007).
+        """
+        ...
+
+    def inflate(self, data: bytes, *, fin: bool, max_size: int | None) -> Iterator[bytes]:
+        """Like :meth:`decompress`, in bounded pieces the caller can buffer one by one.
+
+        Raises:
+            PayloadTooBig: the output would exceed ``max_size``; raised before the
+                piece that would cross it, so at most ``max_size`` bytes were yielded.
             ProtocolError: the data is corrupt (close code 1007).
         """
         ...

@@ -20,6 +20,7 @@ Decompression always uses the window the peer may actually use.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from wshub.exceptions import NegotiationError, PayloadTooBig, ProtocolError
@@ -44,6 +45,9 @@ _NAME = "permessage-deflate"
 _EMPTY_BLOCK_TAIL = b"\x00\x00\xff\xff"
 # RFC 7692 §7.1.2: window bits are a decimal integer from 8 to 15 without leading zeros.
 _WINDOW_BITS = {str(bits): bits for bits in range(8, 16)}
+# How much zlib reads and writes per call while inflating: the memory held beyond
+# max_size while a bomb is refused, against one Python-level call per 64 KiB.
+_INFLATE_CHUNK = 2**16
 
 
 def _check_bits(name: str, bits: int | None) -> None:
@@ -131,11 +135,30 @@ class PerMessageDeflate(Extension):
     def decompress(self, data: bytes, *, fin: bool, max_size: int | None) -> bytes:
         """Decompress one frame's payload of a compressed message (RFC 7692 §7.2.2).
 
-        The output is bounded before it is produced: zlib is asked for at most
-        ``max_size + 1`` bytes, so a small "bomb" frame cannot allocate more.
+        The whole output of the frame in one ``bytes``; :meth:`inflate` gives it in
+        pieces, which is what the connection uses.
 
         Raises:
             PayloadTooBig: the output would exceed ``max_size``.
+            ProtocolError: the data is not valid deflate data (code 1007).
+        """
+        return b"".join(self.inflate(data, fin=fin, max_size=max_size))
+
+    def inflate(self, data: bytes, *, fin: bool, max_size: int | None) -> Iterator[bytes]:
+        """Decompress one frame's payload in pieces of at most 64 KiB (RFC 7692 §7.2.2).
+
+        Memory is bounded while a "bomb" is refused: zlib is never asked for more than
+        one piece, and never for more than ``max_size + 1`` bytes in all, so the caller,
+        which keeps the pieces in its message buffer, holds at most ``max_size`` plus one
+        piece when the error comes. Asking zlib for the whole output at once would cost
+        twice that: CPython's zlib builds it in blocks and then joins them.
+
+        The input is fed in 64 KiB slices too, so that ``unconsumed_tail``, a copy of
+        the input zlib has not read yet, stays small whatever the frame's size.
+
+        Raises:
+            PayloadTooBig: the output would exceed ``max_size``; raised before a piece
+                that would cross it is yielded.
             ProtocolError: the data is not valid deflate data (code 1007).
         """
         decompressor = self._decompressor
@@ -146,22 +169,38 @@ class PerMessageDeflate(Extension):
         if fin:
             # join() copies rather than extending a buffer the caller may still own.
             data = b"".join((data, _EMPTY_BLOCK_TAIL))
-        max_length = 0 if max_size is None else max_size + 1
+        budget = max_size
+        view = memoryview(data)
         try:
-            output = decompressor.decompress(data, max_length)
+            for start in range(0, len(view), _INFLATE_CHUNK):
+                pending: bytes | memoryview = view[start : start + _INFLATE_CHUNK]
+                while True:
+                    limit = _INFLATE_CHUNK if budget is None else min(_INFLATE_CHUNK, budget + 1)
+                    output = decompressor.decompress(pending, limit)
+                    if budget is not None:
+                        budget -= len(output)
+                        if budget < 0:
+                            # The connection is failing: free the window now.
+                            self._decompressor = None
+                            raise PayloadTooBig("message too big after decompression")
+                    if output:
+                        yield output
+                    if decompressor.eof:
+                        break
+                    pending = decompressor.unconsumed_tail
+                    # A full piece may leave output inside zlib with no input left.
+                    if not pending and len(output) < limit:
+                        break
+                if decompressor.eof:
+                    break
         except zlib.error as exc:
             self._decompressor = None
             raise ProtocolError("invalid compressed data", 1007) from exc
-        if max_size is not None and len(output) > max_size:
-            # The connection is failing: free the window now.
-            self._decompressor = None
-            raise PayloadTooBig("message too big after decompression")
         # A block with BFINAL set ends the deflate stream (RFC 7692 §7.2.3.4); the next
         # message then starts a new one. Otherwise, without context takeover the peer
         # starts afresh after each message and the window is no longer needed.
         if decompressor.eof or (fin and self.remote_no_context_takeover):
             self._decompressor = None
-        return output
 
     def compress(self, data: bytes) -> bytes:
         """Compress one whole message (RFC 7692 §7.2.1)."""

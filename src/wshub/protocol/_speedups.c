@@ -397,7 +397,7 @@ static PyMethodDef speedups_methods[] = {
 };
 
 static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT, "wshub._speedups",
+    PyModuleDef_HEAD_INIT, "wshub.protocol._speedups",
     "Compiled versions of wshub's hottest protocol functions (optional).", -1,
     speedups_methods,
 };
