@@ -48,11 +48,16 @@ class PeerCloses:
 
 
 def segments_sent(conn: WebSocketConnection) -> int:
-    """TCP segments the kernel has sent on this connection (``tcpi_segs_out`` of TCP_INFO).
+    """Data-carrying TCP segments the kernel has sent on this connection.
 
-    With TCP_NODELAY (asyncio and uvloop set it) each small ``write`` leaves as one segment,
-    so this counts the writes that reached the socket. Linux only.
+    This is ``tcpi_data_segs_out`` of TCP_INFO (Linux 4.6+), not ``tcpi_segs_out``: the
+    latter also counts pure ACKs, which this end sends whenever the peer's data arrives
+    (a delayed ACK can leave at any moment), so it read 2 where one write was meant. With
+    TCP_NODELAY (asyncio and uvloop set it) each small ``write`` leaves as one data
+    segment, so this counts the writes that reached the socket. Linux only.
     """
     sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-    return int.from_bytes(info[136:140], sys.byteorder)
+    # struct tcp_info: tcpi_data_segs_out is the u32 at byte offset 156.
+    assert len(info) >= 160, "this kernel's TCP_INFO has no tcpi_data_segs_out"
+    return int.from_bytes(info[156:160], sys.byteorder)
