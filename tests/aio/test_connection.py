@@ -966,6 +966,26 @@ async def test_callback_error_goes_to_on_error_and_closes_1011(
         assert str(error) == "secret internal detail"
 
 
+async def test_a_reply_sent_before_the_callback_fails_leaves_once_before_the_close() -> None:
+    """What a failing callback sent in the same read goes out once, before the 1011 close."""
+
+    def on_message(ws: ServerConnection, message: str | bytes) -> None:
+        ws.send_nowait("reply")
+        raise ValueError("after the reply")
+
+    async with callback_server(on_message) as server:
+        raw = await raw_websocket(server)
+        try:
+            raw.send_text("go")
+            frame = await wait_for(raw.recv_frame())
+            assert (frame.opcode, frame.payload) == (Opcode.TEXT, b"reply")
+            assert await wait_for(raw.recv_close(skip=())) == (1011, "")
+            raw.send_close(1011)
+            assert await wait_for(raw.read_until_eof()) == b""  # nothing after the close
+        finally:
+            await raw.close()
+
+
 async def test_handler_error_goes_to_on_error_and_closes_1011() -> None:
     """A modern handler that raises closes with 1011 and reports the error to on_error."""
     errors: asyncio.Queue[Exception] = asyncio.Queue()
