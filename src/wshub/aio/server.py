@@ -194,6 +194,12 @@ class ServerConnection(WebSocketConnection):
         if self._parser is None:
             if self._request is not None:
                 return  # answering a plain HTTP request or processing one: ignore the rest
+            if data[:1] == b"\x16" and data[1:2] == b"\x03" and self._server._ssl is None:
+                # A TLS ClientHello (RFC 8446 §5.1): a wss:// client on this plain port. An
+                # answer in plain HTTP makes its TLS library fail at once ("wrong version
+                # number"), instead of both sides waiting for open_timeout.
+                self._respond(Response.text(400, "Bad Request: this port does not speak TLS\n"))
+                return
             # The usual case: the whole request in one read, parsed in one pass.
             parsed = parse_request_head(data, max_request_size=settings.max_request_size)
             if parsed is not None:
