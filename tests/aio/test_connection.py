@@ -581,6 +581,30 @@ async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer()
             await raw.close()
 
 
+async def test_concurrent_sends_wait_instead_of_being_closed_as_slow_consumers() -> None:
+    """``send`` waits before writing: many tasks sending to a peer that does not read all
+    wait, holding one message each; none is closed as a slow consumer, and all arrive."""
+    accepting = Accepting()
+    async with loopback_server(
+        accepting.handler, compression=None, ping_interval=None, write_limit=4096
+    ) as server:
+        raw = await raw_websocket(server)
+        try:
+            raw.pause_reading()
+            ws = await accepting.next()
+            count, first = await block_sender(ws, CHUNK)
+            senders = [asyncio.ensure_future(ws.send(CHUNK)) for _ in range(64)]
+            await asyncio.sleep(UNIT)  # let them all reach their wait
+            assert ws.open and not any(s.done() for s in [first, *senders])
+            assert server.stats.slow_consumer_disconnects == 0
+            raw.resume_reading()
+            for _ in range(count + len(senders)):
+                assert (await wait_for(raw.recv_frame())).payload == CHUNK
+            await wait_for(asyncio.gather(first, *senders))
+        finally:
+            await raw.close()
+
+
 async def test_coroutine_on_message_waits_in_a_queue_bounded_by_max_queue() -> None:
     """An ``async def on_message`` is queued like ``recv()``: reading pauses at ``max_queue``.
 

@@ -700,10 +700,15 @@ class WebSocketConnection(asyncio.Protocol):
         """Hook: a server counts slow-consumer disconnects in its stats."""
 
     async def send(self, message: Message) -> None:
-        """Send a message; waits while the write buffer is above ``write_limit``."""
-        self.send_nowait(message)
+        """Send a message; waits while the write buffer is above ``write_limit``.
+
+        The wait comes first, and nothing runs between its end and the write, so ``send``
+        never writes to a buffer over its limit and is never closed as a slow consumer:
+        each task waiting in it holds one message, no more.
+        """
         if self._write_paused:
             await self.drain()
+        self.send_nowait(message)
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its low-water mark (or the connection is gone)."""
