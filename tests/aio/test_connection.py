@@ -451,6 +451,21 @@ async def until(predicate: Callable[[], bool]) -> None:
     await wait_for(poll())
 
 
+@asynccontextmanager
+async def silent_peer(**options: Any) -> AsyncIterator[tuple[Server, ServerConnection, RawClient]]:
+    """A server connection whose raw peer has stopped reading; plain frames, no keepalive."""
+    accepting = Accepting()
+    async with loopback_server(
+        accepting.handler, compression=None, ping_interval=None, **options
+    ) as server:
+        raw = await raw_websocket(server)
+        try:
+            raw.pause_reading()
+            yield server, await accepting.next(), raw
+        finally:
+            await raw.close()
+
+
 def callback_server(
     on_message: Callable[..., Any], **options: Any
 ) -> AbstractAsyncContextManager[Server]:
@@ -584,25 +599,16 @@ async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer()
 async def test_concurrent_sends_wait_instead_of_being_closed_as_slow_consumers() -> None:
     """``send`` waits before writing: many tasks sending to a peer that does not read all
     wait, holding one message each; none is closed as a slow consumer, and all arrive."""
-    accepting = Accepting()
-    async with loopback_server(
-        accepting.handler, compression=None, ping_interval=None, write_limit=4096
-    ) as server:
-        raw = await raw_websocket(server)
-        try:
-            raw.pause_reading()
-            ws = await accepting.next()
-            count, first = await block_sender(ws, CHUNK)
-            senders = [asyncio.ensure_future(ws.send(CHUNK)) for _ in range(64)]
-            await asyncio.sleep(UNIT)  # let them all reach their wait
-            assert ws.open and not any(s.done() for s in [first, *senders])
-            assert server.stats.slow_consumer_disconnects == 0
-            raw.resume_reading()
-            for _ in range(count + len(senders)):
-                assert (await wait_for(raw.recv_frame())).payload == CHUNK
-            await wait_for(asyncio.gather(first, *senders))
-        finally:
-            await raw.close()
+    async with silent_peer(write_limit=4096) as (server, ws, raw):
+        count, first = await block_sender(ws, CHUNK)
+        senders = [asyncio.ensure_future(ws.send(CHUNK)) for _ in range(64)]
+        await asyncio.sleep(UNIT)  # let them all reach their wait
+        assert ws.open and not any(s.done() for s in [first, *senders])
+        assert server.stats.slow_consumer_disconnects == 0
+        raw.resume_reading()
+        for _ in range(count + len(senders)):
+            assert (await wait_for(raw.recv_frame())).payload == CHUNK
+        await wait_for(asyncio.gather(first, *senders))
 
 
 async def test_coroutine_on_message_waits_in_a_queue_bounded_by_max_queue() -> None:
@@ -644,36 +650,27 @@ async def test_reading_resumes_only_when_every_reason_to_pause_is_gone() -> None
     Emptying the queue does not resume reading while the buffer is still full; once the
     peer reads and the buffer drains, the server reads again.
     """
-    accepting = Accepting()
-    async with loopback_server(
-        accepting.handler, compression=None, ping_interval=None, max_queue=4
-    ) as server:
-        raw = await raw_websocket(server)
-        try:
-            raw.pause_reading()
-            ws = await accepting.next()
-            assert ws.transport is not None
-            transport = ws.transport
-            # One write, so that one read brings all twelve: the queue holds them all.
-            raw.write(
-                b"".join(
-                    Frame(Opcode.TEXT, f"m{i}".encode()).serialize(os.urandom(4)) for i in range(12)
-                )
+    async with silent_peer(max_queue=4) as (_, ws, raw):
+        assert ws.transport is not None
+        transport = ws.transport
+        # One write, so that one read brings all twelve: the queue holds them all.
+        raw.write(
+            b"".join(
+                Frame(Opcode.TEXT, f"m{i}".encode()).serialize(os.urandom(4)) for i in range(12)
             )
-            await until(lambda: not transport.is_reading())  # max_queue: paused
-            count, sending = await block_sender(ws, CHUNK)  # and the write buffer is full
-            assert [await wait_for(ws.recv()) for _ in range(12)] == [f"m{i}" for i in range(12)]
-            assert not transport.is_reading()  # the queue is empty, the buffer is not
-            raw.send_text("after")
-            raw.resume_reading()
-            for _ in range(count):
-                frame = await wait_for(raw.recv_frame())
-                assert frame.payload == CHUNK
-            await wait_for(sending)
-            assert await wait_for(ws.recv()) == "after"
-            assert transport.is_reading()
-        finally:
-            await raw.close()
+        )
+        await until(lambda: not transport.is_reading())  # max_queue: paused
+        count, sending = await block_sender(ws, CHUNK)  # and the write buffer is full
+        assert [await wait_for(ws.recv()) for _ in range(12)] == [f"m{i}" for i in range(12)]
+        assert not transport.is_reading()  # the queue is empty, the buffer is not
+        raw.send_text("after")
+        raw.resume_reading()
+        for _ in range(count):
+            frame = await wait_for(raw.recv_frame())
+            assert frame.payload == CHUNK
+        await wait_for(sending)
+        assert await wait_for(ws.recv()) == "after"
+        assert transport.is_reading()
 
 
 # -- keepalive -------------------------------------------------------------------------------
