@@ -48,16 +48,22 @@ class PeerCloses:
 
 
 def segments_sent(conn: WebSocketConnection) -> int:
-    """Data-carrying TCP segments the kernel has sent on this connection.
+    """Data segments the kernel has sent on this connection, retransmissions left out.
 
-    This is ``tcpi_data_segs_out`` of TCP_INFO (Linux 4.6+), not ``tcpi_segs_out``: the
-    latter also counts pure ACKs, which this end sends whenever the peer's data arrives
-    (a delayed ACK can leave at any moment), so it read 2 where one write was meant. With
-    TCP_NODELAY (asyncio and uvloop set it) each small ``write`` leaves as one data
-    segment, so this counts the writes that reached the socket. Linux only.
+    From TCP_INFO (Linux 4.6+): ``tcpi_data_segs_out - tcpi_total_retrans``. Not
+    ``tcpi_segs_out``, which also counts pure ACKs (this end sends one whenever the peer's
+    data arrives, a delayed ACK at any moment); and not ``tcpi_data_segs_out`` alone: on a
+    busy machine the peer's ACK can come after the tail-loss-probe timer, and the kernel
+    then sends the last segment again, counted there too (both seen under load, as 2
+    where one write was meant). With TCP_NODELAY (asyncio and uvloop set it) each small
+    ``write`` leaves as one new data segment, so this counts the writes that reached the
+    socket. Linux only.
     """
     sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-    # struct tcp_info: tcpi_data_segs_out is the u32 at byte offset 156.
     assert len(info) >= 160, "this kernel's TCP_INFO has no tcpi_data_segs_out"
-    return int.from_bytes(info[156:160], sys.byteorder)
+
+    def u32(offset: int) -> int:  # struct tcp_info: fields at fixed byte offsets
+        return int.from_bytes(info[offset : offset + 4], sys.byteorder)
+
+    return u32(156) - u32(100)  # tcpi_data_segs_out - tcpi_total_retrans
