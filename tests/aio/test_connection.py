@@ -596,6 +596,24 @@ async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer()
             await raw.close()
 
 
+async def test_a_client_send_nowait_is_not_limited_to_the_slow_consumer_bound() -> None:
+    """The slow-consumer limit is the server's: a client may queue past it and stays open."""
+    async with raw_peer_pair(compression=None, ping_interval=None, write_limit=4096) as (
+        ws,
+        peer,
+    ):
+        peer.pause_reading()
+        sent = 0
+        while ws.write_buffer_size <= 2 * SLOW_CONSUMER_FACTOR * 4096:
+            ws.send_nowait(CHUNK)
+            sent += 1
+            assert sent * len(CHUNK) < 2**27, "the peer never stopped reading"
+        assert ws.open
+        peer.resume_reading()
+        for _ in range(sent):
+            assert (await wait_for(peer.recv_frame())).payload == CHUNK
+
+
 async def test_concurrent_sends_wait_instead_of_being_closed_as_slow_consumers() -> None:
     """``send`` waits before writing: many tasks sending to a peer that does not read all
     wait, holding one message each; none is closed as a slow consumer, and all arrive."""

@@ -61,7 +61,7 @@ Message = str | bytes
 _OPEN = State.OPEN
 _OK_CODES = frozenset({1000, 1001, 1005})
 
-#: ``send_nowait`` on a connection whose write buffer holds more than this many times its
+#: ``send_nowait`` on a server connection whose write buffer holds more than this many times its
 #: ``write_limit`` (taken as at least 4 KiB) closes it with 1008 "slow consumer": the peer
 #: does not read what it is sent. The message is dropped. ``send()`` waits at
 #: ``write_limit``, so on its own it never gets there.
@@ -471,7 +471,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        if self._pause_reading_on_write:
+        if self._guard_writes:
             self._pause_reading(PAUSE_WRITE)
 
     def resume_writing(self) -> None:
@@ -486,11 +486,14 @@ class WebSocketConnection(asyncio.Protocol):
 
     # -- flow control: why reading is paused ----------------------------------------------------
 
-    #: Whether a write buffer above ``write_limit`` pauses reading. True on the server, where
-    #: it bounds what any handler style buffers for a peer that sends and never reads. False
-    #: on the client: if both ends stopped reading while their own writes were blocked, two
-    #: peers streaming to each other faster than they read would wait on each other forever.
-    _pause_reading_on_write = False
+    #: Whether a write buffer above ``write_limit`` pauses reading, and ``send_nowait`` far
+    #: beyond it closes a slow consumer. True on the server, where it bounds what any handler
+    #: style buffers for a peer that sends and never reads. False on the client: if both ends
+    #: stopped reading while their own writes were blocked, two peers streaming to each other
+    #: faster than they read would wait on each other forever; and a client that keeps
+    #: reading can legitimately queue more than the slow-consumer limit (an echo of a fast
+    #: server's burst) while the server reads it back.
+    _guard_writes = False
 
     def _pause_reading(self, reason: int) -> None:
         """Stop reading from the transport for ``reason`` (a ``PAUSE_*`` bit)."""
@@ -665,9 +668,10 @@ class WebSocketConnection(asyncio.Protocol):
         For plain callbacks, which cannot await. Above ``write_limit`` a server stops
         reading from this connection until the buffer drains, so an echo never buffers
         much more than one read's worth; check ``writable`` before sending more than that.
-        A connection whose write buffer holds more than ``SLOW_CONSUMER_FACTOR`` times
-        ``write_limit`` is a slow consumer: it is closed with 1008 "slow consumer" and
-        ``message`` is dropped (a server counts it in ``stats.slow_consumer_disconnects``).
+        On the server, a connection whose write buffer holds more than
+        ``SLOW_CONSUMER_FACTOR`` times ``write_limit`` is a slow consumer: it is closed with
+        1008 "slow consumer" and ``message`` is dropped (counted in
+        ``stats.slow_consumer_disconnects``).
 
         Raises:
             ConnectionClosed: the connection is closing or closed (slow consumers included,
@@ -676,7 +680,7 @@ class WebSocketConnection(asyncio.Protocol):
         core = self._core
         if core is None or core.state is not _OPEN:
             raise self._closed_exc()
-        if self._write_paused and self._slow_consumer():
+        if self._write_paused and self._guard_writes and self._slow_consumer():
             return
         frame = self._frame
         if frame is None:

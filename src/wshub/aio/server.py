@@ -128,8 +128,9 @@ class ServerConnection(WebSocketConnection):
 
     __slots__ = ("_parser", "_server", "_task")
 
-    # A peer that sends and never reads waits on its TCP window, whatever the handler does.
-    _pause_reading_on_write = True
+    # A peer that sends and never reads waits on its TCP window, whatever the handler does,
+    # and one that is sent far more than it reads is closed as a slow consumer.
+    _guard_writes = True
 
     def __init__(self, server: Server) -> None:
         super().__init__(server._options)
