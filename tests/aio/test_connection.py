@@ -549,42 +549,48 @@ async def test_a_peer_that_sends_and_never_reads_meets_a_bounded_callback_echo()
             await raw.close()
 
 
-async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer() -> None:
+@pytest.mark.parametrize("catches", [True, False], ids=["callback-catches", "callback-raises"])
+async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer(
+    catches: bool,
+) -> None:
     """``send_nowait`` beyond SLOW_CONSUMER_FACTOR times ``write_limit`` buffered closes with 1008.
 
-    A plain callback keeps sending to a peer that reads nothing: the message that finds
-    the buffer over that limit is dropped and the connection closes with 1008 "slow
-    consumer" (counted in the server's stats); the next send raises ConnectionClosed. What
-    was buffered never went past the limit by more than one cork, and the peer gets the
-    close frame after the messages sent before it.
+    A plain callback keeps sending to a peer that reads nothing: sends go on above
+    ``write_limit``, the message that finds the buffer over SLOW_CONSUMER_FACTOR times it is
+    dropped and the connection closes with 1008 "slow consumer" (counted in the server's
+    stats); the next send raises ConnectionClosed, which is not reported to ``on_error``
+    if the callback lets it out. What was buffered never went past the limit by more than
+    one cork, and the peer gets the close frame after the messages sent before it.
     """
-    write_limit = 4096
-    chunk = b"y" * write_limit
-    outcome: asyncio.Future[tuple[int, int, ConnectionClosed | None]] = (
-        asyncio.get_running_loop().create_future()
-    )
+    write_limit = 65536
+    chunk = b"y" * 4096
+    sent = peak = 0
+    raised: list[ConnectionClosed] = []
+    errors: list[Exception] = []
 
     def on_message(ws: ServerConnection, message: str | bytes) -> None:
-        sent = peak = 0
+        nonlocal sent, peak
         try:
             for _ in range(2**14):  # 64 MiB at most: far more than kernel buffers hold
                 ws.send_nowait(chunk)
                 sent += 1
                 peak = max(peak, ws.write_buffer_size)
         except ConnectionClosed as exc:
-            outcome.set_result((sent, peak, exc))
-            return
-        outcome.set_result((sent, peak, None))
+            raised.append(exc)
+            if not catches:
+                raise
 
-    async with callback_server(on_message, write_limit=write_limit) as server:
+    async with callback_server(
+        on_message, write_limit=write_limit, on_error=lambda ws, exc: errors.append(exc)
+    ) as server:
         raw = await raw_websocket(server)
         try:
             raw.pause_reading()
             raw.send_text("go")
-            sent, peak, exc = await wait_for(outcome)
-            assert isinstance(exc, ConnectionClosed)
+            await until(lambda: bool(raised))
             # The limit is checked at each send; a read's cork holds up to CORK_MAX_FRAMES
             # frames before it meets the transport.
+            assert write_limit < peak
             assert peak <= SLOW_CONSUMER_FACTOR * write_limit + CORK_MAX_FRAMES * (len(chunk) + 4)
             assert server.stats.slow_consumer_disconnects == 1
             raw.resume_reading()
@@ -592,6 +598,7 @@ async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer()
                 frame = await wait_for(raw.recv_frame())
                 assert (frame.opcode, frame.payload) == (Opcode.BINARY, chunk)
             assert await wait_for(raw.recv_close(skip=())) == (1008, "slow consumer")
+            assert errors == []
         finally:
             await raw.close()
 
