@@ -16,8 +16,8 @@ high-water mark (``write_limit``); ``send()`` waits below it. On the server, a
 connection whose write buffer is above it also stops *reading* until the buffer
 is below its low-water mark, so a peer that sends and never reads waits on its
 own TCP window, whatever the handler style (a plain ``on_message`` answering with
-``send_nowait`` included). ``send_nowait`` on a connection buffering more than
-``SLOW_CONSUMER_FACTOR`` times ``write_limit`` closes it with 1008.
+``send_nowait`` included). ``send_nowait`` on a server connection buffering more
+than ``SLOW_CONSUMER_FACTOR`` times ``write_limit`` closes it with 1008.
 
 Reading is paused for several reasons at once (a full ``recv()`` queue, a full
 callback queue, a full write buffer, a server's async ``process_request``); it
@@ -61,10 +61,10 @@ Message = str | bytes
 _OPEN = State.OPEN
 _OK_CODES = frozenset({1000, 1001, 1005})
 
-#: ``send_nowait`` on a server connection whose write buffer holds more than this many times its
-#: ``write_limit`` (taken as at least 4 KiB) closes it with 1008 "slow consumer": the peer
-#: does not read what it is sent. The message is dropped. ``send()`` waits at
-#: ``write_limit``, so on its own it never gets there.
+#: ``send_nowait`` on a server connection whose write buffer holds more than this many
+#: times its ``write_limit`` (taken as at least 4 KiB) closes it with 1008 "slow
+#: consumer": the peer does not read what it is sent. The message is dropped. ``send()``
+#: waits at ``write_limit``, so it never gets there.
 SLOW_CONSUMER_FACTOR = 16
 
 # Why reading from the transport is paused: bits of ``WebSocketConnection._paused``.
