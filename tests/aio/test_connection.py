@@ -603,6 +603,26 @@ async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer(
             await raw.close()
 
 
+async def test_a_closing_server_reads_on_so_that_the_close_handshake_completes() -> None:
+    """Reading paused for a full write buffer resumes once the server has sent its close
+    frame: the peer's close must be seen, and nothing more can be sent."""
+    async with silent_peer() as (_, ws, raw):
+        assert ws.transport is not None
+        transport = ws.transport
+        count, sending = await block_sender(ws, CHUNK)
+        assert not transport.is_reading()
+        closing = asyncio.ensure_future(ws.close(4000, "bye"))
+        await until(transport.is_reading)
+        raw.resume_reading()
+        for _ in range(count - 1):  # the pending send never got written
+            assert (await wait_for(raw.recv_frame())).payload == CHUNK
+        assert await wait_for(raw.recv_close(skip=())) == (4000, "bye")
+        raw.send_close(4000, "bye")
+        await wait_for(closing)
+        with pytest.raises(ConnectionClosed):
+            await wait_for(sending)
+
+
 async def test_a_client_send_nowait_is_not_limited_to_the_slow_consumer_bound() -> None:
     """The slow-consumer limit is the server's: a client may queue past it and stays open."""
     async with raw_peer_pair(compression=None, ping_interval=None, write_limit=4096) as (

@@ -471,7 +471,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        if self._guard_writes:
+        core = self._core
+        if self._guard_writes and core is not None and core.state is _OPEN:
             self._pause_reading(PAUSE_WRITE)
 
     def resume_writing(self) -> None:
@@ -850,6 +851,11 @@ class WebSocketConnection(asyncio.Protocol):
         assert core is not None and self.transport is not None
         if self._lost:
             return
+        if self._paused & PAUSE_WRITE:
+            # Closing (§7.1.2): read on whatever the write buffer holds, so that the peer's
+            # close frame is seen; nothing more is sent, so the buffer cannot grow, and a
+            # peer blocked writing to us gets unblocked to read our close.
+            self._resume_reading(PAUSE_WRITE)
         self._flush_cork()
         if not self._closing_handled and core.failure is not None:
             self._closing_handled = True
