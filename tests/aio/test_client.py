@@ -207,12 +207,12 @@ async def test_connection_closed_during_handshake() -> None:
 
 
 async def test_open_timeout() -> None:
-    """A server that never answers the upgrade makes ``connect`` time out."""
+    """A server that never answers the upgrade makes ``connect`` time out, saying so."""
     async with raw_server() as listener:
         opening = asyncio.ensure_future(connect(listener.url(), open_timeout=UNIT))
         peer = await wait_for(listener.accept())
         await wait_for(peer.read_request())
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match="did not answer the WebSocket upgrade"):
             await wait_for(opening)
         assert await wait_for(peer.read_until_eof()) == b""
 

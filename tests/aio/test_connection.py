@@ -12,8 +12,8 @@ import base64
 import os
 import socket
 import zlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -24,10 +24,11 @@ from wshub import (
     ConnectionClosedError,
     ConnectionClosedOK,
     InvalidState,
+    Server,
     ServerConnection,
     connect,
 )
-from wshub.aio.connection import CORK_MAX_FRAMES, Deadlines
+from wshub.aio.connection import CORK_MAX_FRAMES, SLOW_CONSUMER_FACTOR, Deadlines
 from wshub.protocol import Frame, Opcode, Request, Response
 from wshub.protocol.server import accept_key
 from wshub.testing import (
@@ -432,6 +433,291 @@ async def test_drain_raises_when_the_connection_drops() -> None:
             await wait_for(sending)
 
 
+# -- backpressure on every handler style -----------------------------------------------------
+
+#: The most a transport reads at once (asyncio's selector transports: 256 KiB; uvloop:
+#: 256,000 bytes). What one read brings is processed in full before reading pauses, so
+#: it is part of every bound below.
+MAX_READ = 256 * 1024
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait until ``predicate()`` holds (checked every fifth of a UNIT); fail after WAIT."""
+
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(UNIT / 5)
+
+    await wait_for(poll())
+
+
+@asynccontextmanager
+async def silent_peer(**options: Any) -> AsyncIterator[tuple[Server, ServerConnection, RawClient]]:
+    """A server connection whose raw peer has stopped reading; plain frames, no keepalive."""
+    accepting = Accepting()
+    async with loopback_server(
+        accepting.handler, compression=None, ping_interval=None, **options
+    ) as server:
+        raw = await raw_websocket(server)
+        try:
+            raw.pause_reading()
+            yield server, await accepting.next(), raw
+        finally:
+            await raw.close()
+
+
+def callback_server(
+    on_message: Callable[..., Any], **options: Any
+) -> AbstractAsyncContextManager[Server]:
+    """A loopback server with an ``on_message`` callback: plain frames, no keepalive."""
+    return loopback_server(
+        on_message=on_message,
+        compression=None,
+        ping_interval=None,
+        close_timeout=WAIT,
+        **options,
+    )
+
+
+async def raw_websocket(server: Server) -> RawClient:
+    """A raw client that has completed its handshake (no extension: plain frames)."""
+    raw = await RawClient.connect("127.0.0.1", server.port)
+    await raw.handshake()
+    return raw
+
+
+async def test_a_peer_that_sends_and_never_reads_meets_a_bounded_callback_echo() -> None:
+    """Above ``write_limit`` the server stops reading: a plain callback echo stays bounded.
+
+    The raw peer offers 100 MiB of 64 KiB binary messages to an ``on_message`` echo that
+    answers with ``send_nowait``, and reads nothing. The server's buffered bytes never
+    exceed ``write_limit`` plus what one read brings, the peer's writes stall (the server
+    read far less than was offered), another client is served meanwhile; once the peer
+    reads, the server reads again and every message comes back.
+    """
+    write_limit = 65536
+    peak = 0
+
+    def on_message(ws: ServerConnection, message: str | bytes) -> None:
+        nonlocal peak
+        peak = max(peak, ws.write_buffer_size)
+        ws.send_nowait(message)
+
+    frame = Frame(Opcode.BINARY, bytes(range(256)) * 256).serialize(b"mask")
+    total = 1600  # 100 MiB
+    async with callback_server(on_message, write_limit=write_limit, count_traffic=True) as server:
+        raw = await raw_websocket(server)
+        raw.pause_reading()
+        (conn,) = server.connections
+
+        async def flood() -> None:
+            for _ in range(total):
+                raw.write(frame)
+                await raw.drain()
+
+        sender = asyncio.ensure_future(flood())
+        try:
+            # Watch until the server has stopped reading for good (ten looks in a row), or
+            # the peer got everything through (what happens without backpressure).
+            settled = 0
+
+            def stalled() -> bool:
+                nonlocal settled
+                assert conn.transport is not None
+                settled = 0 if conn.transport.is_reading() else settled + 1
+                return sender.done() or settled >= 10
+
+            await until(stalled)
+            peak = max(peak, conn.write_buffer_size)
+            bound = write_limit + MAX_READ + 2 * len(frame)
+            assert peak <= bound
+            assert not sender.done()
+            assert server.stats.bytes_received < total * len(frame) // 4
+            async with connect(server_url(server), compression=None) as other:
+                await other.send("still served")
+                assert await wait_for(other.recv()) == "still served"
+            raw.resume_reading()
+            echoed = total * (len(frame) - 4)  # unmasked: no masking key
+            received = 0
+            while received < echoed:
+                received += len(await wait_for(raw.reader.read(2**20)))
+            assert received == echoed
+            await wait_for(sender)
+            assert peak <= bound
+        finally:
+            sender.cancel()
+            await raw.close()
+
+
+@pytest.mark.parametrize("catches", [True, False], ids=["callback-catches", "callback-raises"])
+async def test_send_nowait_far_beyond_the_write_limit_closes_the_slow_consumer(
+    catches: bool,
+) -> None:
+    """``send_nowait`` beyond SLOW_CONSUMER_FACTOR times ``write_limit`` buffered closes with 1008.
+
+    A plain callback keeps sending to a peer that reads nothing: sends go on above
+    ``write_limit``, the message that finds the buffer over SLOW_CONSUMER_FACTOR times it is
+    dropped and the connection closes with 1008 "slow consumer" (counted in the server's
+    stats); the next send raises ConnectionClosed, which is not reported to ``on_error``
+    if the callback lets it out. What was buffered never went past the limit by more than
+    one cork, and the peer gets the close frame after the messages sent before it.
+    """
+    write_limit = 65536
+    chunk = b"y" * 4096
+    sent = peak = 0
+    raised: list[ConnectionClosed] = []
+    errors: list[Exception] = []
+
+    def on_message(ws: ServerConnection, message: str | bytes) -> None:
+        nonlocal sent, peak
+        try:
+            for _ in range(2**14):  # 64 MiB at most: far more than kernel buffers hold
+                ws.send_nowait(chunk)
+                sent += 1
+                peak = max(peak, ws.write_buffer_size)
+        except ConnectionClosed as exc:
+            raised.append(exc)
+            if not catches:
+                raise
+
+    async with callback_server(
+        on_message, write_limit=write_limit, on_error=lambda ws, exc: errors.append(exc)
+    ) as server:
+        raw = await raw_websocket(server)
+        try:
+            raw.pause_reading()
+            raw.send_text("go")
+            await until(lambda: bool(raised))
+            # The limit is checked at each send; a read's cork holds up to CORK_MAX_FRAMES
+            # frames before it meets the transport.
+            assert write_limit < peak
+            assert peak <= SLOW_CONSUMER_FACTOR * write_limit + CORK_MAX_FRAMES * (len(chunk) + 4)
+            assert server.stats.slow_consumer_disconnects == 1
+            raw.resume_reading()
+            for _ in range(sent - 1):  # the last one found the buffer full: dropped
+                frame = await wait_for(raw.recv_frame())
+                assert (frame.opcode, frame.payload) == (Opcode.BINARY, chunk)
+            assert await wait_for(raw.recv_close(skip=())) == (1008, "slow consumer")
+            assert errors == []
+        finally:
+            await raw.close()
+
+
+async def test_a_closing_server_reads_on_so_that_the_close_handshake_completes() -> None:
+    """Reading paused for a full write buffer resumes once the server has sent its close
+    frame: the peer's close must be seen, and nothing more can be sent."""
+    async with silent_peer() as (_, ws, raw):
+        assert ws.transport is not None
+        transport = ws.transport
+        count, sending = await block_sender(ws, CHUNK)
+        assert not transport.is_reading()
+        closing = asyncio.ensure_future(ws.close(4000, "bye"))
+        await until(transport.is_reading)
+        raw.resume_reading()
+        for _ in range(count - 1):  # the pending send never got written
+            assert (await wait_for(raw.recv_frame())).payload == CHUNK
+        assert await wait_for(raw.recv_close(skip=())) == (4000, "bye")
+        raw.send_close(4000, "bye")
+        await wait_for(closing)
+        with pytest.raises(ConnectionClosed):
+            await wait_for(sending)
+
+
+async def test_a_client_send_nowait_is_not_limited_to_the_slow_consumer_bound() -> None:
+    """The slow-consumer limit is the server's: a client may queue past it and stays open."""
+    async with raw_peer_pair(compression=None, ping_interval=None, write_limit=4096) as (
+        ws,
+        peer,
+    ):
+        peer.pause_reading()
+        sent = 0
+        while ws.write_buffer_size <= 2 * SLOW_CONSUMER_FACTOR * 4096:
+            ws.send_nowait(CHUNK)
+            sent += 1
+            assert sent * len(CHUNK) < 2**27, "the peer never stopped reading"
+        assert ws.open
+        peer.resume_reading()
+        for _ in range(sent):
+            assert (await wait_for(peer.recv_frame())).payload == CHUNK
+
+
+async def test_concurrent_sends_wait_instead_of_being_closed_as_slow_consumers() -> None:
+    """``send`` waits before writing: many tasks sending to a peer that does not read all
+    wait, holding one message each; none is closed as a slow consumer, and all arrive."""
+    async with silent_peer(write_limit=4096) as (server, ws, raw):
+        count, first = await block_sender(ws, CHUNK)
+        senders = [asyncio.ensure_future(ws.send(CHUNK)) for _ in range(64)]
+        await asyncio.sleep(UNIT)  # let them all reach their wait
+        assert ws.open and not any(s.done() for s in [first, *senders])
+        assert server.stats.slow_consumer_disconnects == 0
+        raw.resume_reading()
+        for _ in range(count + len(senders)):
+            assert (await wait_for(raw.recv_frame())).payload == CHUNK
+        await wait_for(asyncio.gather(first, *senders))
+
+
+async def test_coroutine_on_message_waits_in_a_queue_bounded_by_max_queue() -> None:
+    """An ``async def on_message`` is queued like ``recv()``: reading pauses at ``max_queue``.
+
+    20,000 messages arrive in one write; at no time do more than ``max_queue``, plus what
+    one read brings, wait for the callback, and every one is handled, in order.
+    """
+    max_queue = 16
+    count = 20_000
+    got: list[str | bytes] = []
+    peak = 0
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def on_message(ws: ServerConnection, message: str | bytes) -> None:
+        nonlocal peak
+        got.append(message)
+        peak = max(peak, ws.server.stats.messages_received - len(got))
+        if len(got) == count:
+            done.set_result(None)
+        await asyncio.sleep(0)
+
+    messages = [f"{i:05d}".ljust(1000, ".") for i in range(count)]
+    frames = [Frame(Opcode.TEXT, m.encode()).serialize(os.urandom(4)) for m in messages]
+    async with callback_server(on_message, max_queue=max_queue, count_traffic=True) as server:
+        raw = await raw_websocket(server)
+        try:
+            raw.write(b"".join(frames))
+            await wait_for(done)
+            assert got == messages
+            assert peak <= max_queue + MAX_READ // len(frames[0]) + 1
+        finally:
+            await raw.close()
+
+
+async def test_reading_resumes_only_when_every_reason_to_pause_is_gone() -> None:
+    """A full ``recv()`` queue and a full write buffer both pause reading.
+
+    Emptying the queue does not resume reading while the buffer is still full; once the
+    peer reads and the buffer drains, the server reads again.
+    """
+    async with silent_peer(max_queue=4) as (_, ws, raw):
+        assert ws.transport is not None
+        transport = ws.transport
+        # One write, so that one read brings all twelve: the queue holds them all.
+        raw.write(
+            b"".join(
+                Frame(Opcode.TEXT, f"m{i}".encode()).serialize(os.urandom(4)) for i in range(12)
+            )
+        )
+        await until(lambda: not transport.is_reading())  # max_queue: paused
+        count, sending = await block_sender(ws, CHUNK)  # and the write buffer is full
+        assert [await wait_for(ws.recv()) for _ in range(12)] == [f"m{i}" for i in range(12)]
+        assert not transport.is_reading()  # the queue is empty, the buffer is not
+        raw.send_text("after")
+        raw.resume_reading()
+        for _ in range(count):
+            frame = await wait_for(raw.recv_frame())
+            assert frame.payload == CHUNK
+        await wait_for(sending)
+        assert await wait_for(ws.recv()) == "after"
+        assert transport.is_reading()
+
+
 # -- keepalive -------------------------------------------------------------------------------
 
 
@@ -744,6 +1030,26 @@ async def test_callback_error_goes_to_on_error_and_closes_1011(
         error = await wait_for(callbacks.errors.get())
         assert isinstance(error, ValueError)
         assert str(error) == "secret internal detail"
+
+
+async def test_a_reply_sent_before_the_callback_fails_leaves_once_before_the_close() -> None:
+    """What a failing callback sent in the same read goes out once, before the 1011 close."""
+
+    def on_message(ws: ServerConnection, message: str | bytes) -> None:
+        ws.send_nowait("reply")
+        raise ValueError("after the reply")
+
+    async with callback_server(on_message) as server:
+        raw = await raw_websocket(server)
+        try:
+            raw.send_text("go")
+            frame = await wait_for(raw.recv_frame())
+            assert (frame.opcode, frame.payload) == (Opcode.TEXT, b"reply")
+            assert await wait_for(raw.recv_close(skip=())) == (1011, "")
+            raw.send_close(1011)
+            assert await wait_for(raw.read_until_eof()) == b""  # nothing after the close
+        finally:
+            await raw.close()
 
 
 async def test_handler_error_goes_to_on_error_and_closes_1011() -> None:

@@ -7,22 +7,24 @@ nothing is trusted but what the test says, and no trust store is touched.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 
 import pytest
 
-from wshub import ServerConnection, broadcast, connect
+from wshub import InvalidHandshake, InvalidResponse, ServerConnection, broadcast, connect
 from wshub.protocol import Opcode
 from wshub.testing import (
     RawClient,
     TLSCertificate,
     echo,
     loopback_server,
+    raw_server,
     self_signed_certificate,
     server_url,
 )
 
-from . import wait_for
+from . import UNIT, wait_for
 
 
 async def test_self_signed_certificate_is_rejected_by_default(
@@ -115,3 +117,77 @@ async def test_raw_tls_client_gets_frames(tls_certificate: TLSCertificate) -> No
         assert (frame.opcode, frame.payload) == (Opcode.BINARY, b"\x01\x02")
         raw.send_close(1000)
         assert await wait_for(raw.recv_close()) == (1000, "")
+
+
+# -- the wrong scheme for the port ---------------------------------------------------------------
+
+
+async def test_wss_to_a_plain_port_says_the_server_did_not_answer_tls(
+    tls_certificate: TLSCertificate,
+) -> None:
+    """``wss://`` to a plain wshub port fails at once, saying TLS was not answered.
+
+    The server answers the TLS ClientHello with a plain-HTTP 400, so neither side waits
+    for ``open_timeout``.
+    """
+    async with loopback_server(echo) as server:
+        with pytest.raises(InvalidHandshake) as exc_info:
+            await wait_for(
+                connect(server_url(server, secure=True), ssl=tls_certificate.client_context())
+            )
+        assert str(exc_info.value).startswith("TLS handshake failed: the server did not answer TLS")
+        assert isinstance(exc_info.value.__cause__, ssl.SSLError)
+        assert server.stats.http_responses == {400: 1}
+
+
+async def test_wss_to_a_silent_plain_port_times_out_saying_tls(
+    tls_certificate: TLSCertificate,
+) -> None:
+    """A plain server that waits for a request line it never gets: the timeout says TLS."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    plain = await asyncio.start_server(silent, "127.0.0.1", 0)
+    async with plain:
+        port = plain.sockets[0].getsockname()[1]
+        with pytest.raises(TimeoutError) as exc_info:
+            await wait_for(
+                connect(
+                    f"wss://127.0.0.1:{port}/",
+                    ssl=tls_certificate.client_context(),
+                    open_timeout=4 * UNIT,
+                )
+            )
+        message = str(exc_info.value)
+        assert message.startswith("TLS handshake failed: the server did not answer TLS")
+        assert f"wss://127.0.0.1:{port}/" in message
+
+
+async def test_wss_to_a_closed_port_is_refused(tls_certificate: TLSCertificate) -> None:
+    """No listener: the TCP error comes through as before, not as a TLS failure."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        await wait_for(connect(f"wss://127.0.0.1:{port}/", ssl=tls_certificate.client_context()))
+
+
+async def test_ws_to_a_tls_port_suggests_wss(tls_certificate: TLSCertificate) -> None:
+    """``ws://`` to a TLS port: the server hangs up unanswered, and the error says why."""
+    async with loopback_server(echo, ssl=tls_certificate.server_context()) as server:
+        with pytest.raises(InvalidResponse) as exc_info:
+            await wait_for(connect(server_url(server)))
+        assert "if this port speaks TLS, use a wss:// URL" in str(exc_info.value)
+
+
+async def test_ws_to_a_server_that_answers_with_a_tls_alert() -> None:
+    """A server that answers the plain request with a TLS record: the client says so."""
+    async with raw_server() as server:
+        opening = asyncio.ensure_future(connect(server.url()))
+        peer = await wait_for(server.accept())
+        await wait_for(peer.read_request())
+        peer.write(bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]))  # alert: fatal, 70
+        with pytest.raises(InvalidHandshake, match="the server answered with TLS: use a wss://"):
+            await wait_for(opening)

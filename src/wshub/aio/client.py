@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
@@ -42,13 +43,14 @@ STABLE_CONNECTION = 60.0
 class ClientConnection(WebSocketConnection):
     """A connection opened by :func:`connect`."""
 
-    __slots__ = ("_handshake", "_opened", "_parser")
+    __slots__ = ("_answered", "_handshake", "_opened", "_parser")
 
     def __init__(self, options: ConnectionOptions, handshake: ClientHandshake) -> None:
         super().__init__(options)
         self._handshake = handshake
         self._parser: ResponseParser | None = ResponseParser()
         self._opened: asyncio.Future[None] = self.loop.create_future()
+        self._answered = False  # whether any byte of the response came
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -61,6 +63,12 @@ class ClientConnection(WebSocketConnection):
         if parser is None:
             return
         try:
+            if not self._answered:
+                self._answered = True
+                if _looks_like_tls(data):
+                    raise InvalidHandshake(
+                        "the server answered with TLS: use a wss:// URL for this port"
+                    )
             response = parser.feed(data)
             if response is None:
                 return
@@ -86,9 +94,17 @@ class ClientConnection(WebSocketConnection):
 
     def _connection_gone(self) -> None:
         if not self._opened.done():
-            self._opened.set_exception(
-                InvalidResponse("connection closed during the opening handshake")
-            )
+            reason = "connection closed during the opening handshake"
+            if not self._answered and not self._handshake.uri.secure:
+                # What a TLS server does with a plain HTTP request.
+                reason += ", before any answer (if this port speaks TLS, use a wss:// URL)"
+            self._opened.set_exception(InvalidResponse(reason))
+
+
+def _looks_like_tls(data: bytes) -> bool:
+    """Whether ``data`` starts with a TLS record header: a handshake (0x16) or an alert
+    (0x15), protocol version 3.x (RFC 8446 §5.1). No HTTP response starts that way."""
+    return len(data) >= 2 and data[0] in (0x15, 0x16) and data[1] == 0x03
 
 
 class Connect:
@@ -147,15 +163,37 @@ class Connect:
             user_agent=self._user_agent,
         )
         loop = asyncio.get_running_loop()
+        # How far the opening got, to say what timed out: "tcp", "tls", then "http".
+        stage = "tcp"
+
+        def make_connection() -> ClientConnection:
+            return ClientConnection(self._options, handshake)
 
         async def open_connection() -> ClientConnection:
-            _, conn = await loop.create_connection(
-                lambda: ClientConnection(self._options, handshake),
-                uri.host,
-                uri.port,
-                ssl=ssl_context,
-                server_hostname=uri.host if ssl_context is not None else None,
-            )
+            nonlocal stage
+            if ssl_context is None:
+                _, conn = await loop.create_connection(make_connection, uri.host, uri.port)
+            else:
+                # TCP first, then TLS on that socket, so that a server that does not speak
+                # TLS can be told from a network that does not answer.
+                sock = await _connect_tcp(loop, uri.host, uri.port)
+                stage = "tls"
+                try:
+                    _, conn = await loop.create_connection(
+                        make_connection, sock=sock, ssl=ssl_context, server_hostname=uri.host
+                    )
+                except ssl_module.SSLError as exc:
+                    sock.close()
+                    if exc.reason in _NOT_TLS:
+                        raise InvalidHandshake(
+                            f"TLS handshake failed: the server did not answer TLS ({exc.reason});"
+                            f" is {self.url} a plain ws:// port?"
+                        ) from exc
+                    raise
+                except BaseException:
+                    sock.close()
+                    raise
+            stage = "http"
             try:
                 await conn._opened
             except BaseException:
@@ -165,7 +203,10 @@ class Connect:
             return conn
 
         timeout = self._options.open_timeout
-        conn = await asyncio.wait_for(open_connection(), timeout)
+        try:
+            conn = await asyncio.wait_for(open_connection(), timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(_TIMEOUTS[stage].format(url=self.url, timeout=timeout)) from exc
         self.connection = conn
         return conn
 
@@ -267,6 +308,49 @@ class Connect:
             previous = await self._retry_open()
             opened_at = time.monotonic()
             yield previous
+
+
+#: ``ssl.SSLError.reason`` values that mean the answer was not TLS at all (plain HTTP, say).
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL"}
+)
+
+#: What a ``TimeoutError`` of ``open_timeout`` says, by how far the opening got.
+_TIMEOUTS = {
+    "tcp": "connecting to {url} timed out after open_timeout ({timeout} s)",
+    "tls": (
+        "TLS handshake failed: the server did not answer TLS within open_timeout"
+        " ({timeout} s); is {url} a plain ws:// port?"
+    ),
+    "http": "the server did not answer the WebSocket upgrade within open_timeout ({timeout} s)",
+}
+
+
+async def _connect_tcp(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected non-blocking socket: each address of ``host`` in turn, like
+    ``create_connection`` does without happy eyeballs.
+
+    Raises:
+        OSError: no address answered: the first address's error.
+    """
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    errors: list[OSError] = []
+    for family, type_, proto, _, address in infos:
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if errors:
+        raise errors[0]
+    raise OSError(f"{host} has no address to connect to")
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -9,11 +9,19 @@ straight into the sans-I/O core, and the core's frames go straight to
   connection, created only when such a callback exists;
 * modern style: messages wait in a bounded deque for ``recv()`` / ``async for``;
   above ``max_queue`` unread messages the transport stops reading (backpressure
-  reaches the peer through TCP).
+  reaches the peer through TCP). The coroutine-callback queue has the same bound.
 
 Sending never buffers without bound: the transport's write buffer has a
-high-water mark (``write_limit``); ``send()`` waits below it, and ``send_nowait``
-(for plain callbacks) leaves the decision to the caller through ``writable``.
+high-water mark (``write_limit``); ``send()`` waits below it. On the server, a
+connection whose write buffer is above it also stops *reading* until the buffer
+is below its low-water mark, so a peer that sends and never reads waits on its
+own TCP window, whatever the handler style (a plain ``on_message`` answering with
+``send_nowait`` included). ``send_nowait`` on a server connection buffering more
+than ``SLOW_CONSUMER_FACTOR`` times ``write_limit`` closes it with 1008.
+
+Reading is paused for several reasons at once (a full ``recv()`` queue, a full
+callback queue, a full write buffer, a server's async ``process_request``); it
+resumes only when none is left (``_pause_reading`` / ``_resume_reading``).
 """
 
 from __future__ import annotations
@@ -41,11 +49,30 @@ from ..protocol.connection import Connection as Core
 from ..protocol.connection import State
 from ..protocol.http11 import Request, Response, ResponseParser, parse_request_head
 
-__all__ = ["Callbacks", "ConnectionOptions", "WebSocketConnection", "is_async_callable"]
+__all__ = [
+    "SLOW_CONSUMER_FACTOR",
+    "Callbacks",
+    "ConnectionOptions",
+    "WebSocketConnection",
+    "is_async_callable",
+]
 
 Message = str | bytes
 _OPEN = State.OPEN
 _OK_CODES = frozenset({1000, 1001, 1005})
+
+#: ``send_nowait`` on a server connection whose write buffer holds more than this many
+#: times its ``write_limit`` (taken as at least 4 KiB) closes it with 1008 "slow
+#: consumer": the peer does not read what it is sent. The message is dropped. ``send()``
+#: waits at ``write_limit``, so it never gets there.
+SLOW_CONSUMER_FACTOR = 16
+
+# Why reading from the transport is paused: bits of ``WebSocketConnection._paused``.
+# Reading resumes only when no bit is left.
+PAUSE_QUEUE = 1  # max_queue messages wait for recv()
+PAUSE_CALLBACKS = 2  # max_queue messages wait for a coroutine on_message
+PAUSE_WRITE = 4  # the write buffer is above write_limit (servers only)
+PAUSE_HANDSHAKE = 8  # a server's async process_request is running
 # Round trips are timed with a high-resolution clock: uvloop's loop.time() moves in whole
 # milliseconds, so a loopback ping measured with it reads 0.0.
 _clock = time.perf_counter
@@ -251,8 +278,8 @@ class WebSocketConnection(asyncio.Protocol):
         "_lost_waiter",
         "_messages",
         "_opts",
+        "_paused",
         "_pings",
-        "_reading_paused",
         "_recv_waiter",
         "_request",
         "_response",
@@ -283,7 +310,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._id: str | None = None
         self._messages: deque[Message] | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
-        self._reading_paused = False
+        self._paused = 0  # PAUSE_* bits: why reading is paused
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._lost = False
@@ -372,8 +399,12 @@ class WebSocketConnection(asyncio.Protocol):
 
     @property
     def write_buffer_size(self) -> int:
-        """Bytes written but not yet handed to the kernel."""
-        return self.transport.get_write_buffer_size() if self.transport else 0
+        """Bytes written but not yet handed to the kernel (the cork's included)."""
+        if self.transport is None:
+            return 0
+        cork = self._cork
+        size = self.transport.get_write_buffer_size()
+        return size + sum(map(len, cork)) if cork else size
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -440,14 +471,42 @@ class WebSocketConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        core = self._core
+        if self._guard_writes and core is not None and core.state is _OPEN:
+            self._pause_reading(PAUSE_WRITE)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._paused & PAUSE_WRITE:
+            self._resume_reading(PAUSE_WRITE)
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    # -- flow control: why reading is paused ----------------------------------------------------
+
+    #: Whether a write buffer above ``write_limit`` pauses reading, and ``send_nowait`` far
+    #: beyond it closes a slow consumer. True on the server, where it bounds what any handler
+    #: style buffers for a peer that sends and never reads. False on the client: if both ends
+    #: stopped reading while their own writes were blocked, two peers streaming to each other
+    #: faster than they read would wait on each other forever; and a client that keeps
+    #: reading can legitimately queue more than the slow-consumer limit (an echo of a fast
+    #: server's burst) while the server reads it back.
+    _guard_writes = False
+
+    def _pause_reading(self, reason: int) -> None:
+        """Stop reading from the transport for ``reason`` (a ``PAUSE_*`` bit)."""
+        if not self._paused and self.transport is not None and not self._lost:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume_reading(self, reason: int) -> None:
+        """Drop ``reason``; read again once no other reason to pause is left."""
+        self._paused &= ~reason
+        if not self._paused and self.transport is not None and not self._lost:
+            self.transport.resume_reading()
 
     # -- hooks for the server and client -------------------------------------------------------
 
@@ -485,16 +544,27 @@ class WebSocketConnection(asyncio.Protocol):
         """Write what the cork holds now: the transport is about to be closed."""
         cork = self._cork
         if cork:
-            self._cork = []
-            self.transport.write(b"".join(cork))  # type: ignore[union-attr]
+            # Emptied in place: a read being processed holds this same list and writes
+            # what is left in it when the read is done.
+            data = b"".join(cork)
+            cork.clear()
+            self.transport.write(data)  # type: ignore[union-attr]
 
     def _write(self, data: bytes) -> None:
-        """Where the core's frames go: the cork while a read is processed, else the transport."""
+        """Where the core's frames go: the cork while a read is processed, else the transport.
+
+        A cork that holds ``CORK_MAX_FRAMES`` frames is written out early (in order), so that
+        a handler answering one read with many messages still meets the transport's flow
+        control, and with it the slow-consumer limit of ``send_nowait``.
+        """
         cork = self._cork
         if cork is None:
             self.transport.write(data)  # type: ignore[union-attr]
         else:
             cork.append(data)
+            if len(cork) >= CORK_MAX_FRAMES:
+                self.transport.write(b"".join(cork))  # type: ignore[union-attr]
+                cork.clear()
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -506,9 +576,15 @@ class WebSocketConnection(asyncio.Protocol):
             self._callback_failed(exc)
 
     def _queue_cb_message(self, message: Message) -> None:
-        cb = self._opts.callbacks
+        opts = self._opts
+        cb = opts.callbacks
         assert cb.on_message is not None
         self._run_callback(cb.on_message, True, message)
+        # The callback Task's queue is bounded like recv()'s: above max_queue the peer
+        # waits on TCP (what one read holds still lands here; the next read waits).
+        max_queue = opts.max_queue
+        if max_queue is not None and len(self._cb_queue) >= max_queue:  # type: ignore[arg-type]
+            self._pause_reading(PAUSE_CALLBACKS)
 
     def _queue_message(self, message: Message) -> None:
         messages = self._messages
@@ -520,10 +596,8 @@ class WebSocketConnection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
         max_queue = self._opts.max_queue
-        if max_queue is not None and len(messages) >= max_queue and not self._reading_paused:
-            self._reading_paused = True
-            assert self.transport is not None
-            self.transport.pause_reading()
+        if max_queue is not None and len(messages) >= max_queue:
+            self._pause_reading(PAUSE_QUEUE)
 
     async def recv(self) -> Message:
         """Wait for the next message: ``str`` for text, ``bytes`` for binary.
@@ -554,10 +628,8 @@ class WebSocketConnection(asyncio.Protocol):
                 if self._recv_waiter is waiter:
                     self._recv_waiter = None
         message = messages.popleft()
-        if self._reading_paused and len(messages) <= (self._opts.max_queue or 0) // 4:
-            self._reading_paused = False
-            if self.transport is not None and not self._lost:
-                self.transport.resume_reading()
+        if self._paused & PAUSE_QUEUE and len(messages) <= (self._opts.max_queue or 0) // 4:
+            self._resume_reading(PAUSE_QUEUE)
         return message
 
     def __aiter__(self) -> AsyncIterator[Message]:
@@ -594,23 +666,54 @@ class WebSocketConnection(asyncio.Protocol):
     def send_nowait(self, message: Message) -> None:
         """Frame ``message`` and write it now, without waiting for the buffer to drain.
 
-        For plain callbacks, which cannot await; check ``writable`` to respect the
-        write limit. Raises ``ConnectionClosed`` once the connection is closing.
+        For plain callbacks, which cannot await. Above ``write_limit`` a server stops
+        reading from this connection until the buffer drains, so an echo never buffers
+        much more than one read's worth; check ``writable`` before sending more than that.
+        On the server, a connection whose write buffer holds more than
+        ``SLOW_CONSUMER_FACTOR`` times ``write_limit`` is a slow consumer: it is closed with
+        1008 "slow consumer" and ``message`` is dropped (counted in
+        ``stats.slow_consumer_disconnects``).
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed (slow consumers included,
+                from the next call on).
         """
         core = self._core
         if core is None or core.state is not _OPEN:
             raise self._closed_exc()
+        if self._write_paused and self._guard_writes and self._slow_consumer():
+            return
         frame = self._frame
         if frame is None:
             core.send(message)
         else:
             self._write(frame(message))
 
+    def _slow_consumer(self) -> bool:
+        """Close with 1008 if more than ``SLOW_CONSUMER_FACTOR`` times the limit is buffered."""
+        buffered = self.write_buffer_size
+        if buffered <= SLOW_CONSUMER_FACTOR * max(self._opts.write_limit, 4096):
+            return False
+        self._opts.logger.info(
+            "slow consumer: %d bytes buffered; closing the connection (1008)", buffered
+        )
+        self._count_slow_consumer()
+        self._close_now(1008, "slow consumer")
+        return True
+
+    def _count_slow_consumer(self) -> None:
+        """Hook: a server counts slow-consumer disconnects in its stats."""
+
     async def send(self, message: Message) -> None:
-        """Send a message; waits while the write buffer is above ``write_limit``."""
-        self.send_nowait(message)
+        """Send a message; waits while the write buffer is above ``write_limit``.
+
+        The wait comes first, and nothing runs between its end and the write, so ``send``
+        never writes to a buffer over its limit and is never closed as a slow consumer:
+        each task waiting in it holds one message, no more.
+        """
         if self._write_paused:
             await self.drain()
+        self.send_nowait(message)
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its low-water mark (or the connection is gone)."""
@@ -748,6 +851,11 @@ class WebSocketConnection(asyncio.Protocol):
         assert core is not None and self.transport is not None
         if self._lost:
             return
+        if self._paused & PAUSE_WRITE:
+            # Closing (§7.1.2): read on whatever the write buffer holds, so that the peer's
+            # close frame is seen; nothing more is sent, so the buffer cannot grow, and a
+            # peer blocked writing to us gets unblocked to read our close.
+            self._resume_reading(PAUSE_WRITE)
         self._flush_cork()
         if not self._closing_handled and core.failure is not None:
             self._closing_handled = True
@@ -811,6 +919,10 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             while queue:
                 fn, args = queue.popleft()
+                if self._paused & PAUSE_CALLBACKS and len(queue) <= (
+                    (self._opts.max_queue or 0) // 4
+                ):
+                    self._resume_reading(PAUSE_CALLBACKS)
                 try:
                     await fn(self, *args)
                 except Exception as exc:
@@ -822,7 +934,15 @@ class WebSocketConnection(asyncio.Protocol):
             self._cb_task = None
 
     def _callback_failed(self, exc: Exception) -> None:
-        """A user callback raised: report it, and close with 1011 (no detail to the peer)."""
+        """A user callback raised: report it, and close with 1011 (no detail to the peer).
+
+        A ``ConnectionClosed`` from a send on a connection that is already closing (a slow
+        consumer closed by ``send_nowait``, a peer's close in the same read) is not a bug
+        of the callback: it is only logged at debug level.
+        """
+        if isinstance(exc, ConnectionClosed) and not self.open:
+            self._opts.logger.debug("callback sent on a closing connection: %s", exc)
+            return
         cb = self._opts.callbacks
         if cb.on_error is not None:
             self._run_callback(cb.on_error, cb.on_error_async, exc)

@@ -19,6 +19,7 @@ from ..protocol.http11 import Request, RequestParser, Response, parse_request_he
 from ..protocol.server import accept_request_bytes, is_upgrade_request, reject_response
 from .connection import (
     CORK_MAX_FRAMES,
+    PAUSE_HANDSHAKE,
     Callbacks,
     ConnectionOptions,
     WebSocketConnection,
@@ -93,7 +94,9 @@ class ServerStats:
         keepalive_timeouts: connections closed with 1011 for want of a keepalive pong.
         slow_consumer_skips: messages ``broadcast()`` did not write to a connection above
             its ``write_limit``.
-        slow_consumer_disconnects: connections ``broadcast(slow_consumer="close")`` closed.
+        slow_consumer_disconnects: connections closed with 1008 "slow consumer", by
+            ``broadcast(slow_consumer="close")`` or by ``send_nowait`` beyond
+            ``SLOW_CONSUMER_FACTOR`` times ``write_limit``.
         count_traffic: whether the four counters below are kept.
         messages_received: WebSocket messages received.
         messages_sent: WebSocket messages sent (``broadcast()``: one per recipient).
@@ -124,6 +127,10 @@ class ServerConnection(WebSocketConnection):
     """A connection accepted by a :class:`Server`."""
 
     __slots__ = ("_parser", "_server", "_task")
+
+    # A peer that sends and never reads waits on its TCP window, whatever the handler does,
+    # and one that is sent far more than it reads is closed as a slow consumer.
+    _guard_writes = True
 
     def __init__(self, server: Server) -> None:
         super().__init__(server._options)
@@ -159,6 +166,9 @@ class ServerConnection(WebSocketConnection):
             self._server.stats.handshake_timeouts += 1
             self.transport.abort()
 
+    def _count_slow_consumer(self) -> None:
+        self._server.stats.slow_consumer_disconnects += 1
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Start a task the server waits for (and cancels) when it shuts down."""
         task = self.loop.create_task(coro)
@@ -185,6 +195,12 @@ class ServerConnection(WebSocketConnection):
         if self._parser is None:
             if self._request is not None:
                 return  # answering a plain HTTP request or processing one: ignore the rest
+            if data[:1] == b"\x16" and data[1:2] == b"\x03" and self._server._ssl is None:
+                # A TLS ClientHello (RFC 8446 §5.1): a wss:// client on this plain port. An
+                # answer in plain HTTP makes its TLS library fail at once ("wrong version
+                # number"), instead of both sides waiting for open_timeout.
+                self._respond(Response.text(400, "Bad Request: this port does not speak TLS\n"))
+                return
             # The usual case: the whole request in one read, parsed in one pass.
             parsed = parse_request_head(data, max_request_size=settings.max_request_size)
             if parsed is not None:
@@ -215,8 +231,7 @@ class ServerConnection(WebSocketConnection):
         self._request = request
         if settings.process_request is not None:
             if settings.process_request_async:
-                assert self.transport is not None
-                self.transport.pause_reading()
+                self._pause_reading(PAUSE_HANDSHAKE)
                 self._task = self._spawn(self._process_async(request, leftover))
                 return
             try:
@@ -243,7 +258,7 @@ class ServerConnection(WebSocketConnection):
         if response is not None:
             self._respond(response)
             return
-        self.transport.resume_reading()
+        self._resume_reading(PAUSE_HANDSHAKE)
         self._upgrade(request, leftover)
 
     def _respond(self, response: Response) -> None:
@@ -548,10 +563,12 @@ def serve(
         compression: ``"deflate"`` (permessage-deflate, RFC 7692) or ``None``.
         max_size: largest incoming message in bytes; bigger ones close with 1009.
             ``None`` means no limit (only for trusted peers).
-        max_queue: unread messages buffered (modern style) before reading pauses;
-            ``None`` means no limit.
+        max_queue: unread messages buffered (modern style), or messages waiting for a
+            coroutine ``on_message``, before reading pauses; ``None`` means no limit.
         write_limit: high-water mark of each write buffer in bytes (low water is a
-            quarter); ``send()`` waits above it and ``broadcast()`` skips.
+            quarter); above it ``send()`` waits, ``broadcast()`` skips and the
+            connection stops reading until the buffer drains; ``send_nowait`` beyond
+            ``SLOW_CONSUMER_FACTOR`` (16) times it closes the connection with 1008.
         ping_interval: seconds between keepalive pings; ``None`` disables them.
         ping_timeout: seconds a pong may take before the connection is closed
             with 1011; ``None`` waits forever.
