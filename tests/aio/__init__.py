@@ -8,13 +8,10 @@ unit only bounds how long a test waits for something that must happen.
 from __future__ import annotations
 
 import asyncio
-import socket
-import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
 from wshub import ConnectionClosed, ServerConnection
-from wshub.aio.connection import WebSocketConnection
 
 T = TypeVar("T")
 
@@ -45,25 +42,3 @@ class PeerCloses:
         """Wait for the close; return the code and reason the handler saw."""
         exc = await wait_for(self.closed)
         return exc.code, exc.reason
-
-
-def segments_sent(conn: WebSocketConnection) -> int:
-    """Data segments the kernel has sent on this connection, retransmissions left out.
-
-    From TCP_INFO (Linux 4.6+): ``tcpi_data_segs_out - tcpi_total_retrans``. Not
-    ``tcpi_segs_out``, which also counts pure ACKs (this end sends one whenever the peer's
-    data arrives, a delayed ACK at any moment); and not ``tcpi_data_segs_out`` alone: on a
-    busy machine the peer's ACK can come after the tail-loss-probe timer, and the kernel
-    then sends the last segment again, counted there too (both seen under load, as 2
-    where one write was meant). With TCP_NODELAY (asyncio and uvloop set it) each small
-    ``write`` leaves as one new data segment, so this counts the writes that reached the
-    socket. Linux only.
-    """
-    sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-    assert len(info) >= 160, "this kernel's TCP_INFO has no tcpi_data_segs_out"
-
-    def u32(offset: int) -> int:  # struct tcp_info: fields at fixed byte offsets
-        return int.from_bytes(info[offset : offset + 4], sys.byteorder)
-
-    return u32(156) - u32(100)  # tcpi_data_segs_out - tcpi_total_retrans

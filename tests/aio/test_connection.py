@@ -37,11 +37,12 @@ from wshub.testing import (
     loopback_server,
     raw_peer_pair,
     raw_server,
+    segments_sent,
     server_url,
     websocket_pair,
 )
 
-from . import UNIT, WAIT, segments_sent, wait_for
+from . import UNIT, WAIT, wait_for
 
 NO_COMPRESSION = {"compression": None}
 MESSAGES = {

@@ -30,9 +30,16 @@ from wshub import (
     serve,
 )
 from wshub.protocol import Frame, Opcode
-from wshub.testing import RawClient, echo, loopback_server, server_url, websocket_pair
+from wshub.testing import (
+    RawClient,
+    echo,
+    loopback_server,
+    segments_sent,
+    server_url,
+    websocket_pair,
+)
 
-from . import UNIT, WAIT, PeerCloses, segments_sent, wait_for
+from . import UNIT, WAIT, PeerCloses, wait_for
 
 
 def upgrade_headers(

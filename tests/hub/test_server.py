@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from wshub.hub import make_token
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions
 from wshub.hub.server import HubServer, start_hub
 from wshub.protocol.http11 import Request, Response
-from wshub.testing import RedisServer
+from wshub.testing import RedisServer, segments_sent
 
 from .conftest import SECRET, http
 
@@ -92,13 +91,6 @@ async def test_http_api_publish_reaches_websocket_subscribers(hub_server: HubSer
         assert {"channel": "ticker:AAPL", "subscribers": 1} in channels["channels"]
 
 
-def _segments_sent(conn: wshub.ServerConnection) -> int:
-    """TCP segments sent on a connection (``tcpi_segs_out``): with TCP_NODELAY, its writes."""
-    sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-    return int.from_bytes(info[136:140], sys.byteorder)
-
-
 @pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs Linux TCP_INFO")
 async def test_a_feed_updating_several_channels_reaches_a_subscriber_in_one_write(
     hub_server: HubServer,
@@ -112,11 +104,11 @@ async def test_a_feed_updating_several_channels_reaches_a_subscriber_in_one_writ
             await client.call("subscribe", channel=name)
         assert hub_server.server is not None
         (conn,) = hub_server.server.connections
-        before = _segments_sent(conn)
+        before = segments_sent(conn)
         await asyncio.gather(*(hub_server.hub.publish(name, {"price": 1}) for name in names))
         pushes = [await client.push() for _ in names]
         assert sorted(p["channel"] for p in pushes) == sorted(names)
-        assert _segments_sent(conn) - before < len(names)  # fewer writes than pushes
+        assert segments_sent(conn) - before < len(names)  # fewer writes than pushes
 
 
 async def test_without_the_subprotocol_4007(hub_server: HubServer) -> None:

@@ -23,6 +23,7 @@ from .raw import (
 )
 from .redis import RedisServer, redis_available, redis_server
 from .servers import echo, loopback_server, server_url, websocket_pair
+from .tcp import segments_sent
 from .tls import TLSCertificate, self_signed_certificate
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "raw_server",
     "redis_available",
     "redis_server",
+    "segments_sent",
     "self_signed_certificate",
     "server_url",
     "websocket_pair",
