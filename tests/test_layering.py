@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "wshub.apps": 5,
     "wshub.testing": 6,
     "wshub.cli": 7,
+    "wshub.commands": 7,  # the subcommands of wshub.cli that are clients of a server
     "wshub.__main__": 7,
 }
 

@@ -37,6 +37,7 @@ from wshub.aio import run
 from wshub.apps.chat import ChatApp
 from wshub.apps.ticker import TickerApp, run_feed
 from wshub.apps.ticker.feed import run_http_feed
+from wshub.commands import register as register_commands
 from wshub.exceptions import HubError
 from wshub.hub import HubLimits
 from wshub.hub.auth import make_token
@@ -287,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--rate", type=str, default="20", help="ticks per second (default 20)")
     feed.add_argument("--seed", type=int, help="make the random walk reproducible")
     feed.set_defaults(func=_feed_command)
+    register_commands(commands)
     return parser
 
 
