@@ -63,6 +63,11 @@ class Running:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
 
+    async def send_line(self, text: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text.encode() + b"\n")
+        await self.process.stdin.drain()
+
     async def line(self) -> str:
         assert self.process.stdout is not None
         raw = await asyncio.wait_for(self.process.stdout.readline(), WAIT)
@@ -78,14 +83,15 @@ class Running:
 
 
 @asynccontextmanager
-async def running(*args: str) -> AsyncIterator[Running]:
-    """Start ``python -m wshub ARGS``; kill it on exit if the test did not end it."""
+async def running(*args: str, stdin: bool = False) -> AsyncIterator[Running]:
+    """Start ``python -m wshub ARGS`` (with a pipe as ``stdin`` if asked); kill it on exit
+    if the test did not end it."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "wshub",
         *args,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environment(),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
@@ -18,7 +20,7 @@ from wshub.aio import Server
 from wshub.commands.client import Binary, Close, Help, Ping, Text, parse_line
 from wshub.testing import TLSCertificate, echo, loopback_server, server_url
 
-from .conftest import WAIT, assert_one_line_error, environment, wshub
+from .conftest import WAIT, assert_one_line_error, environment, running, wshub
 
 
 class Peer:
@@ -285,12 +287,12 @@ class Terminal:
         os.close(self.master)
 
 
-async def test_interactive_on_a_pseudo_terminal(peer_server: tuple[Server, Peer]) -> None:
-    """Typed lines are sent; a message arriving mid-line is printed above it, the line redrawn."""
-    server, peer = peer_server
+@asynccontextmanager
+async def pty_client(url: str) -> AsyncIterator[tuple[Terminal, subprocess.Popen[bytes]]]:
+    """``wshub client URL`` with a pseudo-terminal as its stdin, stdout and stderr."""
     master, slave = os.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "wshub", "client", server_url(server)],
+        [sys.executable, "-m", "wshub", "client", url],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -300,7 +302,23 @@ async def test_interactive_on_a_pseudo_terminal(peer_server: tuple[Server, Peer]
     os.close(slave)
     terminal = Terminal(master)
     try:
-        at = await terminal.expect(r"connected to ws://")
+        yield terminal, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        terminal.close()
+
+
+async def exit_status(process: subprocess.Popen[bytes]) -> int:
+    return await asyncio.wait_for(asyncio.to_thread(process.wait), WAIT)
+
+
+async def test_interactive_on_a_pseudo_terminal(peer_server: tuple[Server, Peer]) -> None:
+    """Typed lines are sent; a message arriving mid-line is printed above it, the line redrawn."""
+    server, peer = peer_server
+    async with pty_client(server_url(server)) as (terminal, process):
+        at = await terminal.expect(r"connected to ws://127.0.0.1:\d+/; /help lists")
         terminal.type("hello\n")
         at = await terminal.expect(r"echo: hello", at)
         # Half a line typed, then the server speaks: its message goes above the line,
@@ -314,14 +332,38 @@ async def test_interactive_on_a_pseudo_terminal(peer_server: tuple[Server, Peer]
         assert peer.received == ["hello", "part"]
         terminal.type("/close\n")
         await terminal.expect(r"connection closed: 1000", at)
-        status = await asyncio.wait_for(asyncio.to_thread(process.wait), WAIT)
-        assert status == 0
-        assert "Traceback" not in terminal.output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        terminal.close()
+        assert await exit_status(process) == 0
+    assert "Traceback" not in terminal.output
+
+
+async def test_interactive_commands_and_end_of_input(peer_server: tuple[Server, Peer]) -> None:
+    """/help, /ping and a bad command (reported, not fatal) on a terminal; Ctrl-D closes."""
+    server, peer = peer_server
+    async with pty_client(server_url(server)) as (terminal, process):
+        at = await terminal.expect(r"connected to ")
+        terminal.type("/help\n")
+        at = await terminal.expect(r"/binary HEX", at)
+        terminal.type("/ping\n")
+        at = await terminal.expect(r"pong: \d+\.\d ms", at)
+        terminal.type("/close 99\n")
+        at = await terminal.expect(r"error: /close needs a close code", at)
+        terminal.type("/binary 6869\n")
+        at = await terminal.expect(r"\(binary\) 6869", at)
+        terminal.type("\x04")  # Ctrl-D on an empty line: the end of the input
+        await terminal.expect(r"connection closed: 1000", at)
+        assert await exit_status(process) == 0
+    assert peer.received == [b"hi"]
+
+
+async def test_sigint_closes_normally(peer_server: tuple[Server, Peer]) -> None:
+    """Ctrl-C (SIGINT) closes with 1000 and exits 0, without waiting for the input."""
+    server, _ = peer_server
+    async with running("client", server_url(server), stdin=True) as client:
+        await client.send_line("first")
+        assert await client.line() == "echo: first\n"
+        client.process.send_signal(signal.SIGINT)
+        result = await client.wait()
+    assert (result.status, result.err) == (0, "connection closed: 1000\n")
 
 
 async def server_send(peer: Peer, text: str) -> None:

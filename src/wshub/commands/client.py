@@ -251,11 +251,9 @@ async def _client(args: argparse.Namespace, stop: asyncio.Event) -> int:
     if interactive:
         accepted = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
         out.note(f"connected to {args.url}{accepted}; /help lists the commands")
-    lines: asyncio.Queue[str | None] = asyncio.Queue(INPUT_QUEUE)
+    lines = InputLines(asyncio.get_running_loop())
     read = _read_terminal if interactive else _read_pipe
-    threading.Thread(
-        target=read, args=(asyncio.get_running_loop(), lines), name="stdin", daemon=True
-    ).start()
+    threading.Thread(target=read, args=(lines,), name="stdin", daemon=True).start()
     session = Session(ws, out, interactive=interactive, reply_timeout=args.reply_timeout)
     try:
         await session.run(lines, stop)
@@ -287,7 +285,7 @@ class Session:
         #: The close this client started (``/close``, end of input, Ctrl-C), if any.
         self.sent: Close | None = None
 
-    async def run(self, lines: asyncio.Queue[str | None], stop: asyncio.Event) -> None:
+    async def run(self, lines: InputLines, stop: asyncio.Event) -> None:
         """Until the connection is closed (by the input, Ctrl-C or the server).
 
         Raises:
@@ -320,7 +318,7 @@ class Session:
                 else:
                     self.out.message(f"(binary) {message.hex()}")
 
-    async def _send(self, lines: asyncio.Queue[str | None]) -> None:
+    async def _send(self, lines: InputLines) -> None:
         while True:
             line = await lines.get()
             if line is None:
@@ -379,18 +377,34 @@ class Session:
 # sent, not into memory.
 
 
-def _deliver(
-    loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None], line: str | None
-) -> bool:
-    """Hand ``line`` to the event loop; ``False`` once the client is gone."""
-    try:
-        asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
-    except BaseException:  # the loop was closed or the put cancelled: the client is done
-        return False
-    return True
+class InputLines:
+    """Lines from the reader thread to the event loop, at most ``INPUT_QUEUE`` ahead."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._room = threading.Semaphore(INPUT_QUEUE)
+
+    def deliver(self, line: str | None) -> bool:
+        """Hand over ``line`` (``None``: the end); ``False`` once the client is gone.
+
+        Called by the reader thread; waits while ``INPUT_QUEUE`` lines are not yet taken.
+        """
+        self._room.acquire()
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+        except RuntimeError:  # the event loop is closed: the client is done
+            return False
+        return True
+
+    async def get(self) -> str | None:
+        """The next line, or ``None`` at the end of the input."""
+        line = await self._queue.get()
+        self._room.release()
+        return line
 
 
-def _read_pipe(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+def _read_pipe(lines: InputLines) -> None:
     # os.read on the descriptor, not sys.stdin: a daemon thread must not hold the lock of a
     # buffered stream while the interpreter shuts down.
     pending = b""
@@ -400,14 +414,14 @@ def _read_pipe(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]
         except OSError:
             chunk = b""
         if not chunk:
-            if pending and not _deliver(loop, lines, _decode(pending)):
+            if pending and not lines.deliver(_decode(pending)):
                 return
-            _deliver(loop, lines, None)
+            lines.deliver(None)
             return
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for raw in complete:
-            if not _deliver(loop, lines, _decode(raw)):
+            if not lines.deliver(_decode(raw)):
                 return
 
 
@@ -416,13 +430,13 @@ def _decode(raw: bytes) -> str:
     return raw.removesuffix(b"\r").decode("utf-8", "replace")
 
 
-def _read_terminal(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+def _read_terminal(lines: InputLines) -> None:
     while True:
         try:
             line: str | None = input(PROMPT)
         except (EOFError, OSError, ValueError):
             line = None
-        if not _deliver(loop, lines, line) or line is None:
+        if not lines.deliver(line) or line is None:
             return
 
 
