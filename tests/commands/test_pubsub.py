@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from wshub.hub.auth import make_token
 from wshub.hub.client import HubClient
 from wshub.hub.server import HubServer, start_hub
 
-from .conftest import Running, assert_one_line_error, running, wshub
+from .conftest import WAIT, Running, assert_one_line_error, environment, running, wshub
 
 SECRET = "commands-tests-secret-0123456789abcdef"
 API_KEY = "commands-tests-api-key"
@@ -150,6 +153,35 @@ async def test_sub_ctrl_c_exits_0_quietly(hub: HubServer) -> None:
         sub.process.send_signal(signal.SIGINT)
         result = await sub.wait()
     assert (result.status, result.err) == (0, "")
+
+
+async def test_sub_stops_quietly_when_its_reader_goes_away(hub: HubServer) -> None:
+    """Like ``wshub sub ... | head -1``: once stdout's reader is gone, exit 0 without a word."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wshub", "sub", hub.url(), "chat:head"],
+        stdin=subprocess.DEVNULL,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=environment(),
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            await subscribed(hub, "chat:head")
+            await hub.hub.publish("chat:head", "first")
+            line = await asyncio.to_thread(reader.readline)
+            assert orjson.loads(line)["data"] == "first"
+        await hub.hub.publish("chat:head", "nobody reads this")
+        status = await asyncio.wait_for(asyncio.to_thread(process.wait), WAIT)
+        assert process.stderr is not None
+        assert (status, process.stderr.read()) == (0, b"")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 async def test_sub_token_and_refusals(hub: HubServer) -> None:
