@@ -54,6 +54,7 @@ from .common import (
     run_command,
     seconds,
     tls_context,
+    until_stopped,
     usage_error,
 )
 
@@ -246,7 +247,9 @@ async def _open(args: argparse.Namespace) -> ClientConnection:
 
 async def _client(args: argparse.Namespace, stop: asyncio.Event) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    ws = await _open(args)
+    ws = await until_stopped(stop, _open(args))
+    if ws is None:
+        raise CommandError("interrupted before the connection was open")
     out = Terminal() if interactive else Output()
     if interactive:
         accepted = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""

@@ -20,8 +20,8 @@ import contextlib
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
 
 from wshub.aio import run
 
@@ -37,9 +37,12 @@ __all__ = [
     "run_command",
     "seconds",
     "tls_context",
+    "until_stopped",
     "usage_error",
     "warn",
 ]
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -164,6 +167,25 @@ def describe(exc: BaseException) -> str:
         return exc.strerror
     text = str(exc)
     return text if text else type(exc).__name__
+
+
+async def until_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
+    """The result of ``awaitable``, or ``None`` when ``stop`` is set first (Ctrl-C).
+
+    What a command waits for may take long (a hub that went away is retried without end);
+    Ctrl-C must still end it. ``awaitable`` is then cancelled.
+    """
+    task = asyncio.ensure_future(awaitable)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
 
 
 def run_command(prog: str, main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:

@@ -53,6 +53,7 @@ from .common import (
     describe,
     run_command,
     tls_context,
+    until_stopped,
     usage_error,
     warn,
 )
@@ -205,16 +206,12 @@ class Printer:
 
 async def _sub(args: argparse.Namespace, stop: asyncio.Event) -> int:
     client = _hub_client(args)
-    await _connect(client)
     printer = Printer(args.count, stop)
     readers: list[asyncio.Task[None]] = []
     try:
-        for channel in args.channels:
-            try:
-                subscription = await client.subscribe(channel, recent=args.recent)
-            except WSHubError as exc:
-                raise CommandError(f"cannot subscribe to {channel}: {exc}") from None
-            readers.append(asyncio.get_running_loop().create_task(_read(subscription, printer)))
+        # Ctrl-C while connecting or subscribing (a hub that went away) ends it quietly too.
+        if not await until_stopped(stop, _start(client, args, printer, readers)):
+            return EXIT_OK
         stopper = asyncio.get_running_loop().create_task(stop.wait())
         await asyncio.wait([stopper, *readers], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -226,6 +223,23 @@ async def _sub(args: argparse.Namespace, stop: asyncio.Event) -> int:
         for reader in readers:
             reader.cancel()
         await client.close()
+
+
+async def _start(
+    client: HubClient,
+    args: argparse.Namespace,
+    printer: Printer,
+    readers: list[asyncio.Task[None]],
+) -> bool:
+    """Connect, subscribe to every channel and start a reader for each."""
+    await _connect(client)
+    for channel in args.channels:
+        try:
+            subscription = await client.subscribe(channel, recent=args.recent)
+        except WSHubError as exc:
+            raise CommandError(f"cannot subscribe to {channel}: {exc}") from None
+        readers.append(asyncio.get_running_loop().create_task(_read(subscription, printer)))
+    return True
 
 
 async def _read(subscription: Subscription, printer: Printer) -> None:
@@ -281,15 +295,15 @@ def api_publish_url(url: str) -> str:
 
 def pub_command(args: argparse.Namespace) -> int:
     """Run ``wshub pub``; returns the exit status."""
-    return run_command("wshub pub", lambda _: _pub(args))
+    return run_command("wshub pub", lambda stop: _pub(args, stop))
 
 
-async def _pub(args: argparse.Namespace) -> int:
+async def _pub(args: argparse.Namespace, stop: asyncio.Event) -> int:
     data = _payload(args)
-    if args.api_key is not None:
-        offset = await _pub_http(args, data)
-    else:
-        offset = await _pub_ws(args, data)
+    publish = _pub_http if args.api_key is not None else _pub_ws
+    offset = await until_stopped(stop, publish(args, data))
+    if offset is None:
+        raise CommandError("interrupted: the publication may or may not have been made")
     print(offset, flush=True)
     return EXIT_OK
 
