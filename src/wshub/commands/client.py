@@ -474,9 +474,12 @@ class Terminal(Output):
     """
 
     def __init__(self) -> None:
-        import readline  # line editing for input(); only for a terminal
+        # What was typed so far, to draw it again: only readline knows.
+        self._line_buffer: Callable[[], str] = lambda: ""
+        with contextlib.suppress(ImportError):
+            import readline  # line editing for input(); only for a terminal
 
-        self._line_buffer: Callable[[], str] = readline.get_line_buffer
+            self._line_buffer = readline.get_line_buffer
         self._prompting = True
         self._saved: list[Any] | None = None
         with contextlib.suppress(ImportError, OSError):
