@@ -14,11 +14,13 @@ from typing import Any
 import orjson
 import pytest
 
+from wshub import Request, Response
 from wshub.commands.common import CommandError
 from wshub.commands.pubsub import api_publish_url
 from wshub.hub.auth import make_token
 from wshub.hub.client import HubClient
 from wshub.hub.server import HubServer, start_hub
+from wshub.protocol.server import is_upgrade_request
 
 from .conftest import WAIT, Running, assert_one_line_error, environment, running, wshub
 
@@ -116,6 +118,49 @@ async def test_sub_recovers_after_a_cut(hub: HubServer) -> None:
         result = await sub.wait()
     assert result.status == 0
     assert "Traceback" not in result.err
+
+
+class Gate:
+    """An HTTP handler in front of the hub that answers upgrades with 503 while closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __call__(self, connection: Any, request: Request) -> Response | None:
+        if self.closed and is_upgrade_request(request):
+            return Response.text(503, "Service Unavailable\n")
+        return None
+
+
+async def test_sub_says_when_publications_were_lost() -> None:
+    """A gap the hub's history cannot fill (a ticker keeps 1): one warning line, then on."""
+    gate = Gate()
+    hub = await start_hub(
+        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, http_handlers=[gate]
+    )
+    try:
+        async with running("sub", hub.url(), "ticker:GAP", "--count", "2") as sub:
+            await subscribed(hub, "ticker:GAP")
+            await hub.hub.publish("ticker:GAP", 1)
+            assert [p["data"] for p in await lines(sub, 1)] == [1]
+            gate.closed = True  # the client cannot come back while 2, 3, 4 are published
+            before = set(hub.hub.sessions)
+            for session in before:
+                session.peer.transport.abort()  # type: ignore[attr-defined]
+            for price in (2, 3, 4):
+                await hub.hub.publish("ticker:GAP", price)
+            gate.closed = False
+            while not set(hub.hub.subscribers("ticker:GAP")) - before:
+                await asyncio.sleep(0.01)
+            await hub.hub.publish("ticker:GAP", 5)
+            after = (await lines(sub, 1))[0]
+            result = await sub.wait()
+    finally:
+        await hub.close()
+    assert (after["offset"], after["data"]) == (5, 5)
+    assert result.status == 0
+    lost = [line for line in result.err_lines if "publications were lost" in line]
+    assert lost == ["wshub sub: ticker:GAP: publications were lost (position unrecoverable)"]
 
 
 async def test_sub_recovers_across_a_hub_restart(tmp_path: Path) -> None:
