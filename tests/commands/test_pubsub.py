@@ -21,6 +21,7 @@ from wshub.hub.auth import make_token
 from wshub.hub.client import HubClient
 from wshub.hub.server import HubServer, start_hub
 from wshub.protocol.server import is_upgrade_request
+from wshub.testing import TLSCertificate
 
 from .conftest import WAIT, Running, assert_one_line_error, environment, running, wshub
 
@@ -302,6 +303,37 @@ async def test_pub_errors(hub: HubServer) -> None:
     assert_one_line_error(await wshub("pub", url, "chat:x"), 2, "required: DATA")
     assert_one_line_error(await wshub("pub", "ftp://h/", "c:x", "1", "--api-key", "k"), 2, "ftp")
     assert_one_line_error(await wshub("pub", "http://h/", "c:x", "1"), 2, "ws:// or wss://")
+
+
+async def test_tls_hub_with_cafile_and_insecure(
+    tls_certificate: TLSCertificate, tmp_path: Path
+) -> None:
+    """wss:// and https://: --cafile trusts the hub's CA, --insecure skips the check."""
+    cafile = tmp_path / "ca.pem"
+    cafile.write_bytes(tls_certificate.cert_pem)
+    hub = await start_hub(
+        "127.0.0.1",
+        0,
+        ephemeral=True,
+        allow_anonymous=True,
+        api_key=API_KEY,
+        ssl=tls_certificate.server_context(),
+    )
+    wss = f"wss://127.0.0.1:{hub.port}/ws"
+    try:
+        async with running("sub", wss, "chat:tls", "--insecure", "--count", "2") as sub:
+            await subscribed(hub, "chat:tls")
+            over_wss = await wshub("pub", wss, "chat:tls", '"wss"', "--cafile", str(cafile))
+            https = f"https://127.0.0.1:{hub.port}"
+            over_api = await wshub(
+                "pub", https, "chat:tls", '"api"', "--api-key", API_KEY, "--cafile", str(cafile)
+            )
+            assert (over_wss.status, over_wss.out, over_api.out) == (0, "1\n", "2\n")
+            assert [p["data"] for p in await lines(sub, 2)] == ["wss", "api"]
+        unverified = await wshub("pub", https, "chat:tls", "1", "--api-key", API_KEY)
+    finally:
+        await hub.close()
+    assert_one_line_error(unverified, 1, "certificate verification failed")
 
 
 async def test_unreachable_hub_is_exit_1() -> None:
