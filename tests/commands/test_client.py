@@ -43,6 +43,8 @@ class Peer:
                     "x-test": headers.get_all("X-Test"),
                 }
                 await ws.send(orjson.dumps(report).decode())
+            elif message == "big":
+                await ws.send("x" * (2**20 + 1))
             elif message == "leave":
                 await ws.close(4001, "go away")
             elif isinstance(message, str):
@@ -169,6 +171,19 @@ async def test_subprotocol_headers_and_origin(peer_server: tuple[Server, Peer]) 
     }
 
 
+async def test_max_size(peer_server: tuple[Server, Peer]) -> None:
+    """Over 1 MiB the client fails the connection (1009, exit 1); --max-size none accepts it."""
+    server, _ = peer_server
+    refused = await wshub("client", server_url(server), stdin=b"big\n")
+    assert (refused.status, refused.out) == (1, "")
+    # The client sends 1009 and drops the connection without waiting for the server's
+    # close frame, so the closing it reports is 1006; the log line says why.
+    assert refused.err_lines[-1] == "connection closed: 1006"
+    assert "1009 message too big" in refused.err
+    accepted = await wshub("client", server_url(server), "--max-size", "none", stdin=b"big\n")
+    assert (accepted.status, accepted.out) == (0, "x" * (2**20 + 1) + "\n")
+
+
 async def test_bad_command_in_piped_input_exits_2(peer_server: tuple[Server, Peer]) -> None:
     """In a script a bad command is an error: what came before is sent, then exit 2."""
     server, peer = peer_server
@@ -235,6 +250,8 @@ async def test_connection_refused_and_handshake_refused() -> None:
         (["ws://127.0.0.1/", "--insecure"], "need a wss://"),
         (["wss://127.0.0.1/", "--cafile", "/nonexistent.pem"], "cannot read --cafile"),
         (["ws://127.0.0.1/", "--reply-timeout", "-1"], "must be >= 0"),
+        (["ws://127.0.0.1/", "--max-size", "0"], "at least 1 byte"),
+        (["ws://127.0.0.1/", "--max-size", "lots"], "not a number of bytes"),
         (["ws://127.0.0.1/", "--bogus"], "unrecognized arguments"),
     ],
 )

@@ -64,6 +64,8 @@ PROG = "wshub client"
 PROMPT = "> "
 #: Seconds to keep reading before closing with piped input, for replies still in flight.
 DEFAULT_REPLY_TIMEOUT = 1.0
+#: The largest message accepted by default, in bytes (``connect()``'s default).
+DEFAULT_MAX_SIZE = 2**20
 #: Lines read ahead of the sending; the reader thread waits beyond that.
 INPUT_QUEUE = 64
 # Control frames carry at most 125 bytes, 2 of them the close code (RFC 6455 §5.5).
@@ -194,6 +196,14 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--origin", help="the Origin header to send")
     parser.add_argument(
+        "--max-size",
+        type=_max_size,
+        default=DEFAULT_MAX_SIZE,
+        metavar="BYTES",
+        help="largest message accepted; a larger one closes with 1009 "
+        "(default 1 MiB; 'none': no limit)",
+    )
+    parser.add_argument(
         "--reply-timeout",
         type=seconds,
         default=DEFAULT_REPLY_TIMEOUT,
@@ -201,6 +211,19 @@ def add_parser(commands: Any) -> None:
         help="with piped input: how long to keep printing replies before closing, at /close "
         f"or at the end of the input (default {DEFAULT_REPLY_TIMEOUT:g})",
     )
+
+
+def _max_size(text: str) -> int | None:
+    """An argparse type for ``--max-size``: bytes, or ``none`` for no limit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
+    return value
 
 
 def parse_headers(values: list[str]) -> Headers:
@@ -240,6 +263,7 @@ async def _open(args: argparse.Namespace) -> ClientConnection:
             additional_headers=headers,
             origin=args.origin,
             ssl=ssl,
+            max_size=args.max_size,
         )
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise CommandError(f"cannot connect to {args.url}: {describe(exc)}") from None
