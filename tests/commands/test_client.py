@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import sys
+import termios
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -315,6 +317,9 @@ async def pty_client(url: str) -> AsyncIterator[tuple[Terminal, subprocess.Popen
         stderr=slave,
         env={**environment(), "TERM": "dumb"},
         start_new_session=True,
+        # The terminal becomes the client's controlling terminal, so that Ctrl-C typed on
+        # it is a SIGINT to the client, as in a shell.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
     os.close(slave)
     terminal = Terminal(master)
@@ -370,6 +375,20 @@ async def test_interactive_commands_and_end_of_input(peer_server: tuple[Server, 
         await terminal.expect(r"connection closed: 1000", at)
         assert await exit_status(process) == 0
     assert peer.received == [b"hi"]
+
+
+async def test_interactive_ctrl_c(peer_server: tuple[Server, Peer]) -> None:
+    """Ctrl-C typed on the terminal, mid-line: the line is dropped, 1000, exit 0."""
+    server, peer = peer_server
+    async with pty_client(server_url(server)) as (terminal, process):
+        at = await terminal.expect(r"connected to ")
+        terminal.type("half a li")
+        at = await terminal.expect(r"half a li", at)
+        terminal.type("\x03")
+        await terminal.expect(r"connection closed: 1000", at)
+        assert await exit_status(process) == 0
+    assert peer.received == []
+    assert "Traceback" not in terminal.output
 
 
 async def test_sigint_closes_normally(peer_server: tuple[Server, Peer]) -> None:

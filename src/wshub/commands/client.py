@@ -274,10 +274,12 @@ async def _client(args: argparse.Namespace, stop: asyncio.Event) -> int:
     ws = await until_stopped(stop, _open(args))
     if ws is None:
         raise CommandError("interrupted before the connection was open")
-    out = Terminal() if interactive else Output()
+    out = Output()
     if interactive:
+        out = terminal = Terminal()
         accepted = f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""
-        out.note(f"connected to {args.url}{accepted}; /help lists the commands")
+        terminal.note(f"connected to {args.url}{accepted}; /help lists the commands")
+        terminal.prompting = True  # from now on input() shows the prompt
     lines = InputLines(asyncio.get_running_loop())
     read = _read_terminal if interactive else _read_pipe
     threading.Thread(target=read, args=(lines,), name="stdin", daemon=True).start()
@@ -504,7 +506,8 @@ class Terminal(Output):
             import readline  # line editing for input(); only for a terminal
 
             self._line_buffer = readline.get_line_buffer
-        self._prompting = True
+        #: Whether input() is showing the prompt, to be drawn again below a message.
+        self.prompting = False
         self._saved: list[Any] | None = None
         with contextlib.suppress(ImportError, OSError):
             import termios
@@ -514,13 +517,13 @@ class Terminal(Output):
     def _write(self, stream: TextIO, text: str) -> None:
         stream.write("\r\x1b[K" + text + "\n")
         stream.flush()
-        if self._prompting:
+        if self.prompting:
             sys.stdout.write(PROMPT + self._line_buffer())
             sys.stdout.flush()
 
     def restore(self) -> None:
         """Give the terminal back as it was: readline may still be waiting for a line."""
-        self._prompting = False
+        self.prompting = False
         sys.stdout.write("\r\x1b[K")
         sys.stdout.flush()
         if self._saved is not None:
