@@ -26,8 +26,13 @@ from wshub.testing import chromium_available, launch_chromium
 WAIT_MS = 20_000
 
 
-class ChatServer:
-    """A hub server with the chat mounted, on a free loopback port."""
+class AppServer:
+    """A hub server with an app mounted, on a free loopback port; faults at the transport.
+
+    Users are told apart by one key of their connection's ``meta`` (``meta_key``).
+    """
+
+    meta_key = "nick"
 
     def __init__(self) -> None:
         self.refusing = False
@@ -40,17 +45,17 @@ class ChatServer:
         return self.hub_server.hub
 
     @property
-    def url(self) -> str:
-        """The page's URL."""
+    def ws_url(self) -> str:
+        """The hub's WebSocket URL."""
         assert self.hub_server is not None
-        return f"http://127.0.0.1:{self.hub_server.port}/"
+        return f"ws://127.0.0.1:{self.hub_server.port}/ws"
 
     def sessions(self, nick: str) -> list[Session]:
-        """The open hub sessions whose connection declared this nickname."""
+        """The open hub sessions whose connection declared this name in its meta."""
         return [
             s
             for s in self.hub.sessions
-            if isinstance(s.info.meta, dict) and s.info.meta.get("nick") == nick
+            if isinstance(s.info.meta, dict) and s.info.meta.get(self.meta_key) == nick
         ]
 
     def drop(self, nick: str) -> int:
@@ -68,15 +73,31 @@ class ChatServer:
         self.refusing = refusing
 
     def gate(self, connection: Any, request: Request) -> Response | None:
-        """An HTTP handler in front of the hub: refuses upgrades while ``refusing``.
-
-        It also serves ``/blank``, an empty page on the hub's origin from which a test
-        imports ``/wshub.js`` and drives the client directly.
-        """
+        """An HTTP handler in front of the hub: counts upgrades, refuses them while
+        ``refusing``."""
         if is_upgrade_request(request):
             self.upgrades += 1
         if self.refusing and is_upgrade_request(request):
             return Response.text(503, "Service Unavailable\n")
+        return None
+
+
+class ChatServer(AppServer):
+    """A hub server with the chat mounted, on a free loopback port."""
+
+    @property
+    def url(self) -> str:
+        """The page's URL."""
+        assert self.hub_server is not None
+        return f"http://127.0.0.1:{self.hub_server.port}/"
+
+    def gate(self, connection: Any, request: Request) -> Response | None:
+        """Refuses upgrades while ``refusing``; also serves ``/blank``, an empty page on the
+        hub's origin from which a test imports ``/wshub.js`` and drives the client directly.
+        """
+        refused = super().gate(connection, request)
+        if refused is not None:
+            return refused
         if request.path == "/blank" and not is_upgrade_request(request):
             return Response.html(200, "<!doctype html><title>wshub.js</title>")
         return None
