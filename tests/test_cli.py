@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -172,6 +173,19 @@ async def serve(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_mounts_the_board_unless_no_board() -> None:
+    """`wshub serve` serves /board next to the chat; --no-board leaves it out."""
+    async with serve("--ephemeral") as served:
+        assert f"wshub: board on http://127.0.0.1:{served.port}/board\n" in served.lines
+        status, page = await served.get("/board")
+        assert status == 200 and b'data-testid="board-canvas"' in page
+    async with serve("--ephemeral", "--no-board") as served:
+        assert not any("board on" in line for line in served.lines)
+        with pytest.raises(urllib.error.HTTPError, match="426"):
+            await served.get("/board")  # the hub's own answer: not a page here
 
 
 # The server runs in its own process on wshub.run's loop: one client-side loop is enough.

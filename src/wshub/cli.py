@@ -34,6 +34,7 @@ from typing import Any
 
 from wshub import config
 from wshub.aio import run
+from wshub.apps.board import BoardApp
 from wshub.apps.chat import ChatApp
 from wshub.apps.ticker import TickerApp, run_feed
 from wshub.apps.ticker.feed import run_http_feed
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allowed Origin of WebSocket upgrades (repeatable; default: any)",
     )
     serve.add_argument("--no-chat", action="store_true", help="do not serve the chat page")
+    serve.add_argument("--no-board", action="store_true", help="do not serve the board page")
     serve.add_argument(
         "--no-ticker", action="store_true", help="do not serve /ticker nor run its price feed"
     )
@@ -347,6 +349,9 @@ def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
         + ([] if args.no_ticker else [TickerApp(ws_path=args.path)]),
         "limits": HubLimits(**limits),
     }
+    if not args.no_board:
+        size = options["limits"].max_publication_size
+        options["http_handlers"].append(BoardApp(ws_path=args.path, max_publication_size=size))
     for name, _, _ in _TRANSPORT_OPTIONS:
         if name in given:
             options[name] = given[name]
@@ -438,6 +443,8 @@ async def _serve(
                 f"wshub: live prices on http{secure}://{shown}:{server.port}/ticker{fed}",
                 flush=True,
             )
+        if any(isinstance(handler, BoardApp) for handler in options["http_handlers"]):
+            print(f"wshub: board on http{secure}://{shown}:{server.port}/board", flush=True)
         print(f"wshub: hub on ws{secure}://{shown}:{server.port}{server.path}", flush=True)
         if options["allow_anonymous"]:
             print("wshub: anonymous users allowed", flush=True)
