@@ -80,8 +80,12 @@ OpenUser = Callable[..., AbstractAsyncContextManager[Any]]
 
 def opener(browser: Any, server: BoardServer, errors: Errors) -> OpenUser:
     @asynccontextmanager
-    async def open_user(name: str, *, query: str = "", width: int = 1280) -> AsyncIterator[Any]:
-        context = await browser.new_context(viewport={"width": width, "height": 800})
+    async def open_user(
+        name: str, *, query: str = "", width: int = 1280, scheme: str = "light"
+    ) -> AsyncIterator[Any]:
+        context = await browser.new_context(
+            viewport={"width": width, "height": 800}, color_scheme=scheme
+        )
         context.set_default_timeout(WAIT_MS)
         try:
             page = await context.new_page()
@@ -416,8 +420,9 @@ async def test_bad_board_name_is_refused_on_the_page(
 async def test_phone_sized_board_draws_with_touch_rules(
     open_user: OpenUser, board_server: BoardServer
 ) -> None:
-    """On a phone-sized screen the board, its tools and presence fit, and drawing works."""
-    async with open_user("Ada", width=390) as ada:
+    """On a phone-sized screen in the dark theme the board, its tools and presence fit, and
+    drawing works."""
+    async with open_user("Ada", width=390, scheme="dark") as ada:
         canvas = ada.get_by_test_id("board-canvas")
         await expect(canvas).to_be_visible()
         assert await canvas.evaluate("n => getComputedStyle(n).touchAction") == "none"
@@ -427,3 +432,7 @@ async def test_phone_sized_board_draws_with_touch_rules(
         assert width <= 390
         await draw(ada, (0.3, 0.5), (0.6, 0.5))
         await same_strokes([ada], 1)
+        # Dark theme: dark paper, light ink.
+        paper = await ada.locator(".paper").evaluate("n => getComputedStyle(n).fill")
+        ink = await ada.locator(DELIVERED).evaluate("n => getComputedStyle(n).stroke")
+        assert paper == "rgb(28, 29, 51)" and ink == "rgb(236, 238, 248)"

@@ -533,7 +533,8 @@ function maybeSnapshot(mine) {
   app.snapshotting = true;
   app.client.publish(app.channel, board.snapshotData()).catch((error) => {
     app.snapshotting = false;
-    console.warn("wshub board: snapshot not posted:", error);
+    if (error.code === 114) setFull(true); // our size estimate was short: stop trying
+    else console.warn("wshub board: snapshot not posted:", error);
   });
 }
 
@@ -728,9 +729,16 @@ function onEphemeral(data, info) {
   }
   const cx = Math.min(BOARD_W, Math.max(0, x));
   const cy = Math.min(BOARD_H, Math.max(0, y));
-  cursor.node.setAttribute("transform", `translate(${cx} ${cy})`);
+  cursor.node.setAttribute("transform", `translate(${cx} ${cy}) scale(${cursorScale()})`);
   clearTimeout(cursor.timer);
   cursor.timer = setTimeout(() => removeCursor(info.client), CURSOR_SHOW_FOR);
+}
+
+/** Board units per screen pixel, so that a cursor keeps its size on a small screen. */
+function cursorScale() {
+  const { width, height } = ui.canvas.getBoundingClientRect();
+  if (!width || !height) return 1;
+  return Math.max(1, Math.min(4, Math.max(BOARD_W / width, BOARD_H / height)));
 }
 
 function removeCursor(client) {
