@@ -16,6 +16,7 @@ from playwright.async_api import expect
 
 from wshub.apps.board import BoardApp
 from wshub.hub import HubLimits
+from wshub.hub.auth import make_token
 from wshub.hub.channels import ChannelRegistry, default_registry
 from wshub.hub.client import HubClient
 from wshub.hub.server import start_hub
@@ -42,7 +43,7 @@ class BoardServer(AppServer):
 
 @asynccontextmanager
 async def running_board(
-    history_size: int = 1000, *, limits: HubLimits | None = None
+    history_size: int = 1000, *, limits: HubLimits | None = None, secret: str | None = None
 ) -> AsyncIterator[BoardServer]:
     """A hub whose ``board`` namespace keeps ``history_size`` publications, serving /board
     with the same history size and publication limit."""
@@ -57,6 +58,7 @@ async def running_board(
         0,
         ephemeral=True,
         allow_anonymous=True,
+        secret=secret,
         registry=registry,
         limits=limits,
         http_handlers=[
@@ -368,6 +370,24 @@ async def test_board_too_big_for_a_snapshot_refuses_new_strokes(
             await expect(ada.locator(DELIVERED)).to_have_count(0)
             await draw(ada, (0.2, 0.7), (0.5, 0.8))
             await expect(ada.locator(DELIVERED)).to_have_count(1)
+    assert page_errors.seen == []
+
+
+async def test_a_token_user_is_the_author_and_undoes_own_strokes(
+    browser: Any, page_errors: Errors
+) -> None:
+    """With a token, strokes are the verified user's (u:<user>), whose undo works."""
+    secret = "board-test-secret-" + "x" * 32
+    async with running_board(secret=secret) as server:
+        token = make_token(secret, "alice", channels=["board:*:spr"])
+        async with opener(browser, server, page_errors)("Alice", query=f"?token={token}") as page:
+            await expect(page.get_by_test_id("board-presence").locator("li")).to_have_attribute(
+                "data-author", "u:alice"
+            )
+            await draw(page, (0.3, 0.3), (0.5, 0.4))
+            await expect(page.locator(DELIVERED)).to_have_attribute("data-author", "u:alice")
+            await page.keyboard.press("u")
+            await expect(page.locator(DELIVERED)).to_have_count(0)
     assert page_errors.seen == []
 
 

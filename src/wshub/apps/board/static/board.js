@@ -372,6 +372,15 @@ function showState(state, previous) {
   ui.status.textContent = labels[state];
   ui.status.dataset.state = shown;
   ui.app.dataset.connection = shown;
+  if (state === State.CONNECTED) {
+    // With a token, the hub's user id is who we are (authorOf): on every page alike.
+    const me = app.client.user ? `u:${app.client.user}` : `t:${app.tab}`;
+    if (me !== app.me) {
+      app.me = me;
+      renderPresence();
+      scheduleRender();
+    }
+  }
   if (state === State.RECONNECTING) {
     app.reconnecting = true;
     clearCursors();
