@@ -193,6 +193,29 @@ async def test_remote_cursor_shows_and_is_never_stored(
     assert history == [] and position.offset == 0
 
 
+async def test_a_stroke_shows_on_the_other_page_while_it_is_drawn(
+    open_user: OpenUser, board_server: BoardServer
+) -> None:
+    """While Ada drags, Grace sees the stroke grow as a preview (through the ephemeral cursor
+    publications); on release it becomes the published stroke, and the preview goes."""
+    async with open_user("Ada") as ada, open_user("Grace") as grace:
+        await expect(ada.get_by_test_id("board-presence").locator("li")).to_have_count(2)
+        box = await ada.get_by_test_id("board-canvas").bounding_box()
+        await ada.mouse.move(box["x"] + 300, box["y"] + 300)
+        await ada.mouse.down()
+        for step in range(1, 8):
+            await ada.mouse.move(box["x"] + 300 + 25 * step, box["y"] + 300 + 10 * step)
+        preview = grace.get_by_test_id("board-preview")
+        await expect(preview).to_have_count(1)
+        await expect(preview).to_have_attribute("data-author", await me(ada))
+        await expect(grace.locator(DELIVERED)).to_have_count(0)
+        await ada.mouse.up()
+        await same_strokes([ada, grace], 1)
+        await expect(preview).to_have_count(0)
+    history, _ = await board_server.hub.history("board:main")
+    assert [json.loads(p.data)["type"] for p in history] == ["stroke"]
+
+
 async def test_undo_removes_only_the_own_stroke(
     open_user: OpenUser, board_server: BoardServer
 ) -> None:

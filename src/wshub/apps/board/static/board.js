@@ -296,6 +296,7 @@ const app = {
   pending: new Map(), // stroke id -> <path> of our strokes not yet back from the hub
   presence: new Map(), // client id -> ClientInfo
   cursors: new Map(), // client id -> {node, timer}
+  previews: new Map(), // stroke id -> {node, points, client, timer}: others' strokes in progress
   drawing: null, // {pointerId, points, node}
   cursorTimer: null,
   cursorSent: 0,
@@ -471,6 +472,7 @@ function onPublication(pub) {
       node.remove();
       app.pending.delete(data.id);
     }
+    removePreview(data.id); // another page's stroke in progress is done
   }
   const board = app.board;
   if (board.apply(pub)) scheduleRender();
@@ -593,7 +595,15 @@ function startStroke(event) {
   const width = Number(ui.width.value);
   const node = pendingNode(point, width, app.color);
   ui.strokes.parentNode.insertBefore(node, ui.cursors);
-  app.drawing = { pointerId: event.pointerId, points: [...point], node, width, color: app.color };
+  app.drawing = {
+    pointerId: event.pointerId,
+    id: newMessageId(), // also the publish's message_id, and the others' preview key
+    points: [...point],
+    sent: 0, // points[0:sent] went out in cursor publications (the others' live preview)
+    node,
+    width,
+    color: app.color,
+  };
 }
 
 function extendStroke(event) {
@@ -613,7 +623,7 @@ function extendStroke(event) {
       finishStroke();
       const next = pendingNode(point, drawing.width, drawing.color);
       ui.strokes.parentNode.insertBefore(next, ui.cursors);
-      app.drawing = { ...drawing, points: [...point], node: next };
+      app.drawing = { ...drawing, id: newMessageId(), points: [...point], sent: 0, node: next };
       return;
     }
   }
@@ -624,8 +634,7 @@ function finishStroke() {
   const drawing = app.drawing;
   if (!drawing) return;
   app.drawing = null;
-  const { points, node, width, color } = drawing;
-  const id = newMessageId();
+  const { id, points, node, width, color } = drawing;
   const data = { type: "stroke", id, color, width, points };
   const bytes = sizeOf(data);
   if (app.board.size + bytes + SIZE_MARGIN > MAX_PUBLICATION_SIZE) {
@@ -700,6 +709,18 @@ function sendCursor() {
   if (!app.client || app.client.state !== State.CONNECTED) return;
   app.cursorSent = Date.now();
   const data = point ? { type: "cursor", x: point[0], y: point[1] } : { type: "cursor", gone: true };
+  const drawing = app.drawing;
+  if (point && drawing && drawing.points.length > drawing.sent) {
+    // The stroke so far, from the last point sent, so that the others see it grow.
+    const from = Math.max(0, drawing.sent - 2);
+    data.ink = {
+      id: drawing.id,
+      color: drawing.color,
+      width: drawing.width,
+      points: drawing.points.slice(from),
+    };
+    drawing.sent = drawing.points.length;
+  }
   app.client.publish(app.channel, data, { ephemeral: true }).catch(() => {});
 }
 
@@ -716,6 +737,7 @@ function onEphemeral(data, info) {
     removeCursor(info.client);
     return;
   }
+  if (data.ink) previewInk(data.ink, info);
   const { x, y } = data;
   if (!Number.isFinite(x) || !Number.isFinite(y)) return;
   let cursor = app.cursors.get(info.client);
@@ -743,6 +765,38 @@ function onEphemeral(data, info) {
   cursor.timer = setTimeout(() => removeCursor(info.client), CURSOR_SHOW_FOR);
 }
 
+/** Another page's stroke in progress: a faint path that grows until the stroke is published. */
+function previewInk(ink, info) {
+  const points = validPoints(ink.points);
+  if (typeof ink.id !== "string" || ink.id.length > 64 || !points) return;
+  let preview = app.previews.get(ink.id);
+  if (!preview) {
+    const color = COLORS.includes(ink.color) ? ink.color : "ink";
+    const node = svgEl("path", {
+      class: `stroke preview c-${color}`,
+      "stroke-width": WIDTHS.includes(ink.width) ? ink.width : 4,
+      "data-testid": "board-preview",
+      "data-author": authorOf(info),
+    });
+    ui.strokes.parentNode.insertBefore(node, ui.cursors);
+    preview = { node, points: [], client: info.client, timer: null };
+    app.previews.set(ink.id, preview);
+  }
+  preview.points.push(...points);
+  if (preview.points.length > 4 * MAX_POINTS) preview.points = preview.points.slice(-2 * MAX_POINTS);
+  preview.node.setAttribute("d", pathData(preview.points));
+  clearTimeout(preview.timer);
+  preview.timer = setTimeout(() => removePreview(ink.id), CURSOR_SHOW_FOR);
+}
+
+function removePreview(id) {
+  const preview = app.previews.get(id);
+  if (!preview) return;
+  clearTimeout(preview.timer);
+  preview.node.remove();
+  app.previews.delete(id);
+}
+
 /** Board units per screen pixel, so that a cursor keeps its size on a small screen. */
 function cursorScale() {
   const { width, height } = ui.canvas.getBoundingClientRect();
@@ -751,6 +805,7 @@ function cursorScale() {
 }
 
 function removeCursor(client) {
+  for (const [id, preview] of app.previews) if (preview.client === client) removePreview(id);
   const cursor = app.cursors.get(client);
   if (!cursor) return;
   clearTimeout(cursor.timer);
@@ -760,6 +815,7 @@ function removeCursor(client) {
 
 function clearCursors() {
   for (const client of [...app.cursors.keys()]) removeCursor(client);
+  for (const id of [...app.previews.keys()]) removePreview(id);
 }
 
 // ---- presence --------------------------------------------------------------------------------
