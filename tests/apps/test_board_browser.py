@@ -480,3 +480,31 @@ async def test_phone_sized_board_draws_with_touch_rules(
         paper = await ada.locator(".paper").evaluate("n => getComputedStyle(n).fill")
         ink = await ada.locator(DELIVERED).evaluate("n => getComputedStyle(n).stroke")
         assert paper == "rgb(28, 29, 51)" and ink == "rgb(236, 238, 248)"
+
+
+async def test_page_cut_off_longer_than_the_history_reloads_from_a_snapshot(
+    browser: Any, page_errors: Errors
+) -> None:
+    """History 8: while Ada is cut off Grace draws 12 strokes, so Ada's position is trimmed
+    (recovered: false); Ada rebuilds from the latest snapshot and ends with Grace's board,
+    her own stroke drawn while cut off included, each once."""
+    async with running_board(8) as server:
+        users = opener(browser, server, page_errors)
+        async with users("Ada") as ada, users("Grace") as grace:
+            await draw(ada, (0.1, 0.1), (0.2, 0.1))
+            await same_strokes([ada, grace], 1)
+            server.refuse(True)
+            assert server.drop("Ada") == 1
+            await expect(ada.get_by_test_id("connection-status")).to_contain_text("reconnecting")
+            await draw(ada, (0.1, 0.9), (0.2, 0.9))
+            for i in range(12):
+                await draw(grace, (0.1 + 0.06 * i, 0.4), (0.12 + 0.06 * i, 0.6))
+                await expect(grace.locator(DELIVERED)).to_have_count(i + 2)
+            history, _ = await server.hub.history("board:main", limit=1000)
+            assert history[0].offset > 2  # Ada's position is gone from the history
+            server.refuse(False)
+            await expect(ada.get_by_test_id("connection-status")).to_have_text("connected")
+            shown = await same_strokes([ada, grace], 14)
+            authors = [author for _, author in shown]
+            assert authors.count(await me(ada)) == 2
+    assert page_errors.seen == []
