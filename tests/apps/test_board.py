@@ -77,7 +77,15 @@ def test_page_carries_the_hub_settings_and_versioned_assets() -> None:
     for name in ("board.js", "board.css", "wshub.js"):
         assert f"/draw/{name}?v={routes['/draw/' + name].version}" in page
     assert not re.search(r"%[A-Z_]+%", page)
-    assert sorted(routes) == ["/draw", "/draw/board.css", "/draw/board.js", "/draw/wshub.js"]
+    assert sorted(routes) == [
+        "/draw",
+        "/draw/board.css",
+        "/draw/board.js",
+        "/draw/ui.css",
+        "/draw/ui.js",
+        "/draw/wshub.js",
+    ]
+    assert f"/draw/ui.css?v={routes['/draw/ui.css'].version}" in page
 
 
 def test_page_has_a_strict_csp_allowing_only_its_import_map() -> None:

@@ -342,7 +342,7 @@ async def test_board_ten_times_the_history_loads_complete(
             await expect(page.get_by_test_id("board-name")).to_have_text("long")
             await expect(page.locator(DELIVERED)).to_have_count(len(expected), timeout=WAIT_MS)
             assert await strokes(page) == [(s[0], s[1]) for s in expected]
-            await expect(page.get_by_test_id("board-banner")).to_be_hidden()
+            await expect(page.get_by_test_id("connection-banner")).to_be_hidden()
     assert page_errors.seen == []
 
 
@@ -384,7 +384,7 @@ async def test_board_too_big_for_a_snapshot_refuses_new_strokes(
         async with opener(browser, server, page_errors)("Ada") as ada:
             await expect(ada.locator(DELIVERED)).to_have_count(2)
             await draw(ada, (0.2, 0.7), (0.5, 0.8), (0.7, 0.7))
-            await expect(ada.get_by_test_id("board-banner")).to_contain_text("board is full")
+            await expect(ada.get_by_test_id("connection-banner")).to_contain_text("board is full")
             await expect(ada.get_by_test_id("board-stroke")).to_have_count(2)
             _, position = await server.hub.history("board:main")
             assert position.offset == 2
@@ -453,7 +453,7 @@ async def test_bad_board_name_is_refused_on_the_page(
     page = await browser.new_page()
     try:
         await page.goto(board_server.url("?name=no%20spaces"))
-        await expect(page.get_by_test_id("board-banner")).to_contain_text("cannot be used")
+        await expect(page.get_by_test_id("connection-banner")).to_contain_text("cannot be used")
         await expect(page.get_by_test_id("connection-status")).to_have_text("offline")
         await expect(page.get_by_test_id("board-canvas")).to_have_attribute("aria-disabled", "true")
         assert board_server.upgrades == 0

@@ -4,11 +4,12 @@ The board is a browser application (``static/board.js``) that talks to the hub w
 ``wshub.js`` over ``wshub.v1``: every stroke, undo and clear is a publication in the channel
 ``board:<name>``, cursors are ephemeral publications, and a newcomer rebuilds the board from
 the channel's history, starting at the latest *snapshot* publication (docs/board.md). The
-server side only serves four files on the hub's port:
+server side only serves six files on the hub's port:
 
 * ``/board`` — the page (``/board?name=NAME`` picks the board), with the hub's WebSocket
   path and the two numbers the snapshot rules depend on written into it;
 * ``/board/board.js``, ``/board/board.css`` — the application;
+* ``/board/ui.css``, ``/board/ui.js`` — the look and connection display every page shares;
 * ``/board/wshub.js`` — the hub's browser client.
 
 :class:`BoardApp` answers these paths and returns ``None`` for every other request, like
@@ -17,7 +18,7 @@ server side only serves four files on the hub's port:
 
 from __future__ import annotations
 
-from wshub.apps.static import StaticApp, StaticFile, check_path, site_routes
+from wshub.apps.static import StaticApp, StaticFile, page_routes
 
 __all__ = ["BoardApp", "board_routes"]
 
@@ -50,14 +51,13 @@ def board_routes(
             refuses a stroke that would make the board's snapshot larger than this.
 
     Returns:
-        ``{path: StaticFile}`` for the page, ``board.js``, ``board.css`` and ``wshub.js``.
+        ``{path: StaticFile}`` for the page, ``board.js``, ``board.css``, ``ui.css``,
+        ``ui.js`` and ``wshub.js``.
 
     Raises:
         ValueError: a path is not absolute, ``history_size`` is below 4 or
             ``max_publication_size`` below 4096.
     """
-    check_path("path", path, trailing_slash=False)
-    check_path("ws_path", ws_path, trailing_slash=False)
     if path.endswith("/"):
         raise ValueError(f"path must not end with '/': {path!r}")
     if history_size < 4:
@@ -66,18 +66,23 @@ def board_routes(
         raise ValueError(
             f"max_publication_size must be at least {_MIN_PUBLICATION_SIZE}: {max_publication_size}"
         )
-    return site_routes(
+    routes = page_routes(
         _PACKAGE,
         page="board.html",
         page_path=path,
-        asset_prefix=path + "/",
-        assets=("board.js", "board.css"),
-        settings={
-            "WS_PATH": ws_path,
-            "HISTORY_SIZE": str(history_size),
-            "MAX_PUBLICATION_SIZE": str(max_publication_size),
-        },
+        prefix=path + "/",
+        assets={"%BOARD_JS%": "board.js", "%BOARD_CSS%": "board.css"},
+        ws_path=ws_path,
+        shared={"%UI_CSS%": "ui.css", "wshub-ui": "ui.js"},
     )
+    # The numbers the page's snapshot rules depend on; the CSP (the import map's hash) and
+    # the other headers stay those page_routes gave the page.
+    page = routes[path]
+    html = page.body.decode()
+    html = html.replace("%HISTORY_SIZE%", str(history_size))
+    html = html.replace("%MAX_PUBLICATION_SIZE%", str(max_publication_size))
+    routes[path] = StaticFile.build(html.encode(), page.content_type, page.headers)
+    return routes
 
 
 class BoardApp(StaticApp):

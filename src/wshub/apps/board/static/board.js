@@ -14,6 +14,7 @@
 // what follows its base. Cursors are ephemeral publications: never stored, at most 10 a second.
 
 import { HubClient, newMessageId, State } from "wshub";
+import { ConnectionView, wsUrl } from "wshub-ui";
 
 const BOARD_W = 1600;
 const BOARD_H = 1000;
@@ -275,12 +276,6 @@ function pathData(points) {
   return d;
 }
 
-function wsUrl() {
-  const url = new URL(meta("wshub-ws-path"), location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  return url.href;
-}
-
 // ---- state ---------------------------------------------------------------------------------
 
 const app = {
@@ -304,7 +299,7 @@ const app = {
   snapshotting: false,
   fallbackAt: 0,
   renderScheduled: false,
-  reconnecting: false,
+  view: null, // the shared ConnectionView: status pill and banner
   full: false, // a stroke or a snapshot did not fit in one publication
   fullAt: 0, // the board's size then
 };
@@ -361,18 +356,8 @@ function strokeNode(stroke) {
 
 // ---- connection ----------------------------------------------------------------------------
 
-function showState(state, previous) {
-  const labels = {
-    [State.DISCONNECTED]: "connecting…",
-    [State.CONNECTING]: "connecting…",
-    [State.CONNECTED]: "connected",
-    [State.RECONNECTING]: "reconnecting…",
-    [State.OFFLINE]: "offline",
-  };
-  const shown = state === State.DISCONNECTED ? State.CONNECTING : state;
-  ui.status.textContent = labels[state];
-  ui.status.dataset.state = shown;
-  ui.app.dataset.connection = shown;
+/** What the page does on a state change, besides the status pill and banner. */
+function onState(state) {
   if (state === State.CONNECTED) {
     // With a token, the hub's user id is who we are (authorOf): on every page alike.
     const me = app.client.user ? `u:${app.client.user}` : `t:${app.tab}`;
@@ -381,27 +366,18 @@ function showState(state, previous) {
       renderPresence();
       scheduleRender();
     }
-  }
-  if (state === State.RECONNECTING) {
-    app.reconnecting = true;
+  } else if (state === State.RECONNECTING) {
     clearCursors();
-    showBanner("warn", "Connection lost — reconnecting…", " Your strokes are kept and sent when it is back.");
-  } else if (state === State.OFFLINE) {
-    showBanner("error", "You are offline.", " The board reconnects when your network is back.");
-  } else if (state === State.CONNECTED && (app.reconnecting || previous === State.OFFLINE)) {
-    app.reconnecting = false;
-    showBanner("warn", "Reconnected — catching up…", "");
   }
 }
 
-function showBanner(kind, strong, text) {
-  ui.banner.dataset.kind = kind;
-  ui.banner.replaceChildren(el("strong", {}, strong), text);
-  ui.banner.hidden = false;
+/** Say something in the banner (kinds "error", "full" and "missing" are the board's own). */
+function showBanner(kind, title, text) {
+  app.view.say(kind, title, text);
 }
 
-function hideBanner() {
-  ui.banner.hidden = true;
+function hideBanner(kind) {
+  if (ui.banner.dataset.kind === kind) ui.banner.hidden = true;
 }
 
 function start() {
@@ -436,12 +412,20 @@ function start() {
     meta: { name: app.name, tab: app.tab },
   });
   app.client = client;
-  client.addEventListener("state", (event) => showState(event.detail.state, event.detail.previous));
+  app.view = new ConnectionView(
+    { status: ui.status, banner: ui.banner, root: ui.app },
+    {
+      reconnecting: ["Connection lost — reconnecting…", "Your strokes are kept and sent when it is back."],
+      offline: ["You are offline.", "The board reconnects when your network is back."],
+      recovered: ["Reconnected.", "The board is up to date."],
+    },
+  );
+  app.view.watch(client);
+  client.addEventListener("state", (event) => onState(event.detail.state));
   client.addEventListener("error", (event) => {
     event.preventDefault();
     console.warn("wshub board:", event.detail.error);
   });
-  showState(State.CONNECTING);
   client.connect();
   client
     .subscribe(app.channel, {
@@ -459,9 +443,9 @@ function start() {
         renderPresence();
       },
       onEphemeral,
-      onUnsubscribe: ({ message }) => showBanner("error", "You left the board:", ` ${message}.`),
+      onUnsubscribe: ({ message }) => showBanner("error", "You left the board:", `${message}.`),
     })
-    .catch((error) => showBanner("error", "Could not open the board:", ` ${error.message}.`));
+    .catch((error) => showBanner("error", "Could not open the board:", `${error.message}.`));
 }
 
 function onPublication(pub) {
@@ -494,7 +478,7 @@ function onReset({ reason }) {
   scheduleRender();
 }
 
-function onSubscribe(event) {
+function onSubscribe() {
   const board = app.board;
   // Neither a snapshot, nor a clear, nor offset 1 in what the hub keeps: old strokes are lost.
   const missing = !board.anchored && board.last > 0;
@@ -503,14 +487,9 @@ function onSubscribe(event) {
     board.log = [];
   }
   if (missing) {
-    showBanner("warn", "Part of this board is missing:", " its oldest strokes are no longer kept.");
-  } else if (event.resubscribed) {
-    showBanner("ok", "Reconnected.", " The board is up to date.");
-    setTimeout(() => {
-      if (ui.banner.dataset.kind === "ok") hideBanner();
-    }, 3000);
+    showBanner("missing", "Part of this board is missing:", "its oldest strokes are no longer kept.");
   } else {
-    hideBanner();
+    hideBanner("missing");
   }
   app.live = true;
   scheduleRender();
@@ -554,9 +533,9 @@ function setFull(full) {
   if (full === app.full) return;
   app.full = full;
   if (full) {
-    showBanner("error", "This board is full.", " Undo strokes or clear it to keep drawing.");
+    showBanner("full", "This board is full.", "Undo strokes or clear it to keep drawing.");
   } else {
-    hideBanner();
+    hideBanner("full");
   }
 }
 
@@ -648,7 +627,7 @@ function finishStroke() {
     node.remove();
     app.pending.delete(id);
     const reasons = { 111: "you are drawing too fast", 114: "the stroke is too long" };
-    showBanner("error", "Stroke not saved:", ` ${reasons[error.code] || error.message}.`);
+    showBanner("error", "Stroke not saved:", `${reasons[error.code] || error.message}.`);
     scheduleRender();
   });
   scheduleRender();
@@ -673,7 +652,7 @@ function undo() {
   if (!stroke || !app.client) return;
   // The undo takes effect when it comes back in the channel, at the same place for everyone.
   app.client.publish(app.channel, { type: "undo", target: stroke.offset }).catch((error) => {
-    showBanner("error", "Undo failed:", ` ${error.message}.`);
+    showBanner("error", "Undo failed:", `${error.message}.`);
   });
 }
 
@@ -685,7 +664,7 @@ function askClear() {
 function clearBoard() {
   ui.dialog.close();
   app.client.publish(app.channel, { type: "clear" }).catch((error) => {
-    showBanner("error", "Clear failed:", ` ${error.message}.`);
+    showBanner("error", "Clear failed:", `${error.message}.`);
   });
   ui.canvas.focus();
 }
