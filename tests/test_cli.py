@@ -184,8 +184,8 @@ async def test_serve_mounts_the_board_unless_no_board() -> None:
         assert status == 200 and b'data-testid="board-canvas"' in page
     async with serve("--ephemeral", "--no-board") as served:
         assert not any("board on" in line for line in served.lines)
-        with pytest.raises(urllib.error.HTTPError, match="426"):
-            await served.get("/board")  # the hub's own answer: not a page here
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            await served.get("/board")  # the hub's own answer: no page here
 
 
 # The server runs in its own process on wshub.run's loop: one client-side loop is enough.
