@@ -28,7 +28,7 @@ from wshub.hub.wire import DisconnectCode
 from wshub.testing import UvicornServer
 
 from . import test_server as standalone
-from .conftest import API_KEY, SECRET, demo_hub, http, start_demo_hub
+from .conftest import API_KEY, SECRET, demo_auth, demo_hub, http, start_demo_hub
 from .test_server import Wire
 
 #: The namespaces of these tests (explicit, not the demo's).
@@ -153,7 +153,7 @@ async def hub_server() -> AsyncIterator[Endpoint]:
     """What the tests taken from test_server get here: the hub that ``start_hub`` builds
     for them (demo namespaces, anonymous allowed), mounted at the root of a Starlette app
     that has a page of its own."""
-    hub = demo_hub(auth=Authenticator(secret=SECRET, allow_anonymous=True))
+    hub = demo_hub(auth=demo_auth(secret=SECRET))
     async with mounted(hub, prefix="") as endpoint:
         yield endpoint
 
