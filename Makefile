@@ -20,6 +20,8 @@ PROTOCOL_COV_FAIL_UNDER ?= 95
 SPEEDUPS_MODULE ?= wshub.protocol._speedups
 NO_EXTENSIONS_ENV ?= WSHUB_NO_EXTENSIONS
 PROTOCOL_TESTS ?= tests/protocol
+# the port of `make run` (make run PORT=9000; 0 picks a free one, printed at start)
+PORT ?= 8765
 # extra arguments for pytest, e.g. make test PYTEST_ARGS='-x -k frames'
 PYTEST_ARGS ?=
 # what ruff lints and formats: the Python folders (not docs/, whose examples are written for
@@ -46,7 +48,7 @@ export PY SHARED
 	fuzz fuzz-smoke compliance compliance-quick bench bench-quick clean
 
 help:
-	@echo "make run               install into $(VENV) and start 'wshub serve' (http://127.0.0.1:8765/)"
+	@echo "make run [PORT=8765]   install into $(VENV) and start 'wshub serve' on http://127.0.0.1:PORT/"
 	@echo "make test              lint (ruff), type-check (mypy --strict), tests under coverage"
 	@echo "make fuzz              each atheris fuzz target for FUZZ_SECONDS (180 s); corpus in fuzzing/out/"
 	@echo "make fuzz-smoke        each fuzz target for FUZZ_SMOKE_SECONDS (8 s): what CI runs"
@@ -55,7 +57,7 @@ help:
 	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick       1-run smoke test of the benchmark"
 	@echo "make clean             remove caches, coverage data and reports (keeps $(VENV))"
-	@echo "variables: VENV=$(VENV) SHARED=$(SHARED) COV_FAIL_UNDER=$(COV_FAIL_UNDER)" \
+	@echo "variables: PORT=$(PORT) VENV=$(VENV) SHARED=$(SHARED) COV_FAIL_UNDER=$(COV_FAIL_UNDER)" \
 		"PROTOCOL_COV_FAIL_UNDER=$(PROTOCOL_COV_FAIL_UNDER) PYTEST_ARGS=..."
 
 # ---- virtualenv -------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ install-test: $(VENV)/.installed-test
 # ---- the main job -----------------------------------------------------------------------------
 
 run: $(VENV)/.installed
-	$(BIN)/wshub serve
+	$(BIN)/wshub serve --port $(PORT)
 
 # ---- tests ------------------------------------------------------------------------------------
 

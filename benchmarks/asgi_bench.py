@@ -35,10 +35,15 @@ def serve_asgi(port: int, channels: int, rate: float) -> None:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Mount, Route
 
+    from wshub.apps.chat import demo_config
     from wshub.hub import Authenticator, Hub, MemoryHistory
     from wshub.hub.asgi import HubASGIApp
 
-    hub = Hub(history=MemoryHistory(), auth=Authenticator(allow_anonymous=True))
+    hub = Hub(
+        history=MemoryHistory(),
+        registry=demo_config().registry(),  # ticker: conflated, server-only
+        auth=Authenticator(allow_anonymous=True, anonymous_permissions=["ticker:*:s"]),
+    )
 
     async def home(request: Any) -> PlainTextResponse:
         return PlainTextResponse("the app's own page")

@@ -54,10 +54,18 @@ async def feed(hub: Any, channels: int, rate: float) -> None:
 def serve(port: int, channels: int, rate: float) -> None:
     """The hub and its feed (the server process)."""
     import wshub
+    from wshub.apps.chat import demo_config
     from wshub.hub import start_hub
 
     async def main() -> None:
-        server = await start_hub("127.0.0.1", port, ephemeral=True, allow_anonymous=True)
+        server = await start_hub(
+            "127.0.0.1",
+            port,
+            ephemeral=True,
+            allow_anonymous=True,
+            anonymous_permissions=["ticker:*:s"],
+            registry=demo_config().registry(),  # ticker: conflated, server-only
+        )
         try:
             await feed(server.hub, channels, rate)
         finally:

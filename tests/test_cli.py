@@ -6,8 +6,11 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -20,10 +23,12 @@ import orjson
 import pytest
 
 import wshub
-from wshub.cli import _serve_options, build_parser, main
-from wshub.exceptions import AuthError
-from wshub.hub.auth import Authenticator
+from wshub.aio import TransportOptions
+from wshub.cli import build_parser, main, serve_config
+from wshub.exceptions import AuthError, HubError
+from wshub.hub.auth import Authenticator, make_token
 from wshub.hub.client import HubClient
+from wshub.hub.config import RedisStorage, SQLiteStorage
 from wshub.testing import RedisServer, TLSCertificate
 
 SECRET = "cli-tests-secret-0123456789abcdef-0123"
@@ -97,23 +102,23 @@ def test_limit_options_reach_the_hub() -> None:
     """Core and hub limits keep their keyword names; 'none' means no limit."""
     line = "serve --ephemeral --max-size none --ping-interval 5 --max-channels 7"
     line += " --publish-rate none --compression none"
-    args = build_parser().parse_args(line.split())
-    options = _serve_options(args)
-    assert options["max_size"] is None and options["ping_interval"] == 5.0
-    assert options["compression"] is None
-    assert options["limits"].max_channels == 7 and options["limits"].publish_rate is None
-    assert "max_queue" not in options  # not given: the layer's own default applies
+    hub = serve_config(build_parser().parse_args(line.split())).hub
+    assert hub.transport.max_size is None and hub.transport.ping_interval == 5.0
+    assert hub.transport.compression is None
+    assert hub.limits.max_channels == 7 and hub.limits.publish_rate is None
+    # not given: the layer's own default applies
+    assert hub.transport.max_queue == TransportOptions().max_queue
 
 
 def test_anonymous_unless_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     """No secret: anonymous allowed (the demo); a secret: refused unless --allow-anonymous."""
     monkeypatch.delenv("WSHUB_SECRET", raising=False)
     parse = build_parser().parse_args
-    assert _serve_options(parse(["serve"]))["allow_anonymous"] is True
-    assert _serve_options(parse(["serve"]))["data_dir"] == ".wshub-data"
+    assert serve_config(parse(["serve"])).hub.auth.allow_anonymous is True
+    assert serve_config(parse(["serve"])).hub.storage == SQLiteStorage(data_dir=".wshub-data")
     monkeypatch.setenv("WSHUB_SECRET", SECRET)
-    assert _serve_options(parse(["serve"]))["allow_anonymous"] is False
-    assert _serve_options(parse(["serve", "--allow-anonymous"]))["allow_anonymous"] is True
+    assert serve_config(parse(["serve"])).hub.auth.allow_anonymous is False
+    assert serve_config(parse(["serve", "--allow-anonymous"])).hub.auth.allow_anonymous is True
 
 
 # --- wshub serve ------------------------------------------------------------------------
@@ -256,8 +261,8 @@ async def test_serve_with_redis(redis: RedisServer) -> None:
 
 def test_serve_redis_options_and_an_unreachable_redis(capsys: pytest.CaptureFixture[str]) -> None:
     """--redis replaces the data directory; a Redis that does not answer exits with 1."""
-    options = _serve_options(build_parser().parse_args(["serve", "--redis", "redis://h:1/0"]))
-    assert (options["redis_url"], options["data_dir"]) == ("redis://h:1/0", None)
+    hub = serve_config(build_parser().parse_args(["serve", "--redis", "redis://h:1/0"])).hub
+    assert hub.storage == RedisStorage(url="redis://h:1/0")  # no data directory
     with pytest.raises(SystemExit) as info:
         main(["serve", "--port", "0", "--redis", "redis://127.0.0.1:1/0"])
     assert info.value.code == 1
@@ -269,41 +274,37 @@ def test_serve_redis_options_and_an_unreachable_redis(capsys: pytest.CaptureFixt
 
 
 def test_serve_options_for_metrics_and_port_sharing() -> None:
-    """--metrics, --reuse-port and --backlog reach start_hub only when given."""
+    """--metrics, --reuse-port and --backlog reach the hub only when given."""
     parse = build_parser().parse_args
-    assert not {"metrics", "reuse_port", "backlog", "ssl"} & set(_serve_options(parse(["serve"])))
-    options = _serve_options(
+    hub = serve_config(parse(["serve"])).hub
+    assert (hub.metrics.access, hub.listen.reuse_port, hub.listen.backlog) == ("local", False, 1024)
+    assert hub.tls.certfile is None
+    hub = serve_config(
         parse(["serve", "--metrics", "key", "--reuse-port", "--backlog", "4096"])
-    )
-    assert (options["metrics"], options["reuse_port"], options["backlog"]) == ("key", True, 4096)
+    ).hub
+    assert (hub.metrics.access, hub.listen.reuse_port, hub.listen.backlog) == ("key", True, 4096)
 
 
 def test_serve_options_for_tokens_and_dedupe(monkeypatch: pytest.MonkeyPatch) -> None:
     """--token-audience/--token-issuer (or their WSHUB_ variables), --token-leeway and
-    --dedupe-window reach start_hub only when given."""
+    --dedupe-window reach the hub only when given."""
     for name in ("WSHUB_TOKEN_AUDIENCE", "WSHUB_TOKEN_ISSUER"):
         monkeypatch.delenv(name, raising=False)
     parse = build_parser().parse_args
-    names = {"token_audience", "token_issuer", "token_leeway", "dedupe_window"}
-    assert not names & set(_serve_options(parse(["serve"])))
+
+    def chosen(argv: list[str]) -> tuple[Any, ...]:
+        hub = serve_config(parse(argv)).hub
+        return hub.auth.audience, hub.auth.issuer, hub.auth.leeway, hub.dedupe_window
+
+    assert chosen(["serve"]) == (None, None, 0.0, 120.0)
     line = "serve --token-audience hub --token-issuer https://auth.example"
     line += " --token-leeway 2.5 --dedupe-window 600"
-    options = _serve_options(parse(line.split()))
-    assert {name: options[name] for name in names} == {
-        "token_audience": "hub",
-        "token_issuer": "https://auth.example",
-        "token_leeway": 2.5,
-        "dedupe_window": 600.0,
-    }
+    assert chosen(line.split()) == ("hub", "https://auth.example", 2.5, 600.0)
     monkeypatch.setenv("WSHUB_TOKEN_AUDIENCE", "from-env")
     monkeypatch.setenv("WSHUB_TOKEN_ISSUER", "https://env.example")
-    options = _serve_options(parse(["serve"]))
-    assert (options["token_audience"], options["token_issuer"]) == (
-        "from-env",
-        "https://env.example",
-    )
-    options = _serve_options(parse(["serve", "--token-audience", "flag"]))
-    assert options["token_audience"] == "flag"  # the flag wins over the environment
+    assert chosen(["serve"])[:2] == ("from-env", "https://env.example")
+    # the flag wins over the environment
+    assert chosen(["serve", "--token-audience", "flag"])[0] == "flag"
 
 
 @pytest.mark.parametrize(
@@ -394,3 +395,238 @@ async def test_serve_over_tls(tmp_path: Path, tls_certificate: TLSCertificate) -
             reply: Any = orjson.loads(await ws.recv())
             assert reply["id"] == 1 and "result" in reply
         assert await served.stop() == 0
+
+
+# --- failing like a tool: one line, exit status 2 (issue 8 §4) --------------------------------
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run ``wshub ARGV`` in process; it must exit 2 with exactly one line on stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err
+    return err
+
+
+def test_serve_on_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port another process listens on: exit 2, one line naming the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = one_error_line(capsys, ["serve", "--ephemeral", "--port", str(port)])
+    assert err == (
+        f"wshub: error: cannot listen on 127.0.0.1:{port}: the port is in use "
+        "(choose another with --port, or 0 for any)\n"
+    )
+
+
+def test_serve_on_an_address_that_is_not_local(capsys: pytest.CaptureFixture[str]) -> None:
+    """--host with an address of no local interface: exit 2, one line naming it."""
+    err = one_error_line(capsys, ["serve", "--ephemeral", "--host", "10.255.255.1", "--port", "0"])
+    assert err.startswith("wshub: error: cannot listen on 10.255.255.1:0: ")
+    assert "not one of this machine's" in err
+
+
+def test_serve_with_a_data_dir_that_cannot_be_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data directory under a regular file: exit 2, one line naming the directory."""
+    (tmp_path / "file").write_text("not a directory")
+    data_dir = tmp_path / "file" / "data"
+    err = one_error_line(capsys, ["serve", "--port", "0", "--data-dir", str(data_dir)])
+    assert err.startswith(
+        f"wshub: error: storage.data_dir: cannot create the data directory '{data_dir}': "
+    )
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536", "http"])
+def test_serve_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str], port: str) -> None:
+    """--port is 0-65535, checked by the parser (99999 was wrapped to another port)."""
+    err = one_error_line(capsys, ["serve", "--port", port])
+    assert err.startswith("wshub serve: error: argument --port: ")
+
+
+@pytest.mark.parametrize("ttl", ["-5", "0", "nan", "soon"])
+def test_token_refuses_a_ttl_that_is_not_positive(
+    capsys: pytest.CaptureFixture[str], ttl: str
+) -> None:
+    """wshub token --ttl -5 printed an expired token with exit 0; now a usage error."""
+    err = one_error_line(capsys, ["token", "--secret", SECRET, "--user", "eve", "--ttl", ttl])
+    assert err.startswith("wshub token: error: argument --ttl: ")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """wshub --version prints the package's version and exits 0."""
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"wshub {wshub.__version__}\n"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_make_help_names_the_port_variable() -> None:
+    """make help says that make run takes PORT."""
+    done = subprocess.run(
+        ["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "make run [PORT=8765]" in done.stdout and "PORT=8765" in done.stdout.splitlines()[-1]
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_make_run_on_another_port() -> None:
+    """make run PORT=N serves the hub on port N."""
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    venv = Path(sys.executable).parent.parent
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WSHUB_")}
+    process = await asyncio.create_subprocess_exec(
+        *("make", "-s", "run", f"PORT={port}", f"VENV={venv}"),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**environment, "MAKEFLAGS": ""},
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("wshub: hub on"):
+            line = (await process.stdout.readline()).decode()
+            assert line, f"make run exited early: {lines}"
+            lines.append(line)
+        assert lines[-1] == f"wshub: hub on ws://127.0.0.1:{port}/ws\n"
+        served = Served(process, port, lines)
+        status, body = await served.get("/healthz")
+        assert status == 200 and orjson.loads(body)["status"] == "ok"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        await process.wait()
+
+
+# --- config files (issue 9 §2) ---------------------------------------------------------------
+
+
+def test_config_init_writes_a_file_that_config_check_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """config init writes a commented file; config check passes on it; init never
+    overwrites."""
+    path = tmp_path / "wshub.toml"
+    assert main(["config", "init", str(path)]) == 0
+    text = path.read_text()
+    assert text.startswith("# wshub configuration") and "\n# the TCP port, 0-65535" in text
+    assert "[[namespaces]]" in text and "secret_file" in text
+    capsys.readouterr()
+    assert main(["config", "check", str(path)]) == 0
+    assert capsys.readouterr().out == f"wshub: {path}: ok\n"
+    err = one_error_line(capsys, ["config", "init", str(path)])
+    assert err == f"wshub: error: {path}: exists already (not overwritten)\n"
+
+
+def test_config_check_prints_one_line_per_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """config check FILE: exit 2 and one line per problem, each naming the field."""
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'chat = "yes"\n[listen]\nport = 99999\n'
+        '[[namespaces]]\nname = "a"\n[[namespaces]]\nname = "b"\nhistory_size = -1\n'
+    )
+    assert main(["config", "check", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "wshub: error: chat: must be true or false, got 'yes'",
+        "wshub: error: listen.port: must be 0-65535, got 99999",
+        "wshub: error: namespaces[1].history_size: must be >= 0, got -1",
+    ]
+    assert main(["config", "check", str(tmp_path / "missing.toml")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_serve_with_a_bad_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """serve --config with a bad file: exit 2, one line (the first problem, and how many more)."""
+    path = tmp_path / "bad.toml"
+    path.write_text('[listen]\nport = "x"\nhost = 5\n')
+    err = one_error_line(capsys, ["serve", "--config", str(path)])
+    assert err.startswith("wshub: error: listen.") and "(and 1 more: wshub config check)" in err
+    path.write_text("[listen\n")
+    err = one_error_line(capsys, ["serve", "--config", str(path)])
+    assert err.startswith(f"wshub: error: {path}: not TOML")
+
+
+def test_config_show_prints_the_effective_config_with_secrets_redacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config show: the file, then the environment, then the flags; secrets redacted."""
+    monkeypatch.setenv("WSHUB_SECRET", SECRET)
+    monkeypatch.setenv("WSHUB_API_KEY", "api-key-from-the-environment")
+    path = tmp_path / "wshub.toml"
+    path.write_text('chat = false\n[listen]\nport = 9000\n[[namespaces]]\nname = "news"\n')
+    assert main(["config", "show", "--config", str(path), "--max-size", "4096"]) == 0
+    out = capsys.readouterr().out
+    shown = tomllib.loads(out)
+    assert shown["chat"] is False and shown["listen"]["port"] == 9000
+    assert shown["transport"]["max_size"] == 4096
+    assert [namespace["name"] for namespace in shown["namespaces"]] == ["news"]
+    assert shown["auth"]["secret"] == "<redacted>" and shown["api"]["api_key"] == "<redacted>"
+    assert SECRET not in out and "api-key-from-the-environment" not in out
+    assert main(["config", "show"]) == 0  # the demo
+    demo = tomllib.loads(capsys.readouterr().out)
+    assert [namespace["name"] for namespace in demo["namespaces"]] == ["chat", "ticker", "board"]
+
+
+def test_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flag wins over the file, the file over the defaults; the file's secret is used."""
+    monkeypatch.delenv("WSHUB_SECRET", raising=False)
+    path = tmp_path / "wshub.toml"
+    path.write_text(
+        f'[listen]\nport = 9000\npath = "/hub"\n[auth]\nsecret = "{SECRET}"\n'
+        '[storage]\nkind = "memory"\n[limits]\nmax_channels = 5\n'
+    )
+    parse = build_parser().parse_args
+    hub = serve_config(parse(["serve", "--config", str(path), "--port", "9001"])).hub
+    assert (hub.listen.port, hub.listen.path, hub.limits.max_channels) == (9001, "/hub", 5)
+    assert hub.auth.secret == SECRET and hub.auth.allow_anonymous is False
+    hub = serve_config(parse(["serve", "--config", str(path), "--data-dir", "d"])).hub
+    assert hub.storage == SQLiteStorage(data_dir="d")
+
+
+def test_storage_flags_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    """--data-dir, --ephemeral and --redis choose the storage: giving two is an error."""
+    err = one_error_line(capsys, ["serve", "--ephemeral", "--data-dir", "d"])
+    assert err == "wshub: error: storage: --data-dir and --ephemeral exclude each other: give one\n"
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_with_a_config_file(tmp_path: Path) -> None:
+    """serve --config: namespaces, auth (secret from secret_file) and storage from the file."""
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    path = tmp_path / "wshub.toml"
+    path.write_text(
+        "chat = false\n"
+        f'[auth]\nsecret_file = "{tmp_path / "secret"}"\n'
+        f'[storage]\nkind = "sqlite"\ndata_dir = "{tmp_path / "data"}"\n'
+        '[[namespaces]]\nname = "news"\nhistory_size = 2\npublish = "any"\n'
+    )
+    token = make_token(SECRET, "ed", 600, ["news:*:spr", "chat:*:spr"])
+    async with serve("--config", str(path)) as served:
+        assert not any(line.startswith("wshub: chat on") for line in served.lines)
+        with pytest.raises(AuthError):  # the file allows no anonymous user
+            await HubClient(served.url).connect()
+        async with HubClient(served.url, token) as client:
+            for n in range(3):
+                await client.publish("news:today", {"n": n})
+            page = await client.history("news:today")
+            assert [p.data for p in page.publications] == [{"n": 1}, {"n": 2}]
+            with pytest.raises(HubError) as unknown:  # only the file's namespaces
+                await client.subscribe("chat:lobby")
+            assert unknown.value.code == 108
+        status, _ = await served.get("/healthz")
+        assert status == 200
+        assert await served.stop() == 0
+    assert (tmp_path / "data" / "history.db").exists()

@@ -1,22 +1,24 @@
 """The ``wshub`` command: ``wshub serve`` runs a hub with the chat page, ``wshub token`` signs
-connection tokens.
+connection tokens, ``wshub config init|check|show`` write, check and print config files.
 
-``wshub serve`` with no options is the demo that ``make run`` starts: a hub on
-http://127.0.0.1:8765/ whose chat room works in a browser with no configuration and no other
-service. Without a token secret nobody could present a token, so anonymous users are then
-allowed, with the default anonymous permissions (chat, board, tickers); history is kept in
-SQLite under ``./.wshub-data``.
+``wshub serve`` with no options is the demo that ``make run`` starts: the chat app's own
+configuration (:func:`wshub.apps.chat.demo_config`), a hub on http://127.0.0.1:8765/ whose
+chat room works in a browser with no other service, anonymous users allowed (unless a
+token secret is given: then only with ``--allow-anonymous``), history in SQLite under
+``./.wshub-data``.
 
-Every limit of the WebSocket layer and of the hub is an option with the name of its keyword
-argument (``max_size`` is ``--max-size``); the hub's limits are read from
-:class:`~wshub.hub.HubLimits` itself, so that a new limit appears here without another edit.
-Secrets and the other deployment strings may come from the environment (``WSHUB_SECRET``,
-``WSHUB_API_KEY``, ``WSHUB_REDIS_URL``, ``WSHUB_TOKEN_AUDIENCE``, ``WSHUB_TOKEN_ISSUER``),
-read through :mod:`wshub.config` like every environment variable.
+``wshub serve --config wshub.toml`` runs the :class:`~wshub.hub.config.HubConfig` of a TOML
+file instead (docs/configuration.md). Every option is a field of that file, and an option
+given on the command line wins over the file. Flags are generated from the dataclasses
+(``max_size`` of :class:`~wshub.aio.TransportOptions` is ``--max-size``, each field of
+:class:`~wshub.hub.HubLimits` is a flag of its own name), so that a new limit appears here
+without another edit. Secrets come from the environment (``WSHUB_SECRET``,
+``WSHUB_API_KEY``) or from a file named in the config (``secret_file``), read through
+:mod:`wshub.config` like every environment variable; they are never needed on the command
+line.
 
-Production switches (docs/deployment.md): ``--certfile``/``--keyfile`` serve https and wss,
-``--metrics`` says who may read ``/metrics``, ``--reuse-port`` lets several processes share
-the port, ``--log-level``/``--log-format json`` shape the logs on standard error.
+Every error ends the command with status 2 and one line on standard error (1 when Redis does
+not answer), never a traceback.
 """
 
 from __future__ import annotations
@@ -25,35 +27,50 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import signal
-import ssl
 import sys
+import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
-from wshub import config
-from wshub.aio import run
+from wshub import __version__, config
+from wshub.aio import TransportOptions, run
 from wshub.apps.board import BoardApp
-from wshub.apps.chat import ChatApp
+from wshub.apps.board.app import DEFAULT_HISTORY_SIZE
+from wshub.apps.chat import ChatApp, demo_config
 from wshub.apps.ticker import TickerApp, run_feed
 from wshub.apps.ticker.feed import run_http_feed
 from wshub.commands import register as register_commands
-from wshub.exceptions import HubError
+from wshub.exceptions import ConfigError, HubError
 from wshub.hub import HubLimits
 from wshub.hub.auth import make_token
+from wshub.hub.channels import NamespaceOptions
+from wshub.hub.config import (
+    HubConfig,
+    ListenConfig,
+    MemoryStorage,
+    Namespace,
+    RedisStorage,
+    SQLiteStorage,
+    dump_toml,
+    field_docs,
+    read_file,
+)
 from wshub.hub.metrics import METRICS_ACCESS
 from wshub.hub.server import HubServer, start_hub
 from wshub.log import LEVELS, LOG_FORMATS, configure_logging
 
-__all__ = ["build_parser", "main"]
+__all__ = ["ServeConfig", "build_parser", "main", "serve_config"]
 
 logger = logging.getLogger("wshub.server")
 
-DEFAULT_DATA_DIR = ".wshub-data"
+#: The file ``wshub config init`` writes when no path is given.
+DEFAULT_CONFIG_FILE = "wshub.toml"
 
-# Options of the WebSocket layer offered on ``serve`` (name, parser, help); each is passed on
-# only when given, so that the layer's own documented default applies otherwise.
 _NONE_WORDS = ("none", "off", "unlimited")
 
 
@@ -67,28 +84,6 @@ def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__
     return parse
-
-
-def _compression(text: str) -> str | None:
-    if text.strip().lower() in _NONE_WORDS:
-        return None
-    if text != "deflate":
-        raise argparse.ArgumentTypeError("use 'deflate' or 'none'")
-    return text
-
-
-_TRANSPORT_OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
-    ("max_size", _optional(int), "largest message in bytes (default 1 MiB; 'none': no limit)"),
-    ("max_queue", _optional(int), "unread messages buffered per connection (default 16)"),
-    ("write_limit", int, "write buffer high-water mark in bytes (default 65536)"),
-    ("ping_interval", _optional(float), "seconds between keepalive pings (default 20)"),
-    ("ping_timeout", _optional(float), "seconds to wait for a pong (default 20)"),
-    ("open_timeout", _optional(float), "seconds for the opening handshake (default 10)"),
-    ("close_timeout", _optional(float), "seconds for the closing handshake (default 10)"),
-    ("max_connections", _optional(int), "open connections before 503 (default: no limit)"),
-    ("max_request_size", _optional(int), "largest HTTP request in bytes (default 1 MiB)"),
-    ("compression", _compression, "'deflate' (default) or 'none'"),
-)
 
 
 def _seconds(*, positive: bool) -> Callable[[str], float]:
@@ -110,22 +105,194 @@ def _seconds(*, positive: bool) -> Callable[[str], float]:
     return parse
 
 
-def _limit_parser(annotation: Any) -> Callable[[str], Any]:
-    """How to read one :class:`HubLimits` field from its annotation (``"float | None"``)."""
-    text = str(annotation)
-    kind: Callable[[str], Any] = float if "float" in text else int
-    return _optional(kind) if "None" in text else kind
+def _port(text: str) -> int:
+    """An argparse type for a TCP port: an integer from 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {text!r}")
+    return value
+
+
+def _field_parser(annotation: Any) -> Callable[[str], Any]:
+    """How to read a number (or ``none``) of a config field from its annotation."""
+    members = typing.get_args(annotation) or (annotation,)
+    kind: Callable[[str], Any] = float if float in members else int
+    if str in members or any(typing.get_origin(member) is Literal for member in members):
+        kind = str
+    return _optional(kind) if type(None) in members else kind
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: Sections whose every field (or these fields) is a ``serve`` flag of the same name, with
+#: the field's documentation and default as its help; ``dest`` is ``section.field``.
+_GENERATED: tuple[tuple[str, type[Any], tuple[str, ...] | None, str], ...] = (
+    ("transport", TransportOptions, None, "WebSocket limits ('none' where allowed)"),
+    ("listen", ListenConfig, ("max_connections", "max_request_size"), ""),
+    ("limits", HubLimits, None, "hub limits (docs/hub.md; 'none' where no limit is allowed)"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error of wshub
+    (argparse's own prints the whole usage first, which buries the line that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    """The options of ``serve`` (and ``config show``): each is a field of the config file,
+    and is set only when given, so that the file's value (or the default) applies."""
+    given = argparse.SUPPRESS
+    serve.add_argument(
+        "--config", metavar="FILE", help="a TOML config file (default: the chat demo)"
+    )
+    serve.add_argument("--host", default=given, help="interface (default: 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=given, help="TCP port 0-65535, 0 = any (default 8765)"
+    )
+    serve.add_argument("--path", default=given, help="WebSocket path (default: /ws)")
+    serve.add_argument(
+        "--data-dir",
+        default=given,
+        help="keep history in SQLite in this directory, created if needed "
+        "(the demo's default: ./.wshub-data)",
+    )
+    serve.add_argument(
+        "--ephemeral",
+        action="store_true",
+        default=given,
+        help="keep history in memory only (lost on exit)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        default=given,
+        help="share history, presence and fan-out with the other nodes through Redis, e.g. "
+        "redis://localhost:6379/0 (default: $WSHUB_REDIS_URL)",
+    )
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=given,
+        help="accept connections without a token even when a secret is set",
+    )
+    serve.add_argument(
+        "--secret",
+        default=given,
+        help="HS256 secret for connection tokens, at least 32 bytes (better: $WSHUB_SECRET "
+        "or secret_file in the config file, which no process listing shows)",
+    )
+    serve.add_argument(
+        "--api-key",
+        default=given,
+        help="key for the HTTP API (default: $WSHUB_API_KEY; none: every call gets 401)",
+    )
+    serve.add_argument(
+        "--token-audience",
+        metavar="AUD",
+        default=given,
+        help="refuse tokens whose aud claim is not AUD (default: $WSHUB_TOKEN_AUDIENCE; "
+        "unset: aud not checked)",
+    )
+    serve.add_argument(
+        "--token-issuer",
+        metavar="ISS",
+        default=given,
+        help="refuse tokens whose iss claim is not ISS (default: $WSHUB_TOKEN_ISSUER; "
+        "unset: iss not checked)",
+    )
+    serve.add_argument(
+        "--token-leeway",
+        type=_seconds(positive=False),
+        default=given,
+        metavar="SECONDS",
+        help="clock skew tolerated on a token's exp and nbf (default 0)",
+    )
+    serve.add_argument(
+        "--dedupe-window",
+        type=_seconds(positive=True),
+        default=given,
+        metavar="SECONDS",
+        help="how long a publish's message_id is remembered, so that a retry is answered "
+        "as a duplicate (default 120)",
+    )
+    serve.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        default=given,
+        metavar="ORIGIN",
+        help="allowed Origin of WebSocket upgrades (repeatable; default: any)",
+    )
+    serve.add_argument(
+        "--no-chat", action="store_true", default=given, help="do not serve the chat page"
+    )
+    serve.add_argument(
+        "--no-ticker",
+        action="store_true",
+        default=given,
+        help="do not serve /ticker nor run its price feed",
+    )
+    serve.add_argument(
+        "--ticker-rate",
+        type=float,
+        default=given,
+        help="price ticks per second of the in-process feed (default 20)",
+    )
+    serve.add_argument(
+        "--no-board", action="store_true", default=given, help="do not serve the board page"
+    )
+    serve.add_argument(
+        "--metrics",
+        choices=METRICS_ACCESS,
+        default=given,
+        help="who may GET /metrics: local (loopback clients or the API key; the default), "
+        "key, open, off",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=given,
+        help="set SO_REUSEPORT, so that several processes can listen on the port",
+    )
+    serve.add_argument("--backlog", type=int, default=given, help="listen backlog (default 1024)")
+    tls = serve.add_argument_group("TLS (serve https:// and wss://)")
+    tls.add_argument(
+        "--certfile", default=given, help="PEM certificate chain, the server's certificate first"
+    )
+    tls.add_argument("--keyfile", default=given, help="PEM private key (default: in the certfile)")
+    logs = serve.add_argument_group("logging (also accepted before the command)")
+    logs.add_argument("--log-level", choices=LEVELS, default=given)
+    logs.add_argument("--log-format", choices=LOG_FORMATS, default=given)
+    group = None
+    for section, cls, names, title in _GENERATED:
+        if title or group is None:
+            group = serve.add_argument_group(title or None)
+        hints, docs = typing.get_type_hints(cls), field_docs(cls)
+        for item in dataclasses.fields(cls):
+            if names is not None and item.name not in names:
+                continue
+            group.add_argument(
+                _flag(item.name),
+                dest=f"{section}.{item.name}",
+                type=_field_parser(hints[item.name]),
+                default=given,
+                metavar=item.name.upper(),
+                help=f"{docs.get(item.name, '')} (default: {item.default})".replace("%", "%%"),
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wshub`` (exposed for tests and documentation)."""
-    parser = argparse.ArgumentParser(
-        prog="wshub", description="WebSocket toolkit and real-time messaging hub."
-    )
+    parser = _Parser(prog="wshub", description="WebSocket toolkit and real-time messaging hub.")
+    parser.add_argument("--version", action="version", version=f"wshub {__version__}")
     parser.add_argument(
         "--log-level", default="info", choices=LEVELS, help="logging level (default: info)"
     )
@@ -142,119 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a hub with the chat page",
         description=(
             "Run a hub: the chat page on http://HOST:PORT/, the WebSocket endpoint at PATH and "
-            "the HTTP API (/healthz, /api/...). With no secret (--secret or WSHUB_SECRET), "
-            "anonymous users are allowed with the default anonymous permissions, so that the "
-            "chat works with no configuration; with a secret, only token holders may connect "
-            "unless --allow-anonymous is given."
+            "the HTTP API (/healthz, /api/...). Without --config, the chat demo: anonymous "
+            "users allowed unless a secret is set (--secret or WSHUB_SECRET). With --config "
+            "FILE, the hub that file describes; options given here win over the file."
         ),
     )
-    serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="TCP port, 0 = any (default 8765)")
-    serve.add_argument("--path", default="/ws", help="WebSocket path (default: /ws)")
-    serve.add_argument(
-        "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help=f"where the SQLite history lives, created if needed (default: ./{DEFAULT_DATA_DIR})",
-    )
-    serve.add_argument(
-        "--ephemeral", action="store_true", help="keep history in memory only (lost on exit)"
-    )
-    serve.add_argument(
-        "--redis",
-        metavar="URL",
-        help="share history, presence and fan-out with the other nodes through Redis, e.g. "
-        "redis://localhost:6379/0; replaces --data-dir (default: $WSHUB_REDIS_URL)",
-    )
-    serve.add_argument(
-        "--allow-anonymous",
-        action="store_true",
-        help="accept connections without a token even when a secret is set",
-    )
-    serve.add_argument(
-        "--secret",
-        help="HS256 secret for connection tokens, at least 32 bytes (default: $WSHUB_SECRET)",
-    )
-    serve.add_argument(
-        "--api-key", help="key for the HTTP API (default: $WSHUB_API_KEY; none: API off)"
-    )
-    serve.add_argument(
-        "--token-audience",
-        metavar="AUD",
-        help="refuse tokens whose aud claim is not AUD (default: $WSHUB_TOKEN_AUDIENCE; "
-        "unset: aud not checked)",
-    )
-    serve.add_argument(
-        "--token-issuer",
-        metavar="ISS",
-        help="refuse tokens whose iss claim is not ISS (default: $WSHUB_TOKEN_ISSUER; "
-        "unset: iss not checked)",
-    )
-    serve.add_argument(
-        "--token-leeway",
-        type=_seconds(positive=False),
-        default=argparse.SUPPRESS,
-        metavar="SECONDS",
-        help="clock skew tolerated on a token's exp and nbf (default 0)",
-    )
-    serve.add_argument(
-        "--dedupe-window",
-        type=_seconds(positive=True),
-        default=argparse.SUPPRESS,
-        metavar="SECONDS",
-        help="how long a publish's message_id is remembered, so that a retry is answered "
-        "as a duplicate (default 120)",
-    )
-    serve.add_argument(
-        "--origin",
-        action="append",
-        dest="origins",
-        default=argparse.SUPPRESS,
-        metavar="ORIGIN",
-        help="allowed Origin of WebSocket upgrades (repeatable; default: any)",
-    )
-    serve.add_argument("--no-chat", action="store_true", help="do not serve the chat page")
-    serve.add_argument("--no-board", action="store_true", help="do not serve the board page")
-    serve.add_argument(
-        "--no-ticker", action="store_true", help="do not serve /ticker nor run its price feed"
-    )
-    serve.add_argument(
-        "--ticker-rate", type=float, default=20.0, help="price ticks per second (default 20)"
-    )
-    serve.add_argument(
-        "--metrics",
-        choices=METRICS_ACCESS,
-        default=argparse.SUPPRESS,
-        help="who may GET /metrics: local (loopback clients or the API key; the default), "
-        "key, open, off",
-    )
-    serve.add_argument(
-        "--reuse-port",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="set SO_REUSEPORT, so that several processes can listen on the port",
-    )
-    serve.add_argument(
-        "--backlog", type=int, default=argparse.SUPPRESS, help="listen backlog (default 1024)"
-    )
-    tls = serve.add_argument_group("TLS (serve https:// and wss://)")
-    tls.add_argument("--certfile", help="PEM certificate chain, the server's certificate first")
-    tls.add_argument("--keyfile", help="PEM private key (default: in the certfile)")
-    logs = serve.add_argument_group("logging (also accepted before the command)")
-    logs.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS)
-    logs.add_argument("--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS)
-    transport = serve.add_argument_group("WebSocket limits")
-    for name, kind, text in _TRANSPORT_OPTIONS:
-        transport.add_argument(_flag(name), type=kind, default=argparse.SUPPRESS, help=text)
-    hub = serve.add_argument_group("hub limits (docs/hub.md; 'none' where no limit is allowed)")
-    for field in dataclasses.fields(HubLimits):
-        hub.add_argument(
-            _flag(field.name),
-            dest=f"limit_{field.name}",
-            type=_limit_parser(field.type),
-            default=argparse.SUPPRESS,
-            metavar=field.name.upper(),
-            help=f"(default: {field.default})",
-        )
+    _add_serve_arguments(serve)
     serve.set_defaults(func=_serve_command)
 
     token = commands.add_parser(
@@ -266,9 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True, help="the user id (the token's sub)")
     token.add_argument(
         "--ttl",
-        type=_optional(float),
+        type=_optional(_seconds(positive=True)),
         default=3600.0,
-        help="seconds until it expires (default 3600; 'none': no exp claim)",
+        help="seconds until it expires, > 0 (default 3600; 'none': no exp claim)",
     )
     token.add_argument(
         "--channels",
@@ -291,6 +351,29 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--seed", type=int, help="make the random walk reproducible")
     feed.set_defaults(func=_feed_command)
     register_commands(commands)
+
+    files = commands.add_parser(
+        "config",
+        help="write, check or show a config file",
+        description="Config files for 'wshub serve --config FILE' (docs/configuration.md).",
+    )
+    actions = files.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = actions.add_parser("init", help="write a commented starting file")
+    init.add_argument(
+        "path", nargs="?", default=DEFAULT_CONFIG_FILE, help=f"(default: {DEFAULT_CONFIG_FILE})"
+    )
+    init.set_defaults(func=_config_init)
+    check = actions.add_parser("check", help="check a file: exit 0, or 2 with one line per error")
+    check.add_argument("path", metavar="FILE")
+    check.set_defaults(func=_config_check)
+    show = actions.add_parser(
+        "show",
+        help="print the effective configuration (secrets redacted)",
+        description="Print, as TOML, the configuration 'wshub serve' would run with the same "
+        "options and environment; secrets are shown as <redacted>.",
+    )
+    _add_serve_arguments(show)
+    show.set_defaults(func=_config_show)
     return parser
 
 
@@ -301,8 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         status: int = args.func(args)
+    except ConfigError as exc:
+        # A configuration names the field of each problem; the first says what to fix.
+        more = len(exc.errors) - 1
+        hint = f" (and {more} more: wshub config check)" if more > 0 else ""
+        parser.exit(2, f"wshub: error: {exc.errors[0]}{hint}\n")
     except ValueError as exc:
-        # Bad configuration (a short secret, an invalid permission): say what, not a traceback.
+        # Bad input (a short secret, an invalid permission): say what, not a traceback.
         parser.exit(2, f"wshub: error: {exc}\n")
     except ConnectionError as exc:
         # A service the hub needs does not answer (Redis): also not worth a traceback.
@@ -321,77 +409,226 @@ def _token_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the effective configuration -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """What ``wshub serve`` runs: a hub, and which of the apps are served with it.
+
+    Attributes:
+        hub: the hub's configuration.
+        chat: serve the chat page at ``/`` (``chat = false`` in a file, ``--no-chat``).
+        ticker: serve the live prices page at ``/ticker`` and run its simulated feed
+            (``ticker = false``, ``--no-ticker``).
+        ticker_rate: price ticks per second of that feed (``ticker_rate``, ``--ticker-rate``).
+        board: serve the shared whiteboard at ``/board`` (``board = false``, ``--no-board``).
+    """
+
+    hub: HubConfig
+    chat: bool = True
+    ticker: bool = True
+    ticker_rate: float = 20.0
+    board: bool = True
+
+    def apps(self) -> dict[str, Any]:
+        """The app settings as they are written in a file (top-level keys)."""
+        return {
+            "chat": self.chat,
+            "ticker": self.ticker,
+            "ticker_rate": self.ticker_rate,
+            "board": self.board,
+        }
+
+
+#: The app switches of a config file (top-level booleans, beside the hub's tables).
+_APP_SWITCHES = ("chat", "ticker", "board")
+
+
+def _check_rate(rate: object) -> list[str]:
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 10_000:
+        return [f"ticker_rate: must be a number > 0 and at most 10000, got {rate!r}"]
+    return []
+
+
+def load_file(path: str | Path) -> ServeConfig:
+    """The :class:`ServeConfig` of a config file: a :class:`HubConfig` and ``chat``.
+
+    Raises:
+        ConfigError: every problem of the file, one line each, naming the field.
+    """
+    data = read_file(path)
+    switches = {name: data.pop(name, True) for name in _APP_SWITCHES}
+    errors = [
+        f"{name}: must be true or false, got {value!r}"
+        for name, value in switches.items()
+        if not isinstance(value, bool)
+    ]
+    rate = data.pop("ticker_rate", 20.0)
+    errors.extend(_check_rate(rate))
+    try:
+        hub = HubConfig.parse(data)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    ConfigError.check(errors)
+    return ServeConfig(hub, ticker_rate=float(rate), **switches)
+
+
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The configuration ``serve`` runs: the file (or the demo), then the environment, then
+    the options given on the command line.
+
+    Raises:
+        ConfigError: the file or an option is invalid (the message names the field).
+    """
+    given = vars(args)
+    base = load_file(args.config) if args.config else ServeConfig(demo_config())
+    hub = base.hub
+    sections: dict[str, dict[str, Any]] = {"listen": {}, "auth": {}, "api": {}, "tls": {}}
+    for name in ("host", "port", "path", "origins", "reuse_port", "backlog"):
+        if name in given:
+            sections["listen"][name] = given[name]
+    for key, value in given.items():
+        section, dot, name = key.partition(".")
+        if dot:
+            sections.setdefault(section, {})[name] = value
+    auth, api = sections["auth"], sections["api"]
+    for name, flag, variable in (
+        ("secret", "secret", "WSHUB_SECRET"),
+        ("audience", "token_audience", "WSHUB_TOKEN_AUDIENCE"),
+        ("issuer", "token_issuer", "WSHUB_TOKEN_ISSUER"),
+    ):
+        value = given.get(flag) or config.env_str(variable)
+        if value:
+            auth[name] = value
+    if "token_leeway" in given:
+        auth["leeway"] = given["token_leeway"]
+    if "allow_anonymous" in given:
+        auth["allow_anonymous"] = True
+    elif not args.config and "secret" in auth:
+        # The demo lets anonymous users in because nobody could present a token; with a
+        # secret, tokens are the way in unless --allow-anonymous says otherwise.
+        auth["allow_anonymous"] = False
+    api_key = given.get("api_key") or config.env_str("WSHUB_API_KEY")
+    if api_key:
+        api["api_key"] = api_key
+    for name in ("certfile", "keyfile"):
+        if name in given:
+            sections["tls"][name] = given[name]
+    changes: dict[str, Any] = {}
+    for section, fields in sections.items():
+        if fields:
+            try:
+                changes[section] = dataclasses.replace(getattr(hub, section), **fields)
+            except ConfigError as exc:
+                raise exc.within(section) from None
+    storage = _storage_option(given)
+    if storage is not None:
+        changes["storage"] = storage
+    if "metrics" in given:
+        changes["metrics"] = dataclasses.replace(hub.metrics, access=given["metrics"])
+    if "dedupe_window" in given:
+        changes["dedupe_window"] = given["dedupe_window"]
+    rate = given.get("ticker_rate", base.ticker_rate)
+    ConfigError.check(_check_rate(rate))
+    return ServeConfig(
+        dataclasses.replace(hub, **changes),
+        chat=base.chat and "no_chat" not in given,
+        ticker=base.ticker and "no_ticker" not in given,
+        ticker_rate=rate,
+        board=base.board and "no_board" not in given,
+    )
+
+
+def _storage_option(given: dict[str, Any]) -> SQLiteStorage | MemoryStorage | RedisStorage | None:
+    """The storage the options (or ``WSHUB_REDIS_URL``) choose, ``None`` when they don't."""
+    chosen = [name for name in ("data_dir", "ephemeral", "redis") if name in given]
+    if len(chosen) > 1:
+        flags = " and ".join(_flag(name) for name in chosen)
+        raise ConfigError([f"storage: {flags} exclude each other: give one"])
+    if "data_dir" in given:
+        return SQLiteStorage(data_dir=given["data_dir"])
+    if "ephemeral" in given:
+        return MemoryStorage()
+    url = given.get("redis") or (None if chosen else config.env_str("WSHUB_REDIS_URL"))
+    if url:
+        try:
+            return RedisStorage(url=url)
+        except ConfigError as exc:
+            raise exc.within("storage") from None
+    return None
+
+
+# --- wshub config ---------------------------------------------------------------------------
+
+_STARTING_FILE_HEADER = """\
+# wshub configuration: run it with `wshub serve --config {path}`, check it with
+# `wshub config check {path}`, see what runs with `wshub config show --config {path}`.
+# Every option of `wshub serve` is a field here (--max-size is max_size in [transport]);
+# an option given on the command line wins over this file. Secrets do not belong here:
+# set WSHUB_SECRET and WSHUB_API_KEY in the environment, or name a file that holds one
+# (secret_file in [auth], api_key_file in [api]). Reference: docs/configuration.md.
+
+# the demo pages: chat at /, live prices at /ticker (with a simulated feed of ticker_rate
+# ticks per second) and the whiteboard at /board. Off here: their namespaces (chat, ticker,
+# board, as in `wshub config show` without --config) are not all declared below.
+"""
+
+
+def starting_config() -> ServeConfig:
+    """What ``wshub config init`` writes: history in SQLite, one namespace, no anonymous
+    users (they are allowed with ``allow_anonymous = true`` in ``[auth]``)."""
+    chat = Namespace(
+        name="chat",
+        options=NamespaceOptions(history_size=100, history_ttl=86400.0, presence=True),
+    )
+    hub = HubConfig(storage=SQLiteStorage(), namespaces=(chat,))
+    # The demo pages need the demo's namespaces (ticker, board): off in a file of one's own.
+    return ServeConfig(hub, chat=False, ticker=False, board=False)
+
+
+def _config_init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    starting = starting_config()
+    text = _STARTING_FILE_HEADER.format(path=path) + dump_toml(
+        {**starting.apps(), **starting.hub.serialize(redact=False)}, comments=True
+    )
+    try:
+        with path.open("x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError:
+        raise ConfigError([f"{path}: exists already (not overwritten)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot write: {exc.strerror or exc}"]) from exc
+    print(f"wshub: wrote {path}; check it with: wshub config check {path}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    try:
+        load_file(args.path)
+    except ConfigError as exc:
+        sys.stderr.write("".join(f"wshub: error: {error}\n" for error in exc.errors))
+        return 2
+    print(f"wshub: {args.path}: ok")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    effective = serve_config(args)
+    print(dump_toml({**effective.apps(), **effective.hub.serialize()}), end="")
+    return 0
+
+
 # --- wshub serve ------------------------------------------------------------------------
 
 
-def _serve_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`start_hub` for the parsed command line."""
-    secret = args.secret or config.env_str("WSHUB_SECRET")
-    api_key = args.api_key or config.env_str("WSHUB_API_KEY")
-    redis_url = args.redis or config.env_str("WSHUB_REDIS_URL")
-    audience = args.token_audience or config.env_str("WSHUB_TOKEN_AUDIENCE")
-    issuer = args.token_issuer or config.env_str("WSHUB_TOKEN_ISSUER")
-    given = vars(args)
-    limits = {
-        field.name: given[f"limit_{field.name}"]
-        for field in dataclasses.fields(HubLimits)
-        if f"limit_{field.name}" in given
-    }
-    options: dict[str, Any] = {
-        "data_dir": None if args.ephemeral or redis_url else args.data_dir,
-        "ephemeral": args.ephemeral,
-        # Without a secret no token can be checked: anonymous is the only way in.
-        "allow_anonymous": args.allow_anonymous or secret is None,
-        "secret": secret,
-        "api_key": api_key,
-        "path": args.path,
-        "http_handlers": ([] if args.no_chat else [ChatApp(ws_path=args.path)])
-        + ([] if args.no_ticker else [TickerApp(ws_path=args.path)]),
-        "limits": HubLimits(**limits),
-    }
-    if not args.no_board:
-        size = options["limits"].max_publication_size
-        options["http_handlers"].append(BoardApp(ws_path=args.path, max_publication_size=size))
-    for name, _, _ in _TRANSPORT_OPTIONS:
-        if name in given:
-            options[name] = given[name]
-    for name in ("origins", "metrics", "reuse_port", "backlog", "token_leeway", "dedupe_window"):
-        if name in given:
-            options[name] = given[name]
-    if audience:
-        options["token_audience"] = audience
-    if issuer:
-        options["token_issuer"] = issuer
-    if args.certfile or args.keyfile:
-        options["ssl"] = _tls_context(args.certfile, args.keyfile)
-    if redis_url:
-        options["redis_url"] = redis_url
-    return options
-
-
-def _tls_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext:
-    """A server context with Python's secure defaults and the given certificate.
-
-    Raises:
-        ValueError: no certificate, or the files cannot be read or do not match.
-    """
-    if not certfile:
-        raise ValueError("--keyfile needs --certfile")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load the TLS certificate: {exc}") from exc
-    return context
-
-
 def _serve_command(args: argparse.Namespace) -> int:
-    options = _serve_options(args)
-    if not args.no_ticker and not 0 < args.ticker_rate <= 10_000:
-        raise ValueError("--ticker-rate must be > 0 and at most 10000")
+    settings = serve_config(args)
     # A feed belongs to the hub, not to each node: with Redis, `wshub feed` runs once instead.
-    feed_rate = None if args.no_ticker or "redis_url" in options else args.ticker_rate
-    run(_serve(args.host, args.port, options, feed_rate))
+    redis = isinstance(settings.hub.storage, RedisStorage)
+    feed_rate = None if not settings.ticker or redis else settings.ticker_rate
+    run(_serve(settings, feed_rate=feed_rate))
     return 0
 
 
@@ -418,42 +655,70 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def _serve(
-    host: str, port: int, options: dict[str, Any], feed_rate: float | None = None
-) -> None:
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """One line saying why the hub cannot listen on ``host:port``."""
+    where = f"cannot listen on {_display_host(host) if host else '*'}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where}: the port is in use (choose another with --port, or 0 for any)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: the address is not one of this machine's (see --host)"
+    return f"{where}: {exc.strerror or exc}"
+
+
+async def _serve(settings: ServeConfig, *, feed_rate: float | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001.
 
-    With ``feed_rate``, the ticker's price feed runs in the same process at that rate.
+    The apps ``settings`` switches on are served; with ``feed_rate``, the ticker's price
+    feed runs in the same process at that rate.
     """
+    hub, listen = settings.hub, settings.hub.listen
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows' event loop
             loop.add_signal_handler(signum, stop.set)
-    server: HubServer = await start_hub(host or None, port, **options)
+    handlers: list[Any] = [ChatApp(ws_path=listen.path)] if settings.chat else []
+    if settings.ticker:
+        handlers.append(TickerApp(ws_path=listen.path))
+    if settings.board:
+        # The page's snapshot rule depends on how much history the board namespace keeps.
+        board = next((n.options for n in hub.namespaces if n.name == "board"), None)
+        handlers.append(
+            BoardApp(
+                ws_path=listen.path,
+                history_size=DEFAULT_HISTORY_SIZE if board is None else board.history_size,
+                max_publication_size=hub.limits.max_publication_size,
+            )
+        )
+    try:
+        server: HubServer = await start_hub(hub, http_handlers=handlers)
+    except ConnectionError:
+        raise  # a service the hub needs (Redis) does not answer: main() says so
+    except OSError as exc:
+        raise ValueError(_listen_error(listen.host, listen.port, exc)) from exc
     feed = None if feed_rate is None else asyncio.create_task(run_feed(server.hub, rate=feed_rate))
     try:
-        shown = _display_host(host)
-        secure = "s" if "ssl" in options else ""
-        if any(isinstance(handler, ChatApp) for handler in options["http_handlers"]):
+        shown = _display_host(listen.host)
+        secure = "s" if hub.tls.certfile else ""
+        if settings.chat:
             print(f"wshub: chat on http{secure}://{shown}:{server.port}/", flush=True)
-        if any(isinstance(handler, TickerApp) for handler in options["http_handlers"]):
+        if settings.ticker:
             fed = "" if feed is not None else " (no feed here: run `wshub feed` once for the hub)"
             print(
                 f"wshub: live prices on http{secure}://{shown}:{server.port}/ticker{fed}",
                 flush=True,
             )
-        if any(isinstance(handler, BoardApp) for handler in options["http_handlers"]):
+        if settings.board:
             print(f"wshub: board on http{secure}://{shown}:{server.port}/board", flush=True)
         print(f"wshub: hub on ws{secure}://{shown}:{server.port}{server.path}", flush=True)
-        if options["allow_anonymous"]:
+        if hub.auth.allow_anonymous:
             print("wshub: anonymous users allowed", flush=True)
-        if options["data_dir"] is not None:
-            print(f"wshub: history in {options['data_dir']}", flush=True)
-        if "redis_url" in options:
+        if isinstance(hub.storage, SQLiteStorage):
+            print(f"wshub: history in {hub.storage.data_dir}", flush=True)
+        if isinstance(hub.storage, RedisStorage):
             from wshub.hub.backends.redis import describe_url  # redis is optional
 
-            shown_url = describe_url(options["redis_url"])
+            shown_url = describe_url(hub.storage.url)
             print(f"wshub: history, presence and fan-out in Redis at {shown_url}", flush=True)
         await stop.wait()
         logger.info("shutting down")

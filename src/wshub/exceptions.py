@@ -15,6 +15,7 @@ so ``except WSHubError`` catches all of them and nothing else::
     │   └── ConnectionClosedError  ... abnormally, or with an error code
     ├── InvalidState               local code used an object in the wrong state (our misuse)
     ├── InvalidURI                 ``connect()`` was given a URL it cannot use
+    ├── ConfigError                a configuration is invalid (carries one line per field)
     └── HubError                   the hub refused a command (carries code and message)
         └── AuthError              a token was missing, invalid, expired or under-privileged
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "ConfigError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -137,6 +139,32 @@ class InvalidState(WSHubError):
 
 class InvalidURI(WSHubError):
     """A URL given to ``connect()`` is not a usable ``ws://`` or ``wss://`` URL."""
+
+
+class ConfigError(WSHubError, ValueError):
+    """A configuration is invalid: options of a transport, of a hub, of a config file.
+
+    Also a :class:`ValueError`, so that code that caught the ``ValueError`` of an invalid
+    option keeps working.
+
+    Attributes:
+        errors: one line per problem, each naming the field first
+            (``namespaces[1].history_size: must be >= 0``).
+    """
+
+    def __init__(self, errors: list[str] | tuple[str, ...]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(self.errors))
+
+    @classmethod
+    def check(cls, errors: list[str]) -> None:
+        """Raise a :class:`ConfigError` of ``errors`` unless the list is empty."""
+        if errors:
+            raise cls(errors)
+
+    def within(self, path: str) -> ConfigError:
+        """The same errors with ``path`` (``namespaces[1]``) in front of each field."""
+        return ConfigError([f"{path}.{error}" for error in self.errors])
 
 
 class HubError(WSHubError):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from wshub import Request, Response
-from wshub.apps.chat import ChatApp
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS, ChatApp, demo_config
 from wshub.hub import Hub, Session
 from wshub.hub.server import HubServer, start_hub
 from wshub.protocol.server import is_upgrade_request
@@ -112,6 +112,8 @@ async def running_chat(**options: Any) -> AsyncIterator[ChatServer]:
     """
     chat = ChatServer()
     options.setdefault("allow_anonymous", True)
+    options.setdefault("anonymous_permissions", DEMO_ANONYMOUS_PERMISSIONS)
+    options.setdefault("registry", demo_config().registry())  # the namespaces the chat uses
     async with await start_hub(
         "127.0.0.1",
         0,

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from wshub import Request, Response
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS, demo_config
 from wshub.apps.ticker import (
     HttpPublisher,
     HubPublisher,
@@ -36,7 +37,6 @@ from wshub.apps.ticker.feed import (
 )
 from wshub.cli import main
 from wshub.exceptions import HubError
-from wshub.hub.channels import default_registry
 from wshub.hub.client import HubClient
 from wshub.hub.server import HubServer, start_hub
 from wshub.protocol.frames import Opcode
@@ -55,7 +55,13 @@ ONE_LOOP = pytest.mark.asyncio(loop_factories=["asyncio"])
 async def hub_server() -> AsyncIterator[HubServer]:
     """A hub with the demo namespaces, its HTTP API on, anonymous subscribers allowed."""
     async with await start_hub(
-        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, api_key=API_KEY
+        "127.0.0.1",
+        0,
+        ephemeral=True,
+        allow_anonymous=True,
+        anonymous_permissions=DEMO_ANONYMOUS_PERMISSIONS,
+        registry=demo_config().registry(),  # the demo's ticker namespace
+        api_key=API_KEY,
     ) as server:
         yield server
 
@@ -306,7 +312,7 @@ async def test_in_process_feed_publishes_well_formed_ticks(hub_server: HubServer
     assert len(Snapshot.parse(index).instruments) == len(DEFAULT_INSTRUMENTS)
     # The namespace keeps one publication per channel: the current price.
     pubs, _ = await hub_server.hub.history("ticker:ACME")
-    assert len(pubs) == 1 and default_registry()["ticker"].slow_consumer == "latest"
+    assert len(pubs) == 1 and demo_config().registry()["ticker"].slow_consumer == "latest"
 
 
 @ONE_LOOP

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from playwright.async_api import expect
 
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS, demo_config
 from wshub.apps.ticker import HubPublisher, PriceFeed, Tick, TickerApp
 from wshub.apps.ticker.feed import DEFAULT_INSTRUMENTS
 from wshub.hub.server import start_hub
@@ -59,6 +60,8 @@ async def running_ticker() -> AsyncIterator[TickerServer]:
         0,
         ephemeral=True,
         allow_anonymous=True,
+        anonymous_permissions=DEMO_ANONYMOUS_PERMISSIONS,
+        registry=demo_config().registry(),  # the demo's ticker namespace
         http_handlers=[server.gate, TickerApp(ws_path="/ws")],
         close_timeout=1.0,
     ) as hub_server:

@@ -15,11 +15,13 @@ import orjson
 import pytest
 
 from wshub import Request, Response
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS, demo_config
 from wshub.commands.common import CommandError
 from wshub.commands.pubsub import api_publish_url
 from wshub.hub.auth import make_token
 from wshub.hub.client import HubClient
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
+from wshub.hub.server import start_hub as start_library_hub
 from wshub.protocol.server import is_upgrade_request
 from wshub.testing import TLSCertificate
 
@@ -27,6 +29,14 @@ from .conftest import WAIT, Running, assert_one_line_error, environment, running
 
 SECRET = "commands-tests-secret-0123456789abcdef"
 API_KEY = "commands-tests-api-key"
+
+
+async def start_hub(*args: Any, **options: Any) -> HubServer:
+    """``start_hub`` on the chat demo's namespaces and anonymous permissions (the library's
+    own defaults declare no namespace and let nobody in)."""
+    options.setdefault("registry", demo_config().registry())
+    options.setdefault("anonymous_permissions", DEMO_ANONYMOUS_PERMISSIONS)
+    return await start_library_hub(*args, **options)
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS, demo_config
 from wshub.exceptions import ConnectionClosedError
-from wshub.hub import Hub
+from wshub.hub import Authenticator, ChannelRegistry, Hub
 from wshub.hub.server import HubServer, start_hub
 from wshub.hub.session import Session
 
@@ -166,7 +167,7 @@ SECRET = "hub-server-tests-secret-0123456789abcdef"
 @pytest.fixture
 async def hub_server() -> AsyncIterator[HubServer]:
     """A hub listening on a free loopback port: in-memory history, anonymous allowed."""
-    server = await start_hub(
+    server = await start_demo_hub(
         "127.0.0.1",
         0,
         ephemeral=True,
@@ -212,3 +213,39 @@ async def http(
     if response_headers.get("Content-Type") == "application/json" and content:
         return status, response_headers, orjson.loads(content)
     return status, response_headers, content
+
+
+# The library's defaults have no namespace and no anonymous user; most tests here run on the
+# chat demo's configuration (its namespaces chat, ticker and board, and its anonymous
+# permissions), which the chat app owns.
+#: ``start_hub`` keywords for the demo's namespaces and anonymous permissions.
+DEMO: dict[str, Any] = {"anonymous_permissions": DEMO_ANONYMOUS_PERMISSIONS}
+
+
+def demo_registry() -> ChannelRegistry:
+    """The chat demo's namespaces."""
+    return demo_config().registry()
+
+
+def demo_auth(**options: Any) -> Authenticator:
+    """An authenticator that lets anonymous users in with the demo's permissions."""
+    return Authenticator(
+        **{"allow_anonymous": True, "anonymous_permissions": DEMO_ANONYMOUS_PERMISSIONS, **options}
+    )
+
+
+def demo_hub(**options: Any) -> Hub:
+    """A :class:`Hub` on the demo's namespaces (and anonymous users unless ``auth=``)."""
+    options.setdefault("registry", demo_registry())
+    options.setdefault("auth", demo_auth())
+    return Hub(**options)
+
+
+async def start_demo_hub(*args: Any, **options: Any) -> HubServer:
+    """``start_hub`` on the demo's namespaces and anonymous permissions (a caller's
+    ``hub=`` has its own)."""
+    if "hub" not in options:
+        options.setdefault("registry", demo_registry())
+        for key, value in DEMO.items():
+            options.setdefault(key, value)
+    return await start_hub(*args, **options)

@@ -23,13 +23,12 @@ from wshub.exceptions import ConnectionClosed, HubError, InvalidState
 from wshub.hub import Authenticator, ChannelRegistry, Hub, HubLimits, NamespaceOptions, make_token
 from wshub.hub.asgi import ASGIPeer, HubASGIApp
 from wshub.hub.client import HubClient, Subscription
-from wshub.hub.server import start_hub
 from wshub.hub.session import Session
 from wshub.hub.wire import DisconnectCode
 from wshub.testing import UvicornServer
 
 from . import test_server as standalone
-from .conftest import API_KEY, SECRET, http
+from .conftest import API_KEY, SECRET, demo_auth, demo_hub, http, start_demo_hub
 from .test_server import Wire
 
 #: The namespaces of these tests (explicit, not the demo's).
@@ -41,7 +40,7 @@ REGISTRY = {
 
 
 def make_hub() -> Hub:
-    return Hub(
+    return demo_hub(
         registry=ChannelRegistry(REGISTRY),
         auth=Authenticator(
             secret=SECRET, allow_anonymous=True, anonymous_permissions=["chat:*:spr"]
@@ -99,7 +98,7 @@ async def endpoint(request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
         async with mounted(hub) as mounted_endpoint:
             yield mounted_endpoint
         return
-    async with await start_hub("127.0.0.1", 0, hub=hub, api_key=API_KEY) as server:
+    async with await start_demo_hub("127.0.0.1", 0, hub=hub, api_key=API_KEY) as server:
         yield Endpoint(hub, server.port, "")
 
 
@@ -154,7 +153,7 @@ async def hub_server() -> AsyncIterator[Endpoint]:
     """What the tests taken from test_server get here: the hub that ``start_hub`` builds
     for them (demo namespaces, anonymous allowed), mounted at the root of a Starlette app
     that has a page of its own."""
-    hub = Hub(auth=Authenticator(secret=SECRET, allow_anonymous=True))
+    hub = demo_hub(auth=demo_auth(secret=SECRET))
     async with mounted(hub, prefix="") as endpoint:
         yield endpoint
 

@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS
 from wshub.exceptions import AuthError
 from wshub.hub.auth import (
-    DEFAULT_ANONYMOUS_PERMISSIONS,
     Authenticator,
     Grant,
     Permissions,
@@ -222,7 +222,9 @@ def test_refusals_are_generic_and_logged_at_debug(caplog: pytest.LogCaptureFixtu
 def test_anonymous_mode() -> None:
     """Without a token: refused unless anonymous is allowed, then limited permissions."""
     assert refused(Authenticator(secret=SECRET), None) == 103
-    auth = Authenticator(allow_anonymous=True)
+    nothing = Authenticator(allow_anonymous=True).authenticate(None)  # the library's default
+    assert not nothing.permissions.allows("chat:lobby", "s")
+    auth = Authenticator(allow_anonymous=True, anonymous_permissions=DEMO_ANONYMOUS_PERMISSIONS)
     identity = auth.authenticate(None)
     assert (identity.user, identity.anonymous, identity.expires) == ("", True, None)
     assert identity.permissions.allows("chat:lobby", "p")
@@ -230,7 +232,7 @@ def test_anonymous_mode() -> None:
     assert not identity.permissions.allows("admin:x", "s")
     custom = Authenticator(allow_anonymous=True, anonymous_permissions=["ticker:*:s"])
     assert not custom.authenticate(None).permissions.allows("chat:lobby", "s")
-    assert DEFAULT_ANONYMOUS_PERMISSIONS[0] == "chat:*:spr"
+    assert DEMO_ANONYMOUS_PERMISSIONS[0] == "chat:*:spr"
 
 
 def test_permission_entries() -> None:

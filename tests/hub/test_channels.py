@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from wshub.apps.chat import demo_config
 from wshub.exceptions import HubError
 from wshub.hub.channels import (
     ChannelRegistry,
     NamespaceOptions,
-    default_registry,
     split_channel,
 )
 
@@ -79,8 +79,9 @@ def test_invalid_namespace_name_is_refused() -> None:
 
 
 def test_default_registry_demo_namespaces() -> None:
-    """chat keeps 100 messages a day with presence; ticker is server-only and conflated."""
-    registry = default_registry()
+    """chat keeps 100 messages a day with presence; ticker is server-only and conflated
+    (the demo's namespaces, owned by the chat app; the library declares none)."""
+    registry = demo_config().registry()
     assert sorted(registry) == ["board", "chat", "ticker"]
     chat = registry["chat"]
     assert (chat.history_size, chat.history_ttl, chat.presence, chat.join_leave) == (

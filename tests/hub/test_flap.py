@@ -18,7 +18,9 @@ import pytest
 
 from wshub.hub import ChannelRegistry, HubLimits, NamespaceOptions
 from wshub.hub.client import ClientState, HubClient, Publication, Subscription
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
+
+from .conftest import start_demo_hub
 
 CLIENTS = 4
 CHANNELS = ("flap:a", "flap:b")
@@ -31,7 +33,7 @@ PER_CHANNEL = CLIENTS * PUBLISHES // len(CHANNELS)
 async def server() -> AsyncIterator[HubServer]:
     """A hub whose ``flap`` namespace keeps enough history to recover anything missed."""
     registry = ChannelRegistry({"flap": NamespaceOptions(history_size=10_000, persistent=False)})
-    hub_server = await start_hub(
+    hub_server = await start_demo_hub(
         "127.0.0.1",
         0,
         ephemeral=True,

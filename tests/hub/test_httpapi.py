@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
 
-from .conftest import http
+from .conftest import http, start_demo_hub
 
 
 async def test_healthz_needs_no_key(hub_server: HubServer) -> None:
@@ -207,7 +207,7 @@ async def test_other_paths_are_not_the_apis(hub_server: HubServer) -> None:
 async def test_body_over_the_request_limit_is_413() -> None:
     """A body over ``max_request_size`` is refused with 413 before the API reads it (the
     transport answers, in one line of text, as docs/http-api.md says)."""
-    server = await start_hub(
+    server = await start_demo_hub(
         "127.0.0.1", 0, ephemeral=True, api_key="test-api-key", max_request_size=4096
     )
     try:

@@ -26,7 +26,7 @@ from wshub.hub import (
 )
 from wshub.hub._outbox import POS
 
-from .conftest import Client, MakeClient
+from .conftest import Client, MakeClient, demo_hub
 
 EVERYTHING = Authenticator(allow_anonymous=True, anonymous_permissions=["*:spr"])
 
@@ -60,7 +60,7 @@ async def slow_subscriber(make_client: MakeClient, hub: Hub, channel: str) -> Cl
 
 async def test_each_publication_is_encoded_once(make_client: MakeClient) -> None:
     """All subscribers receive the very same string object: encoded once per channel."""
-    async with Hub(auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(auth=EVERYTHING, expire_interval=None) as hub:
         clients = [await make_client(hub) for _ in range(3)]
         for client in clients:
             await client.ok("subscribe", channel="chat:a")
@@ -72,7 +72,7 @@ async def test_each_publication_is_encoded_once(make_client: MakeClient) -> None
 
 async def test_server_publish_broadcast_and_ephemeral(make_client: MakeClient) -> None:
     """Hub.publish/broadcast/publish_ephemeral reach subscribers; bad input is a HubError."""
-    async with Hub(auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(auth=EVERYTHING, expire_interval=None) as hub:
         client = await make_client(hub)
         await client.ok("subscribe", channel="chat:a")
         await client.ok("subscribe", channel="chat:b")
@@ -97,7 +97,7 @@ async def test_server_publish_broadcast_and_ephemeral(make_client: MakeClient) -
 async def test_channels_exist_while_subscribed_or_with_history(make_client: MakeClient) -> None:
     """channels() lists channels with subscribers or history, and forgets empty ones."""
     reg = registry(live=NamespaceOptions(), kept=NamespaceOptions(history_size=5))
-    async with Hub(registry=reg, auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(registry=reg, auth=EVERYTHING, expire_interval=None) as hub:
         client = await make_client(hub)
         await client.ok("subscribe", channel="live:x")
         await hub.publish("kept:y", 1)
@@ -113,7 +113,7 @@ async def test_channels_exist_while_subscribed_or_with_history(make_client: Make
 
 async def test_closed_hub_refuses_sessions() -> None:
     """A closed hub cannot open sessions; close is idempotent."""
-    hub = Hub(expire_interval=None)
+    hub = demo_hub(expire_interval=None)
     await hub.close()
     await hub.close()
     with pytest.raises(InvalidState):
@@ -135,7 +135,7 @@ class SweptHistory(MemoryHistory):
 async def test_expiry_sweep_runs_in_background() -> None:
     """start() runs the history expiry sweep every expire_interval."""
     history = SweptHistory()
-    async with Hub(history=history, expire_interval=0.0):
+    async with demo_hub(history=history, expire_interval=0.0):
         await history.swept.wait()
     assert history.swept.is_set()
 
@@ -145,7 +145,7 @@ async def test_expiry_sweep_runs_in_background() -> None:
 
 async def test_slow_consumer_disconnect_4004(make_client: MakeClient) -> None:
     """A full queue with policy disconnect closes 4004; publishers and others are not held up."""
-    async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
         slow, fast = await make_client(hub), await make_client(hub)
         await slow.ok("subscribe", channel="d:x")
         await fast.ok("subscribe", channel="d:x")
@@ -162,7 +162,7 @@ async def test_slow_consumer_disconnect_4004(make_client: MakeClient) -> None:
 
 async def test_queued_messages_flow_when_writable_again(make_client: MakeClient) -> None:
     """Below the bound nothing is lost: queued pushes are written in order after drain."""
-    async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
         client = await slow_subscriber(make_client, hub, "d:x")
         await hub.publish("d:x", 1)
         await hub.publish("d:x", 2)
@@ -179,7 +179,7 @@ async def test_queued_messages_flow_when_writable_again(make_client: MakeClient)
 
 async def test_drop_oldest_keeps_the_newest_and_shows_the_gap(make_client: MakeClient) -> None:
     """drop-oldest: the newest `queue_size` survive; drops are counted; offsets show the gap."""
-    async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
         client = await slow_subscriber(make_client, hub, "o:x")
         for i in range(10):
             await hub.publish("o:x", i)
@@ -192,7 +192,7 @@ async def test_drop_oldest_keeps_the_newest_and_shows_the_gap(make_client: MakeC
 
 async def test_latest_conflates(make_client: MakeClient) -> None:
     """latest: only the newest publication waits; events are kept."""
-    async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
         client = await slow_subscriber(make_client, hub, "l:x")
         other = await make_client(hub)
         await other.ok("subscribe", channel="l:x")  # a join event, queued for `client`
@@ -207,7 +207,7 @@ async def test_latest_conflates(make_client: MakeClient) -> None:
 
 async def test_ephemeral_is_dropped_first_and_never_disconnects(make_client: MakeClient) -> None:
     """A full disconnect-policy queue drops ephemeral pushes instead of closing."""
-    async with Hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(registry=slow_registry(), auth=EVERYTHING, expire_interval=None) as hub:
         client = await slow_subscriber(make_client, hub, "d:x")
         for _ in range(3):
             await hub.publish_ephemeral("d:x", "typing")
@@ -224,7 +224,7 @@ async def test_reply_backlog_over_limit_closes_4004() -> None:
     """A client that sends commands but reads nothing is a slow consumer too."""
     from wshub.hub import HubLimits
 
-    async with Hub(limits=HubLimits(max_pending_replies=3), expire_interval=None) as hub:
+    async with demo_hub(limits=HubLimits(max_pending_replies=3), expire_interval=None) as hub:
         client = Client(hub)
         await client.ok("connect")
         client.peer.writable = False
@@ -236,7 +236,7 @@ async def test_reply_backlog_over_limit_closes_4004() -> None:
 
 async def test_dead_connection_during_write_cleans_up(make_client: MakeClient) -> None:
     """A write that fails (connection gone) ends the session and its subscriptions."""
-    async with Hub(auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(auth=EVERYTHING, expire_interval=None) as hub:
         client, other = await make_client(hub), await make_client(hub)
         await client.ok("subscribe", channel="chat:a")
         await other.ok("subscribe", channel="chat:a")
@@ -252,7 +252,7 @@ async def test_dead_connection_during_write_cleans_up(make_client: MakeClient) -
 
 async def test_recovery_after_reconnect(make_client: MakeClient) -> None:
     """subscribe since the last seen position delivers exactly the missed, then live."""
-    async with Hub(auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(auth=EVERYTHING, expire_interval=None) as hub:
         first = await make_client(hub)
         await first.ok("subscribe", channel="chat:a")
         await hub.publish("chat:a", "a")
@@ -275,7 +275,7 @@ async def test_unrecoverable_positions(make_client: MakeClient) -> None:
     from wshub.hub import HubLimits
 
     reg = registry(c=NamespaceOptions(history_size=3))
-    async with Hub(
+    async with demo_hub(
         registry=reg, auth=EVERYTHING, limits=HubLimits(max_recovery=2), expire_interval=None
     ) as hub:
         for i in range(5):
@@ -323,7 +323,7 @@ async def test_publications_during_recovery_are_neither_lost_nor_doubled(
 ) -> None:
     """Publications racing a recovery are delivered once, in order, whenever they land."""
     history = PausingHistory()
-    async with Hub(history=history, auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(history=history, auth=EVERYTHING, expire_interval=None) as hub:
         for i in range(3):
             await hub.publish("chat:a", i)
         epoch = (await hub.history("chat:a"))[1].epoch
@@ -347,7 +347,7 @@ async def test_publications_during_recovery_are_neither_lost_nor_doubled(
 
 async def test_idempotent_retry_across_reconnect(make_client: MakeClient) -> None:
     """A publish retried after a reconnect with its message_id is stored and delivered once."""
-    async with Hub(auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(auth=EVERYTHING, expire_interval=None) as hub:
         watcher = await make_client(hub)
         await watcher.ok("subscribe", channel="chat:a")
         sender = await make_client(hub)
@@ -365,7 +365,7 @@ async def test_history_survives_a_hub_restart(tmp_path: Path, make_client: MakeC
     """With SQLite, a client recovers across a restart of the hub, same epoch."""
     path = tmp_path / "hub.db"
     store = SQLiteHistory(path)
-    async with Hub(history=store, auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(history=store, auth=EVERYTHING, expire_interval=None) as hub:
         client = await make_client(hub)
         await client.ok("subscribe", channel="chat:a")
         for i in range(3):
@@ -374,7 +374,7 @@ async def test_history_survives_a_hub_restart(tmp_path: Path, make_client: MakeC
     await store.close()
 
     store = SQLiteHistory(path)
-    async with Hub(history=store, auth=EVERYTHING, expire_interval=None) as hub:
+    async with demo_hub(history=store, auth=EVERYTHING, expire_interval=None) as hub:
         await hub.publish("chat:a", 3)
         client = await make_client(hub)
         since = {"offset": last["offset"] - 1, "epoch": last["epoch"]}
@@ -389,8 +389,8 @@ async def test_two_nodes_share_broker_history_and_presence(make_client: MakeClie
     broker, history, presence = MemoryBroker(), MemoryHistory(), MemoryPresence()
     shared: dict[str, Any] = {"broker": broker, "history": history, "presence": presence}
     async with (
-        Hub(auth=EVERYTHING, expire_interval=None, **shared) as one,
-        Hub(auth=EVERYTHING, expire_interval=None, **shared) as two,
+        demo_hub(auth=EVERYTHING, expire_interval=None, **shared) as one,
+        demo_hub(auth=EVERYTHING, expire_interval=None, **shared) as two,
     ):
         alice = await make_client(one)
         bob = await make_client(two)
@@ -481,7 +481,7 @@ async def scenario(
     batches: list[list[tuple[str, int]]], history_size: int, rnd: random.Random
 ) -> None:
     reg = registry(c=NamespaceOptions(history_size=history_size, publish="any"))
-    async with Hub(
+    async with demo_hub(
         registry=reg, history=YieldingHistory(rnd), auth=EVERYTHING, expire_interval=None
     ) as hub:
         readers = [Reader(history_size) for _ in range(3)]
@@ -594,7 +594,7 @@ async def test_out_of_order_broker_deliveries_are_put_back_in_order(
     make_client: MakeClient,
 ) -> None:
     """A publication that overtakes its predecessor waits for it: subscribers see 1, 2, 3..."""
-    async with Hub(auth=EVERYTHING, broker=SwappingBroker(), expire_interval=None) as hub:
+    async with demo_hub(auth=EVERYTHING, broker=SwappingBroker(), expire_interval=None) as hub:
         client = await make_client(hub)
         await client.ok("subscribe", channel="chat:race")
         for n in range(6):
@@ -608,7 +608,7 @@ async def test_a_publication_that_never_arrives_leaves_a_visible_gap(
 ) -> None:
     """After the reorder window the held publications go on; the gap shows in the offsets."""
     broker = SwappingBroker(drop=frozenset({3}))
-    async with Hub(auth=EVERYTHING, broker=broker, expire_interval=None) as hub:
+    async with demo_hub(auth=EVERYTHING, broker=broker, expire_interval=None) as hub:
         client = await make_client(hub)
         await client.ok("subscribe", channel="chat:lost")
         for n in range(5):
@@ -640,7 +640,7 @@ def test_hub_is_the_session_host() -> None:
     """Hub implements the SessionHost protocol that sessions depend on."""
     from wshub.hub.host import SessionHost
 
-    assert isinstance(Hub(expire_interval=None), SessionHost)
+    assert isinstance(demo_hub(expire_interval=None), SessionHost)
 
 
 def test_session_does_not_import_the_hub() -> None:

@@ -16,14 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import wshub
 from wshub.exceptions import InvalidResponse
-from wshub.hub import Hub, HubStats
+from wshub.hub import HubStats
 from wshub.hub.client import ChannelEvent, HubClient
 from wshub.hub.metrics import _HUB_METRICS, HubCollector
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
 from wshub.protocol import Opcode
 from wshub.testing import RawClient, loopback_server, server_url
 
-from .conftest import API_KEY, http
+from .conftest import API_KEY, demo_hub, http, start_demo_hub
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -64,7 +64,7 @@ async def until(predicate: Callable[[], bool]) -> None:
 @asynccontextmanager
 async def hub_with(**options: Any) -> AsyncIterator[HubServer]:
     """A hub on a free loopback port with the API key and ``options``."""
-    server = await start_hub(
+    server = await start_demo_hub(
         "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, api_key=API_KEY, **options
     )
     try:
@@ -185,7 +185,7 @@ async def test_local_access_refuses_a_remote_address_without_the_key() -> None:
     address = non_loopback_address()
     if address is None:
         pytest.skip("this machine has no non-loopback IPv4 address")
-    server = await start_hub(address, 0, ephemeral=True, api_key=API_KEY)
+    server = await start_demo_hub(address, 0, ephemeral=True, api_key=API_KEY)
     try:
         assert await get_status(address, server.port, "/metrics") == 401
         assert (
@@ -226,7 +226,7 @@ async def test_only_get_is_allowed(hub_server: HubServer) -> None:
 def test_unknown_access_is_refused() -> None:
     """metrics= takes one of the documented words."""
     with pytest.raises(ValueError, match="metrics must be one of"):
-        HubServer(Hub(), metrics="public")  # type: ignore[arg-type]
+        HubServer(demo_hub(), metrics="public")  # type: ignore[arg-type]
 
 
 # --- the transport counters, on a plain server ----------------------------------------------
@@ -235,7 +235,7 @@ def test_unknown_access_is_refused() -> None:
 def transport_samples(server: wshub.Server) -> Samples:
     """What a hub's collector would export for ``server``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(Hub(), lambda: server))
+    registry.register(HubCollector(demo_hub(), lambda: server))
     return parse(generate_latest(registry).decode())
 
 

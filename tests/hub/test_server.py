@@ -16,11 +16,11 @@ import wshub
 from wshub.exceptions import ConnectionClosed, InvalidResponse
 from wshub.hub import make_token
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
 from wshub.protocol.http11 import Request, Response
 from wshub.testing import RedisServer, segments_sent
 
-from .conftest import SECRET, http
+from .conftest import SECRET, http, start_demo_hub
 
 
 class Wire:
@@ -190,7 +190,7 @@ async def test_refused_token_then_4001(hub_server: HubServer) -> None:
 
 async def test_shutdown_closes_1001() -> None:
     """Closing the hub server closes its connections with 1001."""
-    server = await start_hub("127.0.0.1", 0, ephemeral=True, allow_anonymous=True)
+    server = await start_demo_hub("127.0.0.1", 0, ephemeral=True, allow_anonymous=True)
     async with hub_connect(server) as ws:
         await Wire(ws).call("connect")
         await server.close()
@@ -207,7 +207,9 @@ async def test_http_handlers_and_order() -> None:
             return Response.text(200, "hello\n")
         return None
 
-    async with await start_hub("127.0.0.1", 0, ephemeral=True, http_handlers=[hello]) as server:
+    async with await start_demo_hub(
+        "127.0.0.1", 0, ephemeral=True, http_handlers=[hello]
+    ) as server:
         status, _, body = await http(server, "GET", "/hello", key=None)
         assert (status, body) == (200, b"hello\n")
         status, _, health = await http(server, "GET", "/healthz", key=None)
@@ -219,14 +221,14 @@ async def test_http_handlers_and_order() -> None:
 async def test_history_survives_restart_over_the_wire(tmp_path: Path) -> None:
     """With a data_dir, a client recovers after the hub restarts."""
     options: dict[str, Any] = {"data_dir": tmp_path, "allow_anonymous": True}
-    async with await start_hub("127.0.0.1", 0, **options) as server, hub_connect(server) as ws:
+    async with await start_demo_hub("127.0.0.1", 0, **options) as server, hub_connect(server) as ws:
         client = Wire(ws)
         await client.call("connect")
         await client.call("subscribe", channel="chat:lobby")
         acks = [await client.call("publish", channel="chat:lobby", data=i) for i in range(3)]
     last = acks[0]["result"]
     assert (tmp_path / "history.db").exists()
-    async with await start_hub("127.0.0.1", 0, **options) as server, hub_connect(server) as ws:
+    async with await start_demo_hub("127.0.0.1", 0, **options) as server, hub_connect(server) as ws:
         client = Wire(ws)
         await client.call("connect")
         result = (await client.call("subscribe", channel="chat:lobby", since=last))["result"]
@@ -237,7 +239,7 @@ async def test_history_survives_restart_over_the_wire(tmp_path: Path) -> None:
 async def test_start_hub_needs_a_data_dir_or_ephemeral() -> None:
     """Refusing to guess where to store history."""
     with pytest.raises(ValueError):
-        await start_hub("127.0.0.1", 0)
+        await start_demo_hub("127.0.0.1", 0)
 
 
 # --- settings of the hub start_hub builds ---------------------------------------------------
@@ -278,7 +280,7 @@ async def test_token_audience_and_issuer_are_checked(
     clock = Clock()
     options: dict[str, Any] = {"ephemeral": True, "secret": SECRET, "clock": clock, option: right}
     exp = clock.now + 60
-    async with await start_hub("127.0.0.1", 0, **options) as server:
+    async with await start_demo_hub("127.0.0.1", 0, **options) as server:
         accepted = await connect_reply(server, signed(exp=exp, **{claim: right}))
         assert accepted["result"]["user"] == "eve"
         for token in (signed(exp=exp, **{claim: wrong}), signed(exp=exp)):
@@ -291,9 +293,9 @@ async def test_token_leeway_admits_a_token_that_just_expired() -> None:
     clock = Clock()
     token = signed(exp=clock.now - 5)
     options: dict[str, Any] = {"ephemeral": True, "secret": SECRET, "clock": clock}
-    async with await start_hub("127.0.0.1", 0, **options) as server:
+    async with await start_demo_hub("127.0.0.1", 0, **options) as server:
         assert (await connect_reply(server, token))["error"]["code"] == 113
-    async with await start_hub("127.0.0.1", 0, token_leeway=30, **options) as server:
+    async with await start_demo_hub("127.0.0.1", 0, token_leeway=30, **options) as server:
         assert (await connect_reply(server, token))["result"]["user"] == "eve"
 
 
@@ -322,7 +324,7 @@ async def test_dedupe_window_reaches_every_store(store_options: dict[str, Any]) 
     options["registry"] = registry
     token = signed(exp=clock.now + 3600, channels=["kept:*:spr", "volatile:*:spr"])
     async with (
-        await start_hub("127.0.0.1", 0, **options, **store_options) as server,
+        await start_demo_hub("127.0.0.1", 0, **options, **store_options) as server,
         hub_connect(server) as ws,
     ):
         client = Wire(ws)
@@ -346,4 +348,4 @@ async def test_dedupe_window_reaches_every_store(store_options: dict[str, Any]) 
 async def test_start_hub_refuses_bad_windows(options: dict[str, Any]) -> None:
     """A dedupe window must be positive and a leeway non-negative."""
     with pytest.raises(ValueError):
-        await start_hub("127.0.0.1", 0, ephemeral=True, **options)
+        await start_demo_hub("127.0.0.1", 0, ephemeral=True, **options)

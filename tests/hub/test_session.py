@@ -20,13 +20,12 @@ from wshub.hub import (
     HubLimits,
     MemoryHistory,
     NamespaceOptions,
-    default_registry,
     make_token,
 )
 from wshub.hub._outbox import POS
 from wshub.hub.backends import AppendResult
 from wshub.hub.host import SessionHost
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
 from wshub.hub.session import MAX_CORKED_REPLY, Session, SessionState
 from wshub.hub.stats import HubStats
 from wshub.hub.subscription import SessionSubscription
@@ -45,7 +44,7 @@ from wshub.hub.wire import (
 from wshub.protocol.frames import Opcode
 from wshub.testing import RawClient
 
-from .conftest import FakePeer, MakeClient
+from .conftest import FakePeer, MakeClient, demo_auth, demo_hub, demo_registry, start_demo_hub
 
 SECRET = "session-tests-secret-0123456789abcdef"
 NOW = 1_700_000_000.0
@@ -67,8 +66,8 @@ def token(
 
 def make_hub(clock: Clock | None = None, *, limits: HubLimits | None = None, **kw: Any) -> Hub:
     clock = clock or Clock()
-    auth = Authenticator(secret=SECRET, allow_anonymous=True, clock=clock)
-    return Hub(auth=auth, clock=clock, limits=limits, expire_interval=None, **kw)
+    auth = demo_auth(secret=SECRET, clock=clock)
+    return demo_hub(auth=auth, clock=clock, limits=limits, expire_interval=None, **kw)
 
 
 # --- connect ---------------------------------------------------------------------------
@@ -127,7 +126,7 @@ async def test_connect_refused_then_closed_4001(
 
 async def test_connect_without_token_when_anonymous_is_off(make_client: MakeClient) -> None:
     """No token and no anonymous mode: 103 and 4001."""
-    async with Hub(auth=Authenticator(secret=SECRET), expire_interval=None) as hub:
+    async with demo_hub(auth=Authenticator(secret=SECRET), expire_interval=None) as hub:
         client = await make_client(hub, connect=False)
         assert await client.error("connect") == 103
         await client.peer.closed.wait()
@@ -212,7 +211,7 @@ async def test_token_expiry_allows_the_leeway(make_client: MakeClient) -> None:
     """A token let in by the leeway is closed when exp + leeway passes, not at once."""
     clock = Clock()
     auth = Authenticator(secret=SECRET, clock=clock, leeway=30)
-    async with Hub(auth=auth, clock=clock, expire_interval=None) as hub:
+    async with demo_hub(auth=auth, clock=clock, expire_interval=None) as hub:
         clock.now += 70  # 10 s past exp: refused without leeway, admitted with 30 s
         client = await make_client(hub, token=token(ttl=60))
         assert client.session.check_expiry() is False
@@ -401,7 +400,7 @@ async def test_anonymous_cannot_publish_where_it_may_not(make_client: MakeClient
     """Anonymous users publish in chat, never in ticker or unlisted namespaces."""
     registry = ChannelRegistry(
         {
-            **{n: default_registry()[n] for n in default_registry()},
+            **{n: demo_registry()[n] for n in demo_registry()},
             "admin": NamespaceOptions(publish="any"),
         }
     )
@@ -625,7 +624,7 @@ async def test_subscriber_that_never_reads_is_bounded_then_closed_4004() -> None
     """A subscriber of a busy channel that reads nothing costs at most max_queued_size plus
     the write buffer, whatever the channel's queue allows, then is closed 4004."""
     limits = HubLimits()
-    server = await start_hub(
+    server = await start_demo_hub(
         "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, limits=limits, compression=None
     )
     async with server:
@@ -650,7 +649,7 @@ async def test_client_that_floods_commands_unread_is_bounded_then_closed_4004() 
     """Commands whose replies are never read: without a rate limit the replies wait up to
     max_queued_size (then 4004), the transport's buffer stays at its high-water mark."""
     limits = HubLimits(command_rate=None)
-    server = await start_hub(
+    server = await start_demo_hub(
         "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, limits=limits, compression=None
     )
     async with server:
@@ -674,7 +673,7 @@ async def test_client_that_floods_commands_unread_is_bounded_then_closed_4004() 
 
 async def test_client_that_floods_commands_is_closed_4005_by_default() -> None:
     """With the default rate limits, a flood ends in 4005 long before any queue fills."""
-    server = await start_hub("127.0.0.1", 0, ephemeral=True, allow_anonymous=True)
+    server = await start_demo_hub("127.0.0.1", 0, ephemeral=True, allow_anonymous=True)
     async with server:
         raw, _ = await raw_hub_client(server)
         async with raw:
@@ -805,7 +804,7 @@ async def test_session_runs_on_a_fake_host() -> None:
 async def test_only_small_replies_join_the_cork(make_client: MakeClient) -> None:
     """A small reply is corked (pipelined replies share a write); a large one is written
     at once, so that a cork never holds large replies past the write limit."""
-    async with Hub(expire_interval=None) as hub:
+    async with demo_hub(expire_interval=None) as hub:
         client = await make_client(hub)
         for n in range(20):
             await hub.publish("chat:big", "z" * 1000, info={"n": n})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .client import ClientConnection, Connect, connect
 from .connection import WebSocketConnection
+from .options import TransportOptions
 from .runner import run
 from .server import Server, ServerConnection, broadcast, serve
 
@@ -12,6 +13,7 @@ __all__ = [
     "Connect",
     "Server",
     "ServerConnection",
+    "TransportOptions",
     "WebSocketConnection",
     "broadcast",
     "connect",

@@ -31,6 +31,7 @@ from ..protocol.extensions.permessage_deflate import client_deflate
 from ..protocol.http11 import ResponseParser
 from ..protocol.uri import parse_uri
 from .connection import Callbacks, ConnectionOptions, WebSocketConnection
+from .options import TransportOptions
 
 __all__ = ["ClientConnection", "Connect", "connect"]
 
@@ -388,6 +389,7 @@ def connect(
     backoff_initial: float = 1.0,
     backoff_max: float = 30.0,
     backoff_factor: float = 1.6,
+    options: TransportOptions | None = None,
 ) -> Connect:
     """Connect to a WebSocket server.
 
@@ -406,17 +408,12 @@ def connect(
             open_timeout, close_timeout: as for :func:`wshub.serve`.
         backoff_initial, backoff_max, backoff_factor: reconnect delays in
             seconds (full jitter between 0 and the current delay).
+        options: all the limits above as one :class:`TransportOptions` (then none of
+            them may also be given as a keyword).
     """
-    callbacks = Callbacks(on_open, on_message, on_close, on_error)
-    if compression == "deflate":
-        extensions: Sequence[ClientExtensionFactory] = [client_deflate()]
-    elif compression is None:
-        extensions = []
-    else:
-        raise ValueError(f"unsupported compression: {compression!r}")
-    options = ConnectionOptions(
-        callbacks=callbacks,
-        modern=on_message is None,
+    transport = TransportOptions.merge(
+        options,
+        compression=compression,
         max_size=max_size,
         max_queue=max_queue,
         write_limit=write_limit,
@@ -424,12 +421,19 @@ def connect(
         ping_timeout=ping_timeout,
         open_timeout=open_timeout,
         close_timeout=close_timeout,
-        logger=logger,
+    )
+    callbacks = Callbacks(on_open, on_message, on_close, on_error)
+    # TransportOptions admits only these two
+    extensions: Sequence[ClientExtensionFactory] = (
+        [client_deflate()] if transport.compression == "deflate" else []
+    )
+    connection_options = transport.connection_options(
+        callbacks, modern=on_message is None, logger=logger
     )
     return Connect(
         url,
         callbacks=callbacks,
-        options=options,
+        options=connection_options,
         subprotocols=subprotocols,
         extensions=extensions,
         additional_headers=additional_headers,

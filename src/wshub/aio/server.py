@@ -26,6 +26,7 @@ from .connection import (
     corked_on,
     is_async_callable,
 )
+from .options import TransportOptions
 
 __all__ = ["Server", "ServerConnection", "ServerStats", "broadcast", "serve"]
 
@@ -548,6 +549,7 @@ def serve(
     reuse_port: bool = False,
     sock: Any = None,
     count_traffic: bool = False,
+    options: TransportOptions | None = None,
 ) -> Server:
     """Create a WebSocket server; ``await`` it or use it with ``async with``.
 
@@ -584,7 +586,20 @@ def serve(
         sock: an already bound socket to serve on, instead of host and port.
         count_traffic: count messages and bytes in ``Server.stats`` (a few function
             calls per message; handshakes, closes and slow consumers are always counted).
+        options: all the limits above as one :class:`TransportOptions` (then none of
+            them may also be given as a keyword).
     """
+    transport = TransportOptions.merge(
+        options,
+        compression=compression,
+        max_size=max_size,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+    )
     if is_async_callable(handler):
         if on_message is not None:
             raise ValueError("give either a handler coroutine or an on_message callback")
@@ -602,24 +617,11 @@ def serve(
             handler, on_open=on_open, on_message=on_message, on_close=on_close, on_error=on_error
         )
         modern = False
-    if compression == "deflate":
-        extensions: Sequence[ServerExtensionFactory] = [server_deflate()]
-    elif compression is None:
-        extensions = []
-    else:
-        raise ValueError(f"unsupported compression: {compression!r}")
-    options = ConnectionOptions(
-        callbacks=callbacks,
-        modern=modern,
-        max_size=max_size,
-        max_queue=max_queue,
-        write_limit=write_limit,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        logger=logger,
+    # TransportOptions admits only these two
+    extensions: Sequence[ServerExtensionFactory] = (
+        [server_deflate()] if transport.compression == "deflate" else []
     )
+    connection_options = transport.connection_options(callbacks, modern=modern, logger=logger)
     settings = _ServerSettings(
         subprotocols=subprotocols,
         origins=origins,
@@ -633,7 +635,7 @@ def serve(
         host,
         port,
         callbacks=callbacks,
-        options=options,
+        options=connection_options,
         settings=settings,
         ssl=ssl,
         backlog=backlog,

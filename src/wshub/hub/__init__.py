@@ -17,7 +17,7 @@ from wshub.hub.backends import (
     PresenceStore,
     SQLiteHistory,
 )
-from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
+from wshub.hub.channels import ChannelRegistry, NamespaceOptions
 from wshub.hub.host import SessionHost
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
@@ -53,7 +53,6 @@ __all__ = [
     "SQLiteHistory",
     "Session",
     "SessionHost",
-    "default_registry",
     "make_token",
     "run_hub",
     "start_hub",

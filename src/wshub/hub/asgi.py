@@ -3,7 +3,8 @@
 The same :class:`~wshub.hub.Hub` and :class:`~wshub.hub.Session` code as ``wshub serve``,
 reached through an ASGI server (uvicorn, hypercorn, ...) instead of wshub's own transport::
 
-    hub = Hub(auth=Authenticator(secret=SECRET))
+    hub = Hub(registry=ChannelRegistry({"chat": NamespaceOptions(history_size=100)}),
+              auth=Authenticator(secret=SECRET))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -31,7 +31,6 @@ from wshub.exceptions import AuthError
 from wshub.hub.wire import ErrorCode
 
 __all__ = [
-    "DEFAULT_ANONYMOUS_PERMISSIONS",
     "Authenticator",
     "Grant",
     "Identity",
@@ -40,9 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wshub.hub")
-
-#: What anonymous connections may do by default: chat and draw, watch tickers.
-DEFAULT_ANONYMOUS_PERMISSIONS = ("chat:*:spr", "ticker:*:s", "board:*:spr")
 
 _PERMS = frozenset("spr")
 _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -142,7 +138,8 @@ class Authenticator:
         algorithms: the accepted algorithms; by default HS256 with ``secret`` and RS256 or
             ES256 according to ``public_key``'s type. Each must fit a configured key.
         allow_anonymous: accept connections without a token.
-        anonymous_permissions: the ``channels`` entries anonymous connections get.
+        anonymous_permissions: the ``channels`` entries anonymous connections get (default:
+            none).
         require_exp: refuse tokens without ``exp``.
         audience: when set, tokens must carry this ``aud``.
         issuer: when set, tokens must carry this ``iss``.
@@ -162,7 +159,7 @@ class Authenticator:
         public_key: str | bytes | None = None,
         algorithms: Sequence[str] | None = None,
         allow_anonymous: bool = False,
-        anonymous_permissions: Iterable[str] = DEFAULT_ANONYMOUS_PERMISSIONS,
+        anonymous_permissions: Iterable[str] = (),
         require_exp: bool = True,
         audience: str | None = None,
         issuer: str | None = None,

@@ -8,12 +8,14 @@ rather than on the first publication.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
+from typing import Literal, get_args
 
-from wshub.exceptions import HubError
+from wshub.exceptions import ConfigError, HubError
 from wshub.hub.wire import ErrorCode
 
 __all__ = [
@@ -21,13 +23,27 @@ __all__ = [
     "NamespaceOptions",
     "PublishPolicy",
     "SlowConsumerPolicy",
-    "default_registry",
     "split_channel",
     "validate_channel",
 ]
 
 PublishPolicy = Literal["subscribers", "any", "none"]
-SlowConsumerPolicy = Literal["disconnect", "drop-oldest", "latest"]
+
+
+class SlowConsumerPolicy(StrEnum):
+    """What the hub does when a subscriber's outbound queue for a channel is full.
+
+    A member equals its string (``SlowConsumerPolicy.LATEST == "latest"``), which is also
+    how a config file names it.
+    """
+
+    #: close the connection with 4004 (the client reconnects and recovers from history)
+    DISCONNECT = "disconnect"
+    #: drop the oldest queued publication (the client sees a gap and fills it)
+    DROP_OLDEST = "drop-oldest"
+    #: keep only the newest publication per channel (conflation, for tickers)
+    LATEST = "latest"
+
 
 _NAMESPACE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _NAME_RE = re.compile(r"[A-Za-z0-9_\-.=@+,!~]{1,200}")
@@ -76,20 +92,27 @@ class NamespaceOptions:
     presence: bool = False
     join_leave: bool = False
     publish: PublishPolicy = "subscribers"
-    slow_consumer: SlowConsumerPolicy = "disconnect"
+    slow_consumer: SlowConsumerPolicy = SlowConsumerPolicy.DISCONNECT
     queue_size: int = 256
 
     def __post_init__(self) -> None:
+        errors: list[str] = []
         if self.history_size < 0:
-            raise ValueError("history_size must be >= 0")
-        if self.history_ttl is not None and self.history_ttl <= 0:
-            raise ValueError("history_ttl must be > 0 or None")
-        if self.publish not in ("subscribers", "any", "none"):
-            raise ValueError(f"invalid publish policy: {self.publish!r}")
-        if self.slow_consumer not in ("disconnect", "drop-oldest", "latest"):
-            raise ValueError(f"invalid slow_consumer policy: {self.slow_consumer!r}")
+            errors.append(f"history_size: must be >= 0, got {self.history_size!r}")
+        ttl = self.history_ttl
+        if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
+            errors.append(f"history_ttl: must be > 0 seconds or none, got {ttl!r}")
+        if self.publish not in get_args(PublishPolicy):
+            choices = ", ".join(get_args(PublishPolicy))
+            errors.append(f"publish: must be one of {choices}, got {self.publish!r}")
+        try:  # a plain string names a policy too
+            object.__setattr__(self, "slow_consumer", SlowConsumerPolicy(self.slow_consumer))
+        except ValueError:
+            choices = ", ".join(policy.value for policy in SlowConsumerPolicy)
+            errors.append(f"slow_consumer: must be one of {choices}, got {self.slow_consumer!r}")
         if self.queue_size < 1:
-            raise ValueError("queue_size must be >= 1")
+            errors.append(f"queue_size: must be >= 1, got {self.queue_size!r}")
+        ConfigError.check(errors)
 
 
 class ChannelRegistry:
@@ -124,37 +147,13 @@ class ChannelRegistry:
             raise HubError(ErrorCode.UNKNOWN_NAMESPACE, ErrorCode.UNKNOWN_NAMESPACE.message)
         return options
 
+    @property
+    def default(self) -> NamespaceOptions | None:
+        """The options of namespaces not listed; ``None`` when they are refused."""
+        return self._default
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._namespaces)
 
     def __getitem__(self, namespace: str) -> NamespaceOptions:
         return self._namespaces[namespace]
-
-
-def default_registry() -> ChannelRegistry:
-    """The demo namespaces: ``chat``, ``ticker`` and ``board`` (table in docs/hub.md)."""
-    day = 24 * 3600.0
-    return ChannelRegistry(
-        {
-            "chat": NamespaceOptions(
-                history_size=100, history_ttl=day, presence=True, join_leave=True
-            ),
-            # A ticker only needs the last price on subscribe; a slow client wants the newest
-            # price, not a backlog, and the data is worthless after a restart.
-            "ticker": NamespaceOptions(
-                history_size=1,
-                persistent=False,
-                publish="none",
-                slow_consumer="latest",
-                queue_size=16,
-            ),
-            # The board's state is the replay of its operations, so keep many and a long time.
-            "board": NamespaceOptions(
-                history_size=1000,
-                history_ttl=7 * day,
-                presence=True,
-                join_leave=True,
-                queue_size=1024,
-            ),
-        }
-    )

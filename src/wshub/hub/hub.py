@@ -45,7 +45,7 @@ from wshub.hub.backends import (
     MemoryPresence,
     PresenceStore,
 )
-from wshub.hub.channels import ChannelRegistry, NamespaceOptions, default_registry
+from wshub.hub.channels import ChannelRegistry, NamespaceOptions
 from wshub.hub.limits import HubLimits
 from wshub.hub.session import Peer, Session
 from wshub.hub.stats import HubStats
@@ -71,7 +71,7 @@ class Hub:
     """A hub node.
 
     Args:
-        registry: the namespaces served (default: :func:`default_registry`).
+        registry: the namespaces served (default: none, every channel is refused).
         history: the durable history store for ``persistent`` namespaces (default: a
             :class:`MemoryHistory`).
         volatile_history: the history store for ``persistent=False`` namespaces (default:
@@ -79,7 +79,8 @@ class Hub:
             the shared store as both (see :func:`wshub.hub.backends.open_stores`).
         broker: the broker between nodes (default: a :class:`MemoryBroker`).
         presence: the presence store (default: a :class:`MemoryPresence`).
-        auth: the token verifier (default: anonymous connections only).
+        auth: the token verifier (default: one that accepts no connection: no secret, no
+            key, no anonymous users).
         limits: per-connection limits.
         dedupe_window: seconds a ``message_id`` is remembered by the in-memory store the hub
             creates for non-persistent namespaces (configure the durable store's own).
@@ -105,11 +106,11 @@ class Hub:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.registry = registry if registry is not None else default_registry()
+        self.registry = registry if registry is not None else ChannelRegistry({})
         self.clock = clock
         self.monotonic = monotonic
         self.limits = limits if limits is not None else HubLimits()
-        self.auth = auth if auth is not None else Authenticator(allow_anonymous=True)
+        self.auth = auth if auth is not None else Authenticator()
         self.stats = HubStats()
         self._owned: list[HistoryStore | Broker | PresenceStore] = []
         if volatile_history is None:

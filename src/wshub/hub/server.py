@@ -2,8 +2,7 @@
 
 This is what ``wshub serve`` and the demo apps start::
 
-    async with await start_hub("127.0.0.1", 8765, ephemeral=True, allow_anonymous=True,
-                               http_handlers=[ChatApp(ws_path="/ws")]) as server:
+    async with await start_hub(demo_config(), http_handlers=[ChatApp(ws_path="/ws")]) as server:
         await server.serve_forever()
 
 One port serves, in this order: ``/metrics`` (:mod:`wshub.hub.metrics`), the HTTP API
@@ -14,27 +13,41 @@ plain request (no upgrade) at ``path`` gets 426.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from wshub.aio import Server, ServerConnection, serve
-from wshub.exceptions import ConnectionClosed
-from wshub.hub.auth import DEFAULT_ANONYMOUS_PERMISSIONS, Authenticator
+from wshub.aio.options import TransportOptions
+from wshub.exceptions import ConfigError, ConnectionClosed
 from wshub.hub.backends import HistoryStore, open_stores
 from wshub.hub.backends.base import DEFAULT_PREFIX
 from wshub.hub.channels import ChannelRegistry
+from wshub.hub.config import (
+    ApiConfig,
+    AuthConfig,
+    HubConfig,
+    ListenConfig,
+    MemoryStorage,
+    MetricsConfig,
+    Namespace,
+    RedisStorage,
+    SQLiteStorage,
+    Storage,
+)
 from wshub.hub.httpapi import HttpApi
 from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
 from wshub.hub.wire import SUBPROTOCOL, DisconnectCode
 from wshub.protocol.http11 import Request, Response
 
-__all__ = ["HttpHandler", "HubServer", "run_hub", "start_hub"]
+__all__ = ["HttpHandler", "HubServer", "hub_config", "run_hub", "start_hub"]
 
 logger = logging.getLogger("wshub.hub")
 
@@ -44,6 +57,8 @@ HttpHandler = Callable[[Any, Request], Response | Awaitable[Response | None] | N
 
 #: The SQLite file inside ``data_dir``.
 HISTORY_FILE = "history.db"
+
+_DEFAULTS = HubConfig()
 
 
 class _Resource(Protocol):
@@ -155,22 +170,27 @@ class HubServer:
         await self.close()
 
 
-async def start_hub(
+#: ``start_hub()`` keywords that are fields of :class:`ListenConfig`.
+_LISTEN_KEYWORDS = frozenset(
+    {"origins", "backlog", "reuse_port", "max_connections", "max_request_size"}
+)
+_TRANSPORT_KEYWORDS = frozenset(field.name for field in dataclasses.fields(TransportOptions))
+
+
+def hub_config(
     host: str | None = "127.0.0.1",
     port: int = 8765,
     *,
     data_dir: str | Path | None = None,
     ephemeral: bool = False,
     allow_anonymous: bool = False,
-    anonymous_permissions: Sequence[str] = DEFAULT_ANONYMOUS_PERMISSIONS,
+    anonymous_permissions: Sequence[str] = (),
     secret: str | None = None,
     public_key: str | bytes | None = None,
     api_key: str | None = None,
     path: str = "/ws",
-    http_handlers: Iterable[HttpHandler] = (),
     registry: ChannelRegistry | None = None,
     limits: HubLimits | None = None,
-    hub: Hub | None = None,
     metrics: MetricsAccess = "local",
     redis_url: str | None = None,
     redis_prefix: str = DEFAULT_PREFIX,
@@ -178,140 +198,274 @@ async def start_hub(
     token_audience: str | None = None,
     token_issuer: str | None = None,
     token_leeway: float = 0.0,
-    clock: Callable[[], float] = time.time,
     **serve_options: Any,
-) -> HubServer:
-    """Start a hub server and return it, listening.
+) -> HubConfig:
+    """The :class:`HubConfig` that the keyword form of :func:`start_hub` describes.
 
     Args:
-        host: the interface to listen on (``None``: all).
-        port: the TCP port (0 picks a free one; see :attr:`HubServer.port`).
-        data_dir: where the SQLite history lives (``history.db``, created if needed);
-            required unless ``ephemeral`` or ``redis_url``.
-        ephemeral: keep history in memory only (lost on restart).
-        allow_anonymous: accept connections without a token.
-        anonymous_permissions: what anonymous connections may do.
-        secret: HS256 secret for connection tokens (at least 32 bytes).
-        public_key: PEM public key for RS256/ES256 tokens.
-        api_key: the HTTP API key; ``None`` disables the API (every call gets 401).
+        host, port: where to listen (``host=None``: every interface).
+        data_dir: SQLite history in this directory (:class:`SQLiteStorage`).
+        ephemeral: history in memory (:class:`MemoryStorage`).
+        redis_url, redis_prefix: history, presence and fan-out in Redis
+            (:class:`RedisStorage`).
+        allow_anonymous, anonymous_permissions, secret, public_key, token_audience,
+            token_issuer, token_leeway: :class:`AuthConfig` (``audience``, ``issuer``,
+            ``leeway``).
+        api_key: :class:`ApiConfig`.
         path: the WebSocket path.
-        http_handlers: extra ``process_request``-style handlers (e.g. the chat page).
-        registry: the namespaces (default: the demo namespaces).
-        limits: per-connection limits.
-        hub: a hub built by the caller (then ``data_dir``, ``ephemeral``, ``redis_url``,
-            the auth options (``token_*`` included), ``registry``, ``limits``,
-            ``dedupe_window`` and ``clock`` are ignored: they configure the hub this
-            function builds, and a caller's hub was configured when it was built. Closing
-            the server closes the hub but not its stores).
-        metrics: who may read ``GET /metrics``: ``"local"`` (loopback clients and API key
-            holders), ``"key"``, ``"open"`` or ``"off"`` (see :mod:`wshub.hub.metrics`).
-            Unless ``"off"``, the transport also counts messages and bytes
-            (``count_traffic``).
-        redis_url: share history, presence and fan-out with the other nodes of the hub
-            through this Redis (``redis://host:6379/0``; needs ``wshub[redis]``), instead
-            of ``data_dir`` or ``ephemeral``; see docs/hub.md, "Scaling out with Redis".
-        redis_prefix: the first part of every Redis key and Pub/Sub channel; the nodes
-            of one hub use the same, other hubs on the same Redis another one.
-        dedupe_window: seconds a publish's ``message_id`` is remembered, so that a retry
-            within it is answered as a duplicate instead of published twice. It reaches
-            every store built here: the in-memory store of non-persistent namespaces, and
-            the persistent history (in memory with ``ephemeral``, SQLite under
-            ``data_dir``, or Redis with ``redis_url``, where the key expires after it).
-            Longer windows catch later retries at the cost of one remembered id per
-            publication for that long.
-        token_audience: when set, tokens must carry this ``aud`` claim (tokens minted for
-            another service are refused).
-        token_issuer: when set, tokens must carry this ``iss`` claim.
-        token_leeway: seconds of clock skew tolerated on a token's ``exp`` and ``nbf``,
-            for token issuers whose clock is not quite the hub's.
-        clock: wall-clock time in seconds since the Unix epoch, for token expiry, history
-            TTLs and the dedupe window of everything built here (tests pass a fake one to
-            move time without sleeping).
-        **serve_options: passed to :func:`wshub.serve` (``origins``, ``max_size``,
-            ``ssl``, ``ping_interval``, ...); ``max_request_size`` defaults to 1 MiB here so
-            that HTTP API publications up to the hub's own limit get through.
+        registry: the namespaces served (default: none).
+        limits: :class:`HubLimits`.
+        metrics: :class:`MetricsConfig` ``access``.
+        dedupe_window: seconds a ``message_id`` is remembered.
+        **serve_options: the fields of :class:`TransportOptions` and of
+            :class:`ListenConfig` (``origins``, ``backlog``, ``reuse_port``,
+            ``max_connections``, ``max_request_size``).
 
     Raises:
-        ValueError: none or several of ``data_dir``, ``ephemeral`` and ``redis_url``; an
-            invalid auth configuration or Redis URL; ``redis_url`` without the ``redis``
-            package; ``dedupe_window`` not positive or ``token_leeway`` negative.
-        ConnectionError: Redis does not answer.
+        ConfigError: none or several of ``data_dir``, ``ephemeral`` and ``redis_url``, or
+            an invalid value (the message names the field).
+        TypeError: an unknown keyword.
     """
-    owned: list[_Resource] = []
-    if hub is None:
-        if not dedupe_window > 0:  # before the disk is touched (open_stores checks it too)
-            raise ValueError("dedupe_window must be > 0")
-        if not token_leeway >= 0:
-            raise ValueError("token_leeway must be >= 0")
-        auth = Authenticator(
+    unknown = set(serve_options) - _LISTEN_KEYWORDS - _TRANSPORT_KEYWORDS
+    if unknown:
+        raise TypeError(f"start_hub() got unexpected keyword arguments: {sorted(unknown)}")
+    chosen = [
+        name
+        for name, on in (
+            ("data_dir", data_dir is not None),
+            ("ephemeral", ephemeral),
+            ("redis_url", redis_url is not None),
+        )
+        if on
+    ]
+    if len(chosen) != 1:
+        raise ConfigError(
+            [f"storage: give exactly one of data_dir, ephemeral and redis_url, got {chosen}"]
+        )
+    storage: Storage
+    if redis_url is not None:
+        storage = RedisStorage(url=redis_url, prefix=redis_prefix)
+    elif data_dir is not None:
+        storage = SQLiteStorage(data_dir=str(data_dir))
+    else:
+        storage = MemoryStorage()
+    registry = registry if registry is not None else ChannelRegistry({})
+    return HubConfig(
+        listen=ListenConfig(
+            host=host or "",
+            port=port,
+            path=path,
+            **{name: serve_options[name] for name in _LISTEN_KEYWORDS & set(serve_options)},
+        ),
+        transport=TransportOptions(
+            **{name: serve_options[name] for name in _TRANSPORT_KEYWORDS & set(serve_options)}
+        ),
+        limits=limits if limits is not None else HubLimits(),
+        auth=AuthConfig(
             secret=secret,
-            public_key=public_key,
-            allow_anonymous=allow_anonymous,
-            anonymous_permissions=anonymous_permissions,
+            public_key=public_key.decode() if isinstance(public_key, bytes) else public_key,
             audience=token_audience,
             issuer=token_issuer,
             leeway=token_leeway,
-            clock=clock,
-        )
-        sqlite_path: Path | None = None
-        if redis_url is not None:
-            if ephemeral or data_dir is not None:
-                raise ValueError("redis_url replaces data_dir and ephemeral: give only one")
-        elif not ephemeral:
-            if data_dir is None:
-                raise ValueError("data_dir is required unless ephemeral=True or redis_url")
-            sqlite_path = Path(data_dir) / HISTORY_FILE
-            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            allow_anonymous=allow_anonymous,
+            anonymous_permissions=tuple(anonymous_permissions),
+        ),
+        storage=storage,
+        namespaces=tuple(Namespace(name=name, options=registry[name]) for name in registry),
+        default_namespace=registry.default,
+        api=ApiConfig(api_key=api_key),
+        metrics=MetricsConfig(access=metrics),
+        dedupe_window=dedupe_window,
+    )
+
+
+async def _open_stores(
+    config: HubConfig, clock: Callable[[], float], owned: list[_Resource]
+) -> dict[str, Any]:
+    """The stores of ``config.storage`` as :class:`Hub` keywords; what must be closed with
+    the server goes to ``owned``. The one place that maps a storage to its backends.
+
+    Raises:
+        ConfigError: Redis without the ``redis`` package, or a data directory that cannot
+            be created.
+        ConnectionError: Redis does not answer.
+    """
+    storage = config.storage
+    sqlite_path: Path | None = None
+    if isinstance(storage, SQLiteStorage):
+        directory = Path(storage.data_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                [
+                    f"storage.data_dir: cannot create the data directory {str(directory)!r}: "
+                    f"{exc.strerror or exc}"
+                ]
+            ) from exc
+        sqlite_path = directory / HISTORY_FILE
+    redis = storage if isinstance(storage, RedisStorage) else None
+    try:
         stores = await open_stores(
             sqlite_path=sqlite_path,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
+            redis_url=None if redis is None else redis.url,
+            redis_prefix=DEFAULT_PREFIX if redis is None else redis.prefix,
             clock=clock,
-            dedupe_window=dedupe_window,
+            dedupe_window=config.dedupe_window,
         )
-        owned.append(stores)
+    except ConnectionError:
+        raise
+    except ValueError as exc:  # the redis package is missing
+        raise ConfigError([f"storage: {exc}"]) from exc
+    owned.append(stores)
+    return {
+        "registry": config.registry(),
+        "history": stores.history,
+        "volatile_history": stores.volatile_history,
+        "broker": stores.broker,
+        "presence": stores.presence,
+    }
+
+
+async def start_hub(
+    host: HubConfig | str | None = "127.0.0.1",
+    port: int = 8765,
+    *,
+    http_handlers: Iterable[HttpHandler] = (),
+    hub: Hub | None = None,
+    clock: Callable[[], float] = time.time,
+    ssl: SSLContext | None = None,
+    count_traffic: bool | None = None,
+    **options: Any,
+) -> HubServer:
+    """Start a hub server and return it, listening.
+
+    ``start_hub(config)`` runs the hub a :class:`HubConfig` describes; the keyword form,
+    ``start_hub(host, port, ephemeral=True, ...)``, is a convenience that builds one with
+    :func:`hub_config` (which documents the keywords).
+
+    Args:
+        host: a :class:`HubConfig`, or the interface to listen on (``None``: all) of the
+            keyword form.
+        port: the TCP port of the keyword form (0 picks a free one; see
+            :attr:`HubServer.port`).
+        http_handlers: extra ``process_request``-style handlers (e.g. the chat page).
+        hub: a hub built by the caller, with its own stores, auth, namespaces and limits;
+            then the configuration may only say how to listen (a storage, auth, namespaces
+            or limits that differ from the defaults are refused rather than ignored).
+            Closing the server closes the hub but not its stores.
+        clock: wall-clock time in seconds since the Unix epoch, for token expiry, history
+            TTLs and the dedupe window of everything built here (tests pass a fake one).
+        ssl: a ready ``ssl.SSLContext`` instead of ``tls.certfile``/``tls.keyfile``.
+        count_traffic: count messages and bytes (default: unless metrics are ``off``).
+        **options: the keywords of :func:`hub_config` (keyword form only).
+
+    Raises:
+        ConfigError: an invalid configuration (a ``ValueError``; the message names the
+            field), or a data directory that cannot be created.
+        TypeError: keywords with a :class:`HubConfig`, or an unknown keyword.
+        ConnectionError: Redis does not answer.
+        OSError: the port cannot be listened on.
+    """
+    registry: ChannelRegistry | None = None
+    if isinstance(host, HubConfig):
+        if options or port != 8765:
+            raise TypeError("start_hub(config) takes no port or configuration keywords")
+        config = host
+    else:
+        if hub is not None and not {"data_dir", "ephemeral", "redis_url"} & set(options):
+            options["ephemeral"] = True  # the default storage: a caller's hub has its own
+        config = hub_config(host, port, **options)
+        # The config describes the caller's registry; the hub gets that very object.
+        registry = options.get("registry")
+    return await _start(config, http_handlers, hub, clock, ssl, count_traffic, registry)
+
+
+async def _start(
+    config: HubConfig,
+    http_handlers: Iterable[HttpHandler],
+    hub: Hub | None,
+    clock: Callable[[], float],
+    ssl: SSLContext | None,
+    count_traffic: bool | None,
+    registry: ChannelRegistry | None = None,
+) -> HubServer:
+    if ssl is not None and config.tls.certfile is not None:
+        raise ConfigError(["tls.certfile: give a certificate or an ssl= context, not both"])
+    try:
+        context = ssl if ssl is not None else config.tls.context()
+    except ConfigError as exc:
+        raise exc.within("tls") from exc.__cause__
+    owned: list[_Resource] = []
+    if hub is None:
+        try:
+            auth = config.auth.authenticator(clock=clock)
+        except ConfigError as exc:
+            raise exc.within("auth") from exc.__cause__
+        stores = await _open_stores(config, clock, owned)
+        if registry is not None:
+            stores["registry"] = registry
         hub = Hub(
-            registry=registry,
-            history=stores.history,
-            volatile_history=stores.volatile_history,
-            broker=stores.broker,
-            presence=stores.presence,
+            **stores,
             auth=auth,
-            limits=limits,
-            dedupe_window=dedupe_window,
+            limits=config.limits,
+            dedupe_window=config.dedupe_window,
             clock=clock,
         )
+    else:
+        ignored = [
+            name
+            for name in (
+                "storage",
+                "auth",
+                "namespaces",
+                "default_namespace",
+                "limits",
+                "dedupe_window",
+            )
+            if getattr(config, name) != getattr(_DEFAULTS, name)
+        ]
+        if ignored:
+            raise ConfigError(
+                [f"{name}: configures the hub start_hub builds, not hub=" for name in ignored]
+            )
+    listen = config.listen
     hub_server = HubServer(
         hub,
-        api_key=api_key,
-        path=path,
+        api_key=config.api.effective_key,
+        path=listen.path,
         http_handlers=http_handlers,
-        metrics=metrics,
+        metrics=config.metrics.access,
         owned=owned,
     )
-    serve_options.setdefault("count_traffic", hub_server.metrics.enabled)
-    # The API's requests carry publications of up to max_publication_size (64 KiB) plus JSON
-    # framing: the transport's default request bound would refuse them before the hub could.
-    serve_options.setdefault("max_request_size", 2**20)
     try:
         await hub.start()
         hub_server.server = await serve(
             hub_server.handle,
-            host,
-            port,
+            listen.host or None,
+            listen.port,
             subprotocols=[SUBPROTOCOL],
             process_request=hub_server.process_request,
-            **serve_options,
+            options=config.transport,
+            origins=listen.origins,
+            max_connections=listen.max_connections,
+            max_request_size=listen.max_request_size,
+            backlog=listen.backlog,
+            reuse_port=listen.reuse_port,
+            ssl=context,
+            count_traffic=hub_server.metrics.enabled if count_traffic is None else count_traffic,
         )
     except BaseException:
         if owned:  # the hub is ours (the port was taken, ...): release its stores and Redis
             await hub_server.close()
         raise
-    logger.info("hub listening on %s:%d%s", host or "*", hub_server.port, path)
+    logger.info("hub listening on %s:%d%s", listen.host or "*", hub_server.port, listen.path)
     return hub_server
 
 
-async def run_hub(host: str | None = "127.0.0.1", port: int = 8765, **options: Any) -> None:
+async def run_hub(
+    host: HubConfig | str | None = "127.0.0.1", port: int = 8765, **options: Any
+) -> None:
     """Start a hub server (same arguments as :func:`start_hub`) and serve until cancelled."""
     async with await start_hub(host, port, **options) as server:
         await server.serve_forever()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wshub.hub import ChannelRegistry, Hub, NamespaceOptions
+from wshub.hub import ChannelRegistry, NamespaceOptions
 from wshub.hub.backends import MemoryHistory, SQLiteHistory, open_stores
 
+from ..conftest import demo_hub
 from .helpers import Clock
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -39,7 +40,7 @@ async def test_sqlite_keeps_the_persistent_namespaces_only(tmp_path: Path) -> No
     path = tmp_path / "history.db"
     stores = await open_stores(sqlite_path=path)
     assert isinstance(stores.history, SQLiteHistory) and stores.location == str(path)
-    hub = Hub(
+    hub = demo_hub(
         registry=REGISTRY,
         history=stores.history,
         volatile_history=stores.volatile_history,
@@ -58,14 +59,16 @@ async def test_a_hub_given_one_store_for_both_uses_it_for_every_namespace() -> N
     """volatile_history: persistent=False namespaces go there; expiry runs once per store."""
     clock = Clock()
     shared = MemoryHistory(clock=clock)
-    async with Hub(registry=REGISTRY, history=shared, volatile_history=shared, clock=clock) as hub:
+    async with demo_hub(
+        registry=REGISTRY, history=shared, volatile_history=shared, clock=clock
+    ) as hub:
         await hub.publish("tick:a", 1)
         await hub.publish("kept:a", 2)
         assert sorted(await shared.channels()) == ["kept:a", "tick:a"]
         assert [c["channel"] for c in await hub.channels()] == ["kept:a", "tick:a"]
     await shared.append("c:x", b"1", size=10, ttl=1.0)
     clock.now += 2
-    async with Hub(history=shared, volatile_history=shared, clock=clock) as hub:
+    async with demo_hub(history=shared, volatile_history=shared, clock=clock) as hub:
         assert await hub.expire() == 1
 
 

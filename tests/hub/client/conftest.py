@@ -22,7 +22,9 @@ from wshub.hub.client import (
     Publication,
     Subscription,
 )
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
+
+from ..conftest import start_demo_hub
 
 SECRET = "hub-client-tests-secret-0123456789abcdef"
 ALL = ["*:spr"]
@@ -33,7 +35,7 @@ MakeClient = Callable[..., Awaitable[HubClient]]
 @pytest.fixture
 async def server() -> AsyncIterator[HubServer]:
     """A hub on a free loopback port: memory history, anonymous allowed, no rate limits."""
-    hub_server = await start_hub(
+    hub_server = await start_demo_hub(
         "127.0.0.1",
         0,
         ephemeral=True,

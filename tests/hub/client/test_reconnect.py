@@ -12,9 +12,10 @@ from wshub.exceptions import AuthError, ConnectionClosedError, HubError
 from wshub.hub import HubLimits
 from wshub.hub.client import Backoff, ClientState, HubClient
 from wshub.hub.client.reconnect import close_advice, give_up, why_lost
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
 from wshub.hub.wire import DisconnectAdvice, DisconnectCode
 
+from ..conftest import start_demo_hub
 from .conftest import SECRET, Gate, MakeClient, cut_off, server_side, take, token
 
 
@@ -66,7 +67,7 @@ async def test_hub_restart_changes_epoch(server: HubServer) -> None:
         await client.publish("chat:restart", "old")
         assert (await sub.get()).data == "old"
         await server.close()  # 1001 to the client
-        async with await start_hub("127.0.0.1", port, ephemeral=True, allow_anonymous=True):
+        async with await start_demo_hub("127.0.0.1", port, ephemeral=True, allow_anonymous=True):
             with pytest.raises(HubError) as info:
                 await sub.get()
             assert info.value.code == 116 and sub.recovered is False
@@ -78,7 +79,7 @@ async def test_hub_restart_changes_epoch(server: HubServer) -> None:
 
 async def test_too_many_connections_on_reconnect_ends_the_client() -> None:
     """A reconnection refused with 112 (then 4006) is final: calls and iteration raise it."""
-    limited = await start_hub(
+    limited = await start_demo_hub(
         "127.0.0.1",
         0,
         ephemeral=True,
@@ -266,7 +267,7 @@ async def test_client_comes_back_within_max_delay_after_a_hub_outage(server: Hub
         await wait_for(lambda: client.backoff.attempt >= 8)  # the bound reached the cap
         assert client.state in (ClientState.WAITING, ClientState.CONNECTING)
         waiting = asyncio.ensure_future(client.publish("chat:outage", "during"))
-        async with await start_hub("127.0.0.1", port, ephemeral=True, allow_anonymous=True):
+        async with await start_demo_hub("127.0.0.1", port, ephemeral=True, allow_anonymous=True):
             failed_before_restart = client.backoff.attempt
             assert await waiting == 1  # sent once the client is back (a new, empty hub)
             assert client.reconnects == 1 and client.state is ClientState.CONNECTED

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from .app import ChatApp, StaticFile, chat_routes
+from .app import (
+    DEMO_ANONYMOUS_PERMISSIONS,
+    DEMO_NAMESPACES,
+    ChatApp,
+    StaticFile,
+    chat_routes,
+    demo_config,
+)
 
-__all__ = ["ChatApp", "StaticFile", "chat_routes"]
+__all__ = [
+    "DEMO_ANONYMOUS_PERMISSIONS",
+    "DEMO_NAMESPACES",
+    "ChatApp",
+    "StaticFile",
+    "chat_routes",
+    "demo_config",
+]

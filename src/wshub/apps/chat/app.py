@@ -18,8 +18,68 @@ Caching and the Content-Security-Policy are those of every demo page
 from __future__ import annotations
 
 from wshub.apps.static import StaticApp, StaticFile, page_routes
+from wshub.hub.channels import NamespaceOptions, SlowConsumerPolicy
+from wshub.hub.config import AuthConfig, HubConfig, Namespace, SQLiteStorage
 
-__all__ = ["ChatApp", "StaticFile", "chat_routes"]
+__all__ = [
+    "DEMO_ANONYMOUS_PERMISSIONS",
+    "DEMO_NAMESPACES",
+    "ChatApp",
+    "StaticFile",
+    "chat_routes",
+    "demo_config",
+]
+
+_DAY = 24 * 3600.0
+
+#: The namespaces of the demo (``wshub serve`` with no config file; table in docs/hub.md).
+DEMO_NAMESPACES = (
+    Namespace(
+        name="chat",
+        options=NamespaceOptions(
+            history_size=100, history_ttl=_DAY, presence=True, join_leave=True
+        ),
+    ),
+    # A ticker only needs the last price on subscribe; a slow client wants the newest price,
+    # not a backlog, and the data is worthless after a restart.
+    Namespace(
+        name="ticker",
+        options=NamespaceOptions(
+            history_size=1,
+            persistent=False,
+            publish="none",
+            slow_consumer=SlowConsumerPolicy.LATEST,
+            queue_size=16,
+        ),
+    ),
+    # The board's state is the replay of its operations, so keep many and a long time.
+    Namespace(
+        name="board",
+        options=NamespaceOptions(
+            history_size=1000,
+            history_ttl=7 * _DAY,
+            presence=True,
+            join_leave=True,
+            queue_size=1024,
+        ),
+    ),
+)
+
+#: What the demo's anonymous users may do: chat and draw, watch tickers.
+DEMO_ANONYMOUS_PERMISSIONS = ("chat:*:spr", "ticker:*:s", "board:*:spr")
+
+
+def demo_config() -> HubConfig:
+    """The demo that ``wshub serve`` runs without a config file: the chat's namespaces,
+    anonymous users allowed with :data:`DEMO_ANONYMOUS_PERMISSIONS`, history in SQLite
+    under ``./.wshub-data``. (The command turns anonymous users off when it is given a
+    token secret, unless ``--allow-anonymous`` says otherwise.)"""
+    return HubConfig(
+        auth=AuthConfig(allow_anonymous=True, anonymous_permissions=DEMO_ANONYMOUS_PERMISSIONS),
+        storage=SQLiteStorage(data_dir=".wshub-data"),
+        namespaces=DEMO_NAMESPACES,
+    )
+
 
 _PACKAGE = "wshub.apps.chat"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from wshub.aio import ClientConnection, connect
+from wshub.aio import ClientConnection, TransportOptions, connect
 from wshub.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -84,6 +84,8 @@ class HubClient(HubCommands):
             to ``connect``; ``None`` waits forever.
         ping_interval, ping_timeout, max_size, compression, ssl, additional_headers,
             origin: passed to :func:`wshub.connect`.
+        options: every limit of the connection as one :class:`wshub.TransportOptions`
+            (``open_timeout`` included); none of them may then also be given as a keyword.
 
     Raises:
         InvalidURI: ``url`` is not a ``ws://`` or ``wss://`` URL.
@@ -110,6 +112,7 @@ class HubClient(HubCommands):
         ssl: ssl_module.SSLContext | None = None,
         additional_headers: Iterable[tuple[str, str]] | Mapping[str, str] | None = None,
         origin: str | None = None,
+        options: TransportOptions | None = None,
     ) -> None:
         parse_uri(url)  # a wrong URL fails here, not in the background
         if queue_size < 2:
@@ -124,16 +127,20 @@ class HubClient(HubCommands):
         self._meta = meta
         self._queue_size = queue_size
         self._max_pending = max_pending
-        self._open_timeout = open_timeout
+        transport = TransportOptions.merge(
+            options,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_size=max_size,
+            compression=compression,
+        )
+        self._open_timeout = transport.open_timeout
         self._connect_options: dict[str, Any] = {
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-            "max_size": max_size,
-            "compression": compression,
+            "options": transport,
             "ssl": ssl,
             "additional_headers": additional_headers,
             "origin": origin,
-            "open_timeout": open_timeout,
         }
         #: The hub's id for the current connection (changes at every reconnect).
         self.client_id: str | None = None

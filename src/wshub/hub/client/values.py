@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from wshub.exceptions import AuthError, HubError
-from wshub.hub.wire import ClientInfo, ErrorCode, Position
+from wshub.hub.wire import MAX_LIMIT, ClientInfo, ErrorCode, Position
 
 if TYPE_CHECKING:
     from wshub.hub.client.subscription import Subscription
@@ -43,8 +43,8 @@ EventHandler: TypeAlias = Callable[["ChannelEvent"], object]
 #: Receives what ``async for`` would raise: a 116 gap marker, or the error that ended it.
 ErrorHandler: TypeAlias = Callable[["Subscription", HubError], object]
 
-#: The largest ``limit`` the hub accepts for one history read.
-MAX_PAGE = 1000
+#: The largest ``limit`` the hub accepts for one history read (the wire's own bound).
+MAX_PAGE = MAX_LIMIT
 
 # Error codes that are about who the client is or what it may do.
 _AUTH_CODES = frozenset(

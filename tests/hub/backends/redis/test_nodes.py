@@ -1,6 +1,6 @@
 """Hub nodes sharing one Redis (wshub.hub.backends.open_stores), end to end.
 
-Two hub servers run in the test process (``start_hub(redis_url=...)`` on two ports, one key
+Two hub servers run in the test process (``start_demo_hub(redis_url=...)`` on two ports, one key
 prefix) and real HubClients talk to them over loopback. The Redis restart test puts a relay
 in front of Redis and swaps the redis-server behind it, so that the nodes see the same
 address go away and come back empty.
@@ -19,10 +19,11 @@ from wshub.hub import ChannelRegistry, HubLimits, NamespaceOptions
 from wshub.hub.backends import AppendResult, open_stores
 from wshub.hub.backends.redis import RedisBroker
 from wshub.hub.client import HubClient, Subscription
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
 from wshub.hub.wire import Position
 from wshub.testing import RedisServer, redis_server
 
+from ...conftest import start_demo_hub
 from .redis_proxy import redis_proxy
 
 pytestmark = pytest.mark.redis
@@ -44,7 +45,7 @@ async def start_node(prefix: str) -> AsyncIterator[StartNode]:
     servers: list[HubServer] = []
 
     async def start(url: str) -> HubServer:
-        server = await start_hub(
+        server = await start_demo_hub(
             "127.0.0.1",
             0,
             redis_url=url,
@@ -220,10 +221,10 @@ async def publish_until_accepted(server: HubServer, channel: str, data: object) 
 async def test_start_hub_refuses_conflicting_or_unreachable_redis() -> None:
     """redis_url replaces data_dir/ephemeral; an unreachable Redis fails at start-up."""
     with pytest.raises(ValueError):
-        await start_hub("127.0.0.1", 0, redis_url="redis://127.0.0.1:1/0", ephemeral=True)
+        await start_demo_hub("127.0.0.1", 0, redis_url="redis://127.0.0.1:1/0", ephemeral=True)
     async with redis_proxy(None) as dead:
         with pytest.raises(ConnectionError):
-            await start_hub("127.0.0.1", 0, redis_url=dead.url)
+            await start_demo_hub("127.0.0.1", 0, redis_url=dead.url)
 
 
 async def test_open_stores_closes_what_it_opened(redis: RedisServer, prefix: str) -> None:

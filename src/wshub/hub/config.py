@@ -1,0 +1,738 @@
+"""The configuration of a hub server as one frozen value: :class:`HubConfig`.
+
+A :class:`HubConfig` is made of parts, each owned by the layer it configures:
+:class:`~wshub.aio.TransportOptions` (the WebSocket limits, shared with ``serve()``,
+``connect()`` and ``HubClient``), :class:`~wshub.hub.HubLimits`, :class:`AuthConfig`, a
+storage (:class:`MemoryStorage`, :class:`SQLiteStorage` or :class:`RedisStorage`), the
+namespaces (:class:`Namespace`, each a name and its
+:class:`~wshub.hub.channels.NamespaceOptions`), :class:`ApiConfig`, :class:`MetricsConfig`,
+:class:`ListenConfig` and :class:`TLSConfig`. :func:`wshub.hub.start_hub` takes one.
+
+Every part checks itself when it is built and raises :class:`~wshub.exceptions.ConfigError`
+with one line per problem, naming the field; :meth:`HubConfig.parse` reads the shape of a
+TOML file (``wshub serve --config``, docs/configuration.md) and reports every problem of the
+whole file at once, with its path (``namespaces[1].history_size: must be >= 0``).
+:meth:`HubConfig.serialize` is the inverse, with secrets redacted unless asked otherwise.
+
+The library's defaults are safe: no anonymous users, no namespace. The chat demo's
+configuration lives with the chat app (:func:`wshub.apps.chat.demo_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import re
+import ssl
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
+from urllib.parse import urlsplit
+
+from wshub.aio.options import TransportOptions
+from wshub.exceptions import ConfigError
+from wshub.hub.auth import MIN_SECRET_SIZE, Authenticator, Permissions
+from wshub.hub.channels import ChannelRegistry, NamespaceOptions, split_channel
+from wshub.hub.limits import HubLimits
+from wshub.hub.metrics import METRICS_ACCESS, MetricsAccess
+
+__all__ = [
+    "FILE_KEYS",
+    "REDACTED",
+    "SECRET",
+    "SECTIONS",
+    "ApiConfig",
+    "AuthConfig",
+    "HubConfig",
+    "ListenConfig",
+    "MemoryStorage",
+    "MetricsConfig",
+    "Namespace",
+    "RedisStorage",
+    "SQLiteStorage",
+    "Storage",
+    "TLSConfig",
+    "dump_toml",
+    "field_docs",
+    "read_file",
+]
+
+#: ``field(metadata=SECRET)`` marks a field that :meth:`HubConfig.serialize` redacts.
+SECRET: Mapping[str, bool] = types.MappingProxyType({"secret": True})
+#: What a redacted secret is shown as.
+REDACTED = "<redacted>"
+
+_T = TypeVar("_T")
+
+
+def _positive_seconds(name: str, value: float | None, errors: list[str]) -> None:
+    """``value`` must be ``> 0`` and finite (``None`` is allowed where the type says so)."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        errors.append(f"{name}: must be > 0 seconds, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    """Where and how the hub listens.
+
+    Attributes:
+        host: the interface (``0.0.0.0`` or ``::`` for all IPv4 / IPv6 ones, ``""`` for
+            every interface).
+        port: the TCP port, 0-65535; 0 picks a free one.
+        path: the WebSocket path (upgrades elsewhere get 404).
+        origins: allowed ``Origin`` values of WebSocket upgrades (others get 403);
+            none allows any.
+        backlog: the listen backlog.
+        reuse_port: set ``SO_REUSEPORT``, so that several processes can share the port.
+        max_connections: open WebSocket connections above which upgrades get 503; none
+            means no limit.
+        max_request_size: largest HTTP request in bytes (head and body): it must hold an
+            HTTP API publication of ``limits.max_publication_size``; none means no limit.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    path: str = "/ws"
+    origins: tuple[str, ...] | None = None
+    backlog: int = 1024
+    reuse_port: bool = False
+    max_connections: int | None = None
+    max_request_size: int | None = 2**20
+
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+        if not 0 <= self.port <= 65535:
+            errors.append(f"port: must be 0-65535, got {self.port!r}")
+        if not self.path.startswith("/"):
+            errors.append(f"path: must start with '/', got {self.path!r}")
+        if self.backlog < 1:
+            errors.append(f"backlog: must be >= 1, got {self.backlog!r}")
+        for name in ("max_connections", "max_request_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                errors.append(f"{name}: must be >= 1 or none, got {value!r}")
+        ConfigError.check(errors)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    """Serve ``https://`` and ``wss://``: off unless ``certfile`` is set.
+
+    Attributes:
+        certfile: PEM certificate chain, the server's certificate first.
+        keyfile: PEM private key, unencrypted (none: in the certfile).
+    """
+
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.keyfile is not None and self.certfile is None:
+            raise ConfigError(["keyfile: needs certfile"])
+
+    def context(self) -> ssl.SSLContext | None:
+        """A server context with Python's secure defaults, or ``None`` without TLS.
+
+        Raises:
+            ConfigError: the files cannot be read or do not match.
+        """
+        if self.certfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError([f"certfile: cannot load the TLS certificate: {exc}"]) from exc
+        return context
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthConfig:
+    """Who may connect: token holders, and anonymous users when allowed.
+
+    Attributes:
+        secret: HS256 secret for connection tokens, at least 32 bytes (a secret:
+            redacted when shown; a file gives it as ``secret_file``).
+        public_key: PEM public key for RS256 (RSA) or ES256 (EC P-256) tokens (a file
+            gives it as ``public_key_file``).
+        audience: tokens must carry this ``aud`` claim; none: not checked.
+        issuer: tokens must carry this ``iss`` claim; none: not checked.
+        leeway: seconds of clock skew tolerated on a token's ``exp`` and ``nbf``.
+        allow_anonymous: accept connections without a token.
+        anonymous_permissions: what anonymous connections may do (``pattern:perms``
+            entries, as in a token's ``channels`` claim).
+    """
+
+    secret: str | None = field(default=None, repr=False, metadata=SECRET)
+    public_key: str | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: float = 0.0
+    allow_anonymous: bool = False
+    anonymous_permissions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+        if self.secret is not None and len(self.secret.encode()) < MIN_SECRET_SIZE:
+            errors.append(f"secret: must be at least {MIN_SECRET_SIZE} bytes")
+        if not (self.leeway >= 0 and math.isfinite(self.leeway)):
+            errors.append(f"leeway: must be >= 0 seconds, got {self.leeway!r}")
+        for index, entry in enumerate(self.anonymous_permissions):
+            try:
+                Permissions.parse([entry])
+            except ValueError as exc:
+                errors.append(f"anonymous_permissions[{index}]: {exc}")
+        ConfigError.check(errors)
+
+    def authenticator(self, *, clock: Callable[[], float]) -> Authenticator:
+        """The token verifier this configuration describes.
+
+        Raises:
+            ConfigError: ``public_key`` is not a PEM public key of a supported kind.
+        """
+        try:
+            return Authenticator(
+                secret=self.secret,
+                public_key=self.public_key,
+                allow_anonymous=self.allow_anonymous,
+                anonymous_permissions=self.anonymous_permissions,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                clock=clock,
+            )
+        except ValueError as exc:
+            raise ConfigError([f"public_key: {exc}"]) from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryStorage:
+    """History in process memory: lost on exit, for one node (``kind = "memory"``)."""
+
+    kind: ClassVar[str] = "memory"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SQLiteStorage:
+    """History in a SQLite file, ``history.db`` in ``data_dir`` (``kind = "sqlite"``).
+
+    Attributes:
+        data_dir: the directory, created if needed.
+    """
+
+    kind: ClassVar[str] = "sqlite"
+    data_dir: str = ".wshub-data"
+
+    def __post_init__(self) -> None:
+        if not self.data_dir:
+            raise ConfigError(["data_dir: must not be empty"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisStorage:
+    """History, presence and fan-out in Redis, shared by the nodes of one hub
+    (``kind = "redis"``; needs ``wshub[redis]``).
+
+    Attributes:
+        url: ``redis://host:6379/0``, ``rediss://`` (TLS) or ``unix:///path`` (its
+            password is redacted when shown).
+        prefix: the first part of every key and Pub/Sub channel: the same for the nodes
+            of one hub, another one for another hub on the same Redis.
+    """
+
+    kind: ClassVar[str] = "redis"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "wshub"
+
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+        if urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
+            errors.append("url: must be a redis://, rediss:// or unix:// URL")
+        if not self.prefix:
+            errors.append("prefix: must not be empty")
+        ConfigError.check(errors)
+
+
+#: Where history (and, with Redis, presence and fan-out) lives.
+Storage = MemoryStorage | SQLiteStorage | RedisStorage
+_STORAGES: dict[str, type[MemoryStorage | SQLiteStorage | RedisStorage]] = {
+    cls.kind: cls for cls in (MemoryStorage, SQLiteStorage, RedisStorage)
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Namespace:
+    """One namespace the hub serves: its name and how it treats its channels.
+
+    Attributes:
+        name: the part of a channel name before ``:`` (``chat`` in ``chat:lobby``).
+        options: history, presence, publish policy, slow-consumer policy (docs/hub.md).
+    """
+
+    name: str
+    options: NamespaceOptions = field(default_factory=NamespaceOptions)
+
+    def __post_init__(self) -> None:
+        if split_channel(f"{self.name}:x") is None:
+            raise ConfigError(
+                [
+                    f"name: must be 1-32 of a-z, 0-9, '_', '-', starting with a letter or digit, "
+                    f"got {self.name!r}"
+                ]
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiConfig:
+    """The HTTP API (``/api/...``, docs/http-api.md).
+
+    Attributes:
+        api_key: the key callers present (a secret: redacted when shown; a file gives it
+            as ``api_key_file``). Without one every ``/api/`` call gets 401.
+        enabled: serve the API; off refuses every call as if there were no key.
+    """
+
+    api_key: str | None = field(default=None, repr=False, metadata=SECRET)
+    enabled: bool = True
+
+    @property
+    def effective_key(self) -> str | None:
+        """The key the API checks, ``None`` when it refuses everything."""
+        return self.api_key if self.enabled else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """``GET /metrics`` (Prometheus text format).
+
+    Attributes:
+        access: who may read it: ``local`` (loopback clients that did not come through a
+            proxy, or the API key), ``key`` (the API key only), ``open`` or ``off`` (not
+            served, and no message/byte counting).
+    """
+
+    access: MetricsAccess = "local"
+
+    def __post_init__(self) -> None:
+        if self.access not in METRICS_ACCESS:
+            choices = ", ".join(METRICS_ACCESS)
+            raise ConfigError([f"access: must be one of {choices}, got {self.access!r}"])
+
+
+def _check_limits(limits: HubLimits) -> list[str]:
+    """:class:`HubLimits` has no checks of its own: rates and timeouts ``> 0``, counts and
+    sizes ``>= 0`` (``none``, where allowed, means no limit)."""
+    errors: list[str] = []
+    hints = typing.get_type_hints(HubLimits)
+    for item in dataclasses.fields(limits):
+        value = getattr(limits, item.name)
+        if value is None:
+            continue
+        if float in _union_members(hints[item.name]):
+            _positive_seconds(f"limits.{item.name}", value, errors)
+        elif value < 0:
+            errors.append(f"limits.{item.name}: must be >= 0, got {value!r}")
+    return errors
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubConfig:
+    """Everything a hub server needs, checked as a whole when it is built.
+
+    Attributes:
+        listen: where and how the hub listens.
+        tls: certificate and key for ``https://`` and ``wss://``.
+        transport: the WebSocket limits of each connection.
+        limits: the hub's per-connection limits (docs/hub.md, "Limits").
+        auth: tokens and anonymous users.
+        storage: where history lives: memory, SQLite or Redis.
+        namespaces: the namespaces served.
+        default_namespace: the options of a namespace not in ``namespaces``; none
+            refuses its channels (error 108).
+        api: the HTTP API.
+        metrics: the ``/metrics`` endpoint.
+        dedupe_window: seconds a publish's ``message_id`` is remembered, so that a retry
+            within it is answered as a duplicate; it reaches every store.
+    """
+
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    transport: TransportOptions = field(default_factory=TransportOptions)
+    limits: HubLimits = field(default_factory=HubLimits)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    storage: Storage = field(default_factory=MemoryStorage)
+    namespaces: tuple[Namespace, ...] = ()
+    default_namespace: NamespaceOptions | None = None
+    api: ApiConfig = field(default_factory=ApiConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    dedupe_window: float = 120.0
+
+    def __post_init__(self) -> None:
+        errors = _check_limits(self.limits)
+        _positive_seconds("dedupe_window", self.dedupe_window, errors)
+        seen: set[str] = set()
+        for index, namespace in enumerate(self.namespaces):
+            if namespace.name in seen:
+                errors.append(f"namespaces[{index}].name: {namespace.name!r} is declared twice")
+            seen.add(namespace.name)
+        ConfigError.check(errors)
+
+    def registry(self) -> ChannelRegistry:
+        """The namespaces as the hub's :class:`ChannelRegistry`."""
+        return ChannelRegistry(
+            {namespace.name: namespace.options for namespace in self.namespaces},
+            default=self.default_namespace,
+        )
+
+    # --- the file form ---------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> HubConfig:
+        """Build a configuration from the shape of a TOML file (docs/configuration.md).
+
+        Raises:
+            ConfigError: every problem found, one line each, naming the field by its path.
+        """
+        errors: list[str] = []
+        parts: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "storage":
+                parts[key] = _parse_storage(value, errors)
+            elif key == "namespaces":
+                parts[key] = _parse_namespaces(value, errors)
+            elif key == "default_namespace":
+                parts[key] = _parse_table(NamespaceOptions, value, key, errors)
+            elif key in _PARTS:
+                parts[key] = _parse_table(_PARTS[key], value, key, errors)
+            elif key == "dedupe_window":
+                parts[key] = _parse_value(float, value, key, errors)
+            else:
+                errors.append(f"{key}: unknown field")
+        if errors:
+            raise ConfigError(errors)
+        return _build(cls, parts, "")
+
+    def serialize(self, *, redact: bool = True) -> dict[str, Any]:
+        """The shape :meth:`parse` reads (a dict for a TOML file); secrets are shown as
+        ``REDACTED`` unless ``redact`` is false, unset ones are left out."""
+        data: dict[str, Any] = {"dedupe_window": self.dedupe_window}
+        for name in _PARTS:
+            data[name] = _serialize_table(getattr(self, name), redact)
+        data["storage"] = {"kind": self.storage.kind, **_serialize_table(self.storage, redact)}
+        if isinstance(self.storage, RedisStorage) and redact:
+            data["storage"]["url"] = _redact_url(self.storage.url)
+        data["namespaces"] = [
+            {"name": namespace.name, **_serialize_table(namespace.options, redact)}
+            for namespace in self.namespaces
+        ]
+        if self.default_namespace is not None:
+            data["default_namespace"] = _serialize_table(self.default_namespace, redact)
+        return data
+
+
+#: The parts that are plain tables of fields, by their key in the file.
+_PARTS: dict[str, type[Any]] = {
+    "listen": ListenConfig,
+    "tls": TLSConfig,
+    "transport": TransportOptions,
+    "limits": HubLimits,
+    "auth": AuthConfig,
+    "api": ApiConfig,
+    "metrics": MetricsConfig,
+}
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _build(cls: type[_T], kwargs: Mapping[str, Any], path: str) -> _T:
+    """``cls(**kwargs)``, its errors prefixed with ``path``."""
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise exc.within(path) if path else exc from None
+
+
+def _parse_table(cls: type[_T], data: Any, path: str, errors: list[str]) -> _T | None:
+    """One dataclass from one TOML table; its problems go to ``errors``."""
+    if not isinstance(data, Mapping):
+        errors.append(f"{path}: must be a table")
+        return None
+    hints = typing.get_type_hints(cls)
+    names = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    found = len(errors)
+    for key, value in data.items():
+        where = f"{path}.{key}"
+        if key not in names:
+            errors.append(f"{where}: unknown field")
+        else:
+            kwargs[key] = _parse_value(hints[key], value, where, errors)
+    if len(errors) > found:
+        return None
+    try:
+        return _build(cls, kwargs, path)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        return None
+
+
+def _parse_storage(data: Any, errors: list[str]) -> Storage | None:
+    if not isinstance(data, Mapping):
+        errors.append("storage: must be a table")
+        return None
+    rest = dict(data)
+    kind = rest.pop("kind", None)
+    if kind not in _STORAGES:
+        errors.append(f"storage.kind: must be one of {', '.join(_STORAGES)}, got {kind!r}")
+        return None
+    return _parse_table(_STORAGES[kind], rest, "storage", errors)
+
+
+def _parse_namespaces(data: Any, errors: list[str]) -> tuple[Namespace, ...]:
+    if not isinstance(data, list):
+        errors.append("namespaces: must be an array of tables ([[namespaces]])")
+        return ()
+    found: list[Namespace] = []
+    for index, item in enumerate(data):
+        path = f"namespaces[{index}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            errors.append(f"{path}.name: required, a string")
+            continue
+        options = {key: value for key, value in item.items() if key != "name"}
+        parsed = _parse_table(NamespaceOptions, options, path, errors)
+        if parsed is not None:
+            try:
+                found.append(_build(Namespace, {"name": item["name"], "options": parsed}, path))
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+    return tuple(found)
+
+
+_NONE = "none"
+
+
+def _parse_value(hint: Any, value: Any, where: str, errors: list[str]) -> Any:
+    """``value`` as the type ``hint`` names; a mismatch becomes one line in ``errors``."""
+    problem = _type_problem(hint, value)
+    if problem is not None:
+        errors.append(f"{where}: {problem}, got {value!r}")
+        return None
+    return _convert(hint, value)
+
+
+def _type_problem(hint: Any, value: Any) -> str | None:
+    options = _union_members(hint)
+    if type(None) in options and value == _NONE:
+        return None
+    problems = [_simple_problem(member, value) for member in options if member is not type(None)]
+    if None in problems:
+        return None
+    last = str(problems[-1])
+    return last + " or 'none'" if type(None) in options and str not in options else last
+
+
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    if isinstance(hint, types.UnionType) or get_origin(hint) is typing.Union:
+        return get_args(hint)
+    return (hint,)
+
+
+def _simple_problem(hint: Any, value: Any) -> str | None:
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "must be an integer"
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    if get_origin(hint) is tuple:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        return None if ok else "must be a list of strings"
+    if get_origin(hint) is Literal:
+        return None if value in get_args(hint) else _one_of(get_args(hint))
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        values = [member.value for member in hint]
+        return None if value in values else _one_of(values)
+    raise TypeError(f"no file form for {hint!r}")  # pragma: no cover - a new field's type
+
+
+def _one_of(choices: Any) -> str:
+    return "must be one of " + ", ".join(str(choice) for choice in choices)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    options = _union_members(hint)
+    if type(None) in options and value == _NONE and str not in options:
+        return None
+    if float in options and not isinstance(value, bool) and isinstance(value, int):
+        return float(value)
+    if isinstance(value, list):
+        return tuple(value)
+    for member in options:
+        if isinstance(member, type) and issubclass(member, Enum):
+            return member(value)
+    return value
+
+
+def _serialize_table(value: Any, redact: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in dataclasses.fields(value):
+        current = getattr(value, item.name)
+        if item.metadata.get("secret") and current is not None and redact:
+            out[item.name] = REDACTED
+        elif current is None:
+            if str not in _union_members(typing.get_type_hints(type(value))[item.name]):
+                out[item.name] = _NONE  # a limit switched off; an unset string is left out
+        elif isinstance(current, Enum):
+            out[item.name] = current.value
+        elif isinstance(current, tuple):
+            out[item.name] = list(current)
+        else:
+            out[item.name] = current
+    return out
+
+
+# --- TOML files ----------------------------------------------------------------------------
+
+#: Keys whose value may instead come from a file: ``secret_file = "/run/secrets/wshub"``.
+FILE_KEYS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
+    {"auth": ("secret", "public_key"), "api": ("api_key",)}
+)
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The TOML file at ``path`` in the shape :meth:`HubConfig.parse` reads, with each
+    ``<key>_file`` of :data:`FILE_KEYS` replaced by ``<key>`` and that file's content (its
+    trailing newline removed). Relative paths are relative to the current directory.
+
+    Raises:
+        ConfigError: the file cannot be read or is not TOML; a ``<key>_file`` cannot be
+            read, or is given together with ``<key>``.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not TOML: {exc}"]) from exc
+    errors: list[str] = []
+    for section, keys in FILE_KEYS.items():
+        table = data.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            if f"{key}_file" not in table:
+                continue
+            where, name = f"{section}.{key}_file", table.pop(f"{key}_file")
+            if key in table:
+                errors.append(f"{where}: give {key} or {key}_file, not both")
+            elif not isinstance(name, str):
+                errors.append(f"{where}: must be a string, got {name!r}")
+            else:
+                try:
+                    table[key] = Path(name).read_text(encoding="utf-8").rstrip("\r\n")
+                except (OSError, UnicodeDecodeError) as exc:
+                    errors.append(f"{where}: cannot read {name!r}: {exc}")
+    ConfigError.check(errors)
+    return data
+
+
+def field_docs(cls: type[Any]) -> dict[str, str]:
+    """The ``Attributes:`` entries of a dataclass's docstring, one line each, by field."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    _, found, section = doc.partition("Attributes:\n")
+    docs: dict[str, str] = {}
+    if not found:
+        return docs
+    name = ""
+    for line in section.splitlines():
+        entry = re.match(r"    (\w+): (.*)", line)
+        if entry:
+            name = entry.group(1)
+            docs[name] = entry.group(2)
+        elif line.startswith("        ") and name:
+            docs[name] += " " + line.strip()
+        elif line.strip():
+            break
+    return docs
+
+
+#: The dataclass of each table of the file, for the comments of :func:`dump_toml`.
+SECTIONS: Mapping[str, type[Any]] = types.MappingProxyType(
+    {
+        **_PARTS,
+        "storage": SQLiteStorage,
+        "namespaces": NamespaceOptions,
+        "default_namespace": NamespaceOptions,
+    }
+)
+
+
+def dump_toml(data: Mapping[str, Any], *, comments: bool = False) -> str:
+    """``data`` (the shape of :meth:`HubConfig.serialize`) as TOML text; with
+    ``comments``, each field of a known table is preceded by its documentation."""
+    lines: list[str] = []
+    tables = {key: value for key, value in data.items() if isinstance(value, dict)}
+    arrays = {key: value for key, value in data.items() if isinstance(value, list | tuple)}
+    arrays = {
+        key: value for key, value in arrays.items() if all(isinstance(v, dict) for v in value)
+    }
+    plain = {key: value for key, value in data.items() if key not in tables and key not in arrays}
+    _dump_pairs(lines, plain, HubConfig if comments else None)
+    for key, table in tables.items():
+        lines += ["", f"[{key}]"]
+        _dump_pairs(lines, table, _documented(key, table) if comments else None)
+    for key, items in arrays.items():
+        for item in items:
+            lines += ["", f"[[{key}]]"]
+            _dump_pairs(lines, item, _documented(key, item) if comments else None)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _documented(key: str, table: Mapping[str, Any]) -> type[Any] | None:
+    if key == "storage":
+        return _STORAGES.get(str(table.get("kind")))
+    return SECTIONS.get(key)
+
+
+def _dump_pairs(lines: list[str], pairs: Mapping[str, Any], cls: type[Any] | None) -> None:
+    docs = {
+        name: text.replace("``None``", "none").replace("``", "`")
+        for name, text in (field_docs(cls) if cls is not None else {}).items()
+    }
+    for key, value in pairs.items():
+        if key in docs:
+            lines.append(f"# {docs[key]}")
+        lines.append(f"{key} = {_toml_value(value)}")
+    for key, text in docs.items():  # unset (a string left out): shown, commented out
+        if key not in pairs and key not in ("options", "name"):
+            lines += [f"# {text}", f'# {key} = "..."']
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")  # pragma: no cover - a new field's type
