@@ -326,8 +326,9 @@ async def test_too_large_request_is_413() -> None:
     """A body over max_request_size is refused with 413, announced or streamed."""
     async with mounted(make_hub(), max_request_size=1000) as endpoint:
         body = {"channel": "chat:big", "data": "x" * 2000}
-        status, _, _ = await http(endpoint, "POST", "/hub/api/publish", body)
+        status, _, refused = await http(endpoint, "POST", "/hub/api/publish", body)
         assert status == 413
+        assert refused["error"]["code"] == 114  # the API's JSON shape, as standalone
         status, _, reply = await http(
             endpoint, "POST", "/hub/api/publish", {"channel": "chat:big", "data": "x"}
         )

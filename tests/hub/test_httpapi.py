@@ -205,8 +205,8 @@ async def test_other_paths_are_not_the_apis(hub_server: HubServer) -> None:
 
 
 async def test_body_over_the_request_limit_is_413() -> None:
-    """A body over ``max_request_size`` is refused with 413 before the API reads it (the
-    transport answers, in one line of text, as docs/http-api.md says)."""
+    """A body over ``max_request_size`` is refused with 413 before the API reads it, in the
+    API's JSON error shape (error 114, too large)."""
     server = await start_demo_hub(
         "127.0.0.1", 0, ephemeral=True, api_key="test-api-key", max_request_size=4096
     )
@@ -221,7 +221,10 @@ async def test_body_over_the_request_limit_is_413() -> None:
         answer = await asyncio.wait_for(reader.read(), 10)
         writer.close()
         assert answer.startswith(b"HTTP/1.1 413 ")
-        assert b"too large" in answer.partition(b"\r\n\r\n")[2]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"\r\ncontent-type: application/json" in head.lower()
+        error = orjson.loads(body)["error"]
+        assert error["code"] == 114 and "too large" in error["message"].lower()
         publications, _ = await server.hub.history("chat:a")
         assert list(publications) == []
     finally:
@@ -235,3 +238,18 @@ async def test_stats_and_presence(hub_server: HubServer) -> None:
     assert status == 200 and stats["publications"] == 1
     _, _, presence = await http(hub_server, "GET", "/api/presence/chat:a")
     assert presence == {"channel": "chat:a", "clients": []}
+
+
+async def test_a_request_the_transport_cannot_read_gets_a_json_400() -> None:
+    """Garbage instead of an HTTP request is answered 400 in the API's JSON shape too."""
+    server = await start_demo_hub("127.0.0.1", 0, ephemeral=True, api_key="test-api-key")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /api/stats HTTP/1.1\r\nHost h\r\n\r\n")  # header without ':'
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        error = orjson.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+        assert error["code"] == 101 and error["message"]
+    finally:
+        await server.close()

@@ -16,7 +16,8 @@ import wshub
 from wshub.exceptions import ConnectionClosed, InvalidResponse
 from wshub.hub import make_token
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions
-from wshub.hub.server import HubServer
+from wshub.hub.js import client_source
+from wshub.hub.server import HubServer, start_hub
 from wshub.protocol.http11 import Request, Response
 from wshub.testing import RedisServer, segments_sent
 
@@ -349,3 +350,24 @@ async def test_start_hub_refuses_bad_windows(options: dict[str, Any]) -> None:
     """A dedupe window must be positive and a leeway non-negative."""
     with pytest.raises(ValueError):
         await start_demo_hub("127.0.0.1", 0, ephemeral=True, **options)
+
+
+async def test_the_hub_serves_its_browser_client_without_any_app() -> None:
+    """/wshub.js comes from the hub itself (no app mounted): GET, HEAD, 304, 405."""
+    server = await start_hub("127.0.0.1", 0, ephemeral=True)
+    try:
+        status, headers, body = await http(server, "GET", "/wshub.js", key=None)
+        assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+        assert b"export class HubClient" in body
+        etag = headers["ETag"]
+        status, headers, body = await http(server, "HEAD", "/wshub.js", key=None)
+        assert (status, body, headers["ETag"]) == (200, b"", etag)
+        assert headers["Content-Length"] == str(len(client_source()[0]))
+        status, _, _ = await http(
+            server, "GET", "/wshub.js", key=None, headers={"If-None-Match": etag}
+        )
+        assert status == 304
+        status, headers, _ = await http(server, "POST", "/wshub.js", key=None, raw=b"")
+        assert status == 405 and headers["Allow"] == "GET, HEAD"
+    finally:
+        await server.close()

@@ -38,6 +38,8 @@ Handler = Callable[["ServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
     ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
 ]
+#: Builds the answer to a request that could not be read (see ``serve(refuse_request=)``).
+RefuseRequest = Callable[[InvalidRequest], Response]
 
 
 class _ServerSettings:
@@ -50,6 +52,7 @@ class _ServerSettings:
         "origins",
         "process_request",
         "process_request_async",
+        "refuse_request",
         "subprotocols",
     )
 
@@ -62,6 +65,7 @@ class _ServerSettings:
         max_connections: int | None,
         max_request_size: int | None,
         process_request: ProcessRequest | None,
+        refuse_request: RefuseRequest | None = None,
     ) -> None:
         self.subprotocols = subprotocols
         self.origins = origins
@@ -70,6 +74,7 @@ class _ServerSettings:
         self.max_request_size = max_request_size
         self.process_request = process_request
         self.process_request_async = inspect.iscoroutinefunction(process_request)
+        self.refuse_request = refuse_request or reject_response
 
 
 @dataclass(slots=True)
@@ -218,7 +223,7 @@ class ServerConnection(WebSocketConnection):
         try:
             message = self._parser.feed(data)
         except InvalidRequest as exc:
-            self._respond(reject_response(exc))
+            self._respond(settings.refuse_request(exc))
             return
         if message is None:
             return
@@ -550,6 +555,7 @@ def serve(
     sock: Any = None,
     count_traffic: bool = False,
     options: TransportOptions | None = None,
+    refuse_request: RefuseRequest | None = None,
 ) -> Server:
     """Create a WebSocket server; ``await`` it or use it with ``async with``.
 
@@ -588,6 +594,10 @@ def serve(
             calls per message; handshakes, closes and slow consumers are always counted).
         options: all the limits above as one :class:`TransportOptions` (then none of
             them may also be given as a keyword).
+        refuse_request: ``fn(error) -> Response`` for a request the server could not
+            read (malformed: 400; head too large: 431; over ``max_request_size``: 413),
+            before any ``process_request`` saw it; the default answers the status with a
+            short text (the hub answers JSON). The connection is closed after it.
     """
     transport = TransportOptions.merge(
         options,
@@ -629,6 +639,7 @@ def serve(
         max_connections=max_connections,
         max_request_size=max_request_size,
         process_request=process_request,
+        refuse_request=refuse_request,
     )
     return Server(
         handler,

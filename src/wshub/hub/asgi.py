@@ -44,10 +44,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from wshub.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidState
-from wshub.hub.httpapi import HttpApi
+from wshub.hub.httpapi import HttpApi, error_response
 from wshub.hub.hub import Hub
+from wshub.hub.js import client_script
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
-from wshub.hub.wire import SUBPROTOCOL, DisconnectCode
+from wshub.hub.wire import SUBPROTOCOL, DisconnectCode, ErrorCode
 from wshub.protocol.http11 import Request, Response
 
 __all__ = ["ASGIPeer", "HubASGIApp"]
@@ -358,7 +359,7 @@ class HubASGIApp:
         ]
         declared = next((v for n, v in headers if n.lower() == "content-length"), "")
         limit = self.max_request_size
-        too_large = Response.text(413, "Content Too Large\n")
+        too_large = error_response(413, ErrorCode.TOO_LARGE, "Content Too Large")
         # Refused before reading when the length is announced, else as soon as it is passed.
         if limit is not None and declared.isdigit() and int(declared) > limit:
             return too_large
@@ -381,6 +382,8 @@ class HubASGIApp:
         response = self.metrics(_Client(scope), request)
         if response is None:
             response = await self.api.handle(request)
+        if response is None:
+            response = client_script(request)
         return response if response is not None else Response.text(404, "Not Found\n")
 
     # -- WebSocket: one hub session per connection ------------------------------------------

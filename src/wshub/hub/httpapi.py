@@ -22,12 +22,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from wshub.exceptions import HubError
+from wshub.exceptions import HubError, InvalidRequest
 from wshub.hub.hub import Hub
 from wshub.hub.wire import ErrorCode, Position, publication_json
 from wshub.protocol.http11 import Request, Response
 
-__all__ = ["HttpApi"]
+__all__ = ["HttpApi", "error_response", "refuse_request"]
 
 logger = logging.getLogger("wshub.hub")
 
@@ -62,6 +62,25 @@ def _json(status: int, obj: Any, headers: tuple[tuple[str, str], ...] = ()) -> R
     return Response.bytes(
         status, orjson.dumps(obj), "application/json", [("Cache-Control", "no-store"), *headers]
     )
+
+
+def error_response(
+    status: int, code: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    """An error in the API's JSON shape: ``{"error": {"code": ..., "message": ...}}``."""
+    return _json(status, {"error": {"code": int(code), "message": message}}, headers)
+
+
+def refuse_request(error: InvalidRequest) -> Response:
+    """The hub's answer to a request its transport could not read, in the API's JSON shape.
+
+    A body over ``max_request_size`` (413) or a head too large (431) is error 114 (too
+    large); anything else the transport refuses (400, ...) is error 101 (bad request).
+    ``Connection: close`` says that the transport closes after it.
+    """
+    code = ErrorCode.TOO_LARGE if error.status in (413, 431) else ErrorCode.BAD_REQUEST
+    headers = (*error.headers, ("Connection", "close"))
+    return error_response(error.status, code, error.reason, headers)
 
 
 def _bad(message: str) -> _Refused:
@@ -147,9 +166,7 @@ class HttpApi:
             return self._error(_Refused(500, ErrorCode.INTERNAL, ErrorCode.INTERNAL.message))
 
     def _error(self, exc: _Refused) -> Response:
-        return _json(
-            exc.status, {"error": {"code": int(exc.code), "message": exc.message}}, exc.headers
-        )
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     def authorized(self, request: Request) -> bool:
         """Whether ``request`` carries the API key (``/metrics`` accepts it too)."""

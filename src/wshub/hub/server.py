@@ -41,8 +41,9 @@ from wshub.hub.config import (
     SQLiteStorage,
     Storage,
 )
-from wshub.hub.httpapi import HttpApi
+from wshub.hub.httpapi import HttpApi, refuse_request
 from wshub.hub.hub import Hub, HubLimits
+from wshub.hub.js import client_script
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
 from wshub.hub.wire import SUBPROTOCOL, DisconnectCode
 from wshub.protocol.http11 import Request, Response
@@ -123,6 +124,11 @@ class HubServer:
                 result = await result
             if result is not None:
                 return result
+        # The browser client is the hub's, whatever apps are mounted (an app may serve
+        # its own versioned copy first).
+        response = client_script(request)
+        if response is not None:
+            return response
         # Only the WebSocket path is left to the transport, which upgrades it or, for a
         # plain request, answers 426; any other path (an upgrade, /favicon.ico, a typo) is
         # simply not here.
@@ -454,6 +460,7 @@ async def _start(
             reuse_port=listen.reuse_port,
             ssl=context,
             count_traffic=hub_server.metrics.enabled if count_traffic is None else count_traffic,
+            refuse_request=refuse_request,
         )
     except BaseException:
         if owned:  # the hub is ours (the port was taken, ...): release its stores and Redis
