@@ -15,9 +15,10 @@ import pytest
 from playwright.async_api import expect
 
 from wshub.apps.board import BoardApp
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS, demo_config
 from wshub.hub import HubLimits
 from wshub.hub.auth import make_token
-from wshub.hub.channels import ChannelRegistry, default_registry
+from wshub.hub.channels import ChannelRegistry
 from wshub.hub.client import HubClient
 from wshub.hub.server import start_hub
 from wshub.hub.wire import ClientInfo
@@ -48,7 +49,7 @@ async def running_board(
     """A hub whose ``board`` namespace keeps ``history_size`` publications, serving /board
     with the same history size and publication limit."""
     limits = limits or HubLimits()
-    demo = default_registry()
+    demo = demo_config().registry()
     registry = ChannelRegistry(
         {"board": dataclasses.replace(demo["board"], history_size=history_size)}
     )
@@ -58,6 +59,7 @@ async def running_board(
         0,
         ephemeral=True,
         allow_anonymous=True,
+        anonymous_permissions=DEMO_ANONYMOUS_PERMISSIONS,
         secret=secret,
         registry=registry,
         limits=limits,
