@@ -104,17 +104,3 @@ __all__ = [
     "parse_message",
     "publication_json",
 ]
-
-# Former names, kept only until the modules that other branches are moving import the new
-# ones (hub/client -> ConnectCommand..., CloseCode -> DisconnectCode; history stores ->
-# StoredPublication). Not exported; delete after those merges.
-CloseCode = DisconnectCode
-Connect = ConnectCommand
-Subscribe = SubscribeCommand
-Unsubscribe = UnsubscribeCommand
-Publish = PublishCommand
-Presence = PresenceCommand
-History = HistoryCommand
-Ping = PingCommand
-Refresh = RefreshCommand
-Publication = StoredPublication
