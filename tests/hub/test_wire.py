@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -340,12 +341,24 @@ def test_error_replies_round_trip() -> None:
         '{"push": "join", "channel": "c:a", "info": []}',
         '{"push": "later", "channel": "c:a"}',
         '{"push": "pub", "channel": 3}',
+        '{"push": "pub", "channel": "c:a", "epoch": "e", "offset": "1", "time": 0, "data": 1}',
+        '{"push": ["pub"], "channel": "c:a"}',
+        # orjson decodes 1024 levels but encodes 254: data is re-encoded, so refused.
+        '{"push": "pub", "channel": "c:a", "epoch": "e", "offset": 1, "time": 0, "data": '
+        + "[" * 300
+        + "]" * 300
+        + "}",
+        '{"push": "ephemeral", "channel": "c:a", "data": 1, "info": ' + "[" * 300 + "]" * 300 + "}",
     ],
 )
 def test_parse_message_refuses_what_is_not_wshub_v1(message: str) -> None:
     """A malformed message from a hub is a ValueError naming the field, never a KeyError."""
     with pytest.raises(ValueError, match=r"not a wshub\.v1 message"):
         parse_message(message)
+
+
+# Decoded by orjson (1024 levels), too deep to encode again (254).
+DEEP = orjson.loads("[" * 300 + "]" * 300)
 
 
 @pytest.mark.parametrize(
@@ -358,6 +371,15 @@ def test_parse_message_refuses_what_is_not_wshub_v1(message: str) -> None:
         (HistoryResult, {"channel": "c:a", "offset": 1, "epoch": "e", "publications": [3]}),
         (PresenceResult, {"channel": "c:a", "clients": "x"}),
         (RefreshResult, {"expires": "x"}),
+        (
+            HistoryResult,
+            {
+                "channel": "c:a",
+                "offset": 1,
+                "epoch": "e",
+                "publications": [{"offset": 1, "time": 0, "data": DEEP}],
+            },
+        ),
         (
             SubscribeResult,
             {
@@ -434,3 +456,41 @@ def test_protocol_docs_follow_the_disconnect_table() -> None:
             yes = {"yes": True, "no": False}
             rows[int(cells[0])] = (cells[1], yes[cells[3]], yes[cells[4]], yes[cells[5]])
     assert rows == advice_table()
+
+
+# --- values: client info read back, and the written-out constructors ------------------------
+
+
+def test_client_info_decodes_what_it_encodes() -> None:
+    """``decode(encode())`` is the identity; what is not an info object is a ValueError."""
+    for info in (ClientInfo("c1", "u", {"nick": "N"}), ClientInfo("c2", "")):
+        assert ClientInfo.decode(info.encode()) == info
+        assert ClientInfo.parse(info.to_json()) == info
+    for raw in (b"[]", b'{"client": "c1", "user": 3}', b'{"user": ""}', b"{"):
+        with pytest.raises(ValueError, match=r"not a wshub\.v1 message: info"):
+            ClientInfo.decode(raw)
+
+
+@pytest.mark.parametrize(
+    ("cls", "args", "kwargs"),
+    [
+        (StoredPublication, (3, 1.5, b"1"), {}),
+        (StoredPublication, (), {"offset": 3, "time": 1.5, "data": b"1", "info": b"{}"}),
+        (PublicationPush, ("chat:a", "ep"), {"publication": PUB}),
+    ],
+)
+def test_written_out_constructors_keep_dataclass_semantics(
+    cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Every field set (defaults too), equal and hashable by value, still frozen."""
+    value = cls(*args, **kwargs)
+    fields = tuple(getattr(value, field.name) for field in dataclasses.fields(cls))
+    assert fields == (*args, *kwargs.values(), *_defaults(cls, args, kwargs))
+    assert value == cls(*args, **kwargs) and hash(value) == hash(cls(*args, **kwargs))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, dataclasses.fields(cls)[0].name, None)
+
+
+def _defaults(cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    given = len(args) + len(kwargs)
+    return [field.default for field in dataclasses.fields(cls)[given:]]

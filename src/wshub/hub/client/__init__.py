@@ -50,7 +50,10 @@ What it guarantees, and how:
 
 Replies are matched to commands by request id; error replies raise
 :class:`~wshub.exceptions.HubError`, or :class:`~wshub.exceptions.AuthError` for the
-codes about tokens and permissions (103, 104, 113).
+codes about tokens and permissions (103, 104, 113). Every message from the hub is read once
+by :func:`wshub.hub.wire.parse_message` into a typed value; a reply whose result does not
+read raises :class:`~wshub.exceptions.ProtocolError` from its call, any other malformed
+message is logged and skipped.
 
 The package, one job per module: :mod:`~wshub.hub.client.values` (what the client hands
 out), :mod:`~wshub.hub.client.subscription` (ordering and gap repair),

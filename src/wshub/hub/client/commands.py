@@ -1,10 +1,11 @@
 """The request/reply commands of ``wshub.v1`` that need no subscription bookkeeping.
 
 :class:`HubCommands` is a base class of :class:`~wshub.hub.client.HubClient`: each command
-builds its text, hands it to ``_call`` (the client sends it now or after the reconnection,
-resends it after a lost reply when that is safe, and matches the reply, see
-:mod:`~wshub.hub.client.requests`) and reads the result. Subscribing lives in the client
-itself, because it changes the client's own state.
+builds its text with the command's wire value, hands it to ``_call`` with the ``parse()`` of
+its result type (the client sends it now or after the reconnection, resends it after a lost
+reply when that is safe, matches the reply and reads it, see
+:mod:`~wshub.hub.client.requests`) and turns the typed result into what it returns.
+Subscribing lives in the client itself, because it changes the client's own state.
 """
 
 from __future__ import annotations
@@ -12,40 +13,54 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from wshub.hub.client.requests import OnLost
-from wshub.hub.client.values import HistoryPage, Publication, TokenSource, client_info
+from wshub.exceptions import ProtocolError
+from wshub.hub.client.requests import OnLost, Read, no_result
+from wshub.hub.client.values import HistoryPage, TokenSource
 from wshub.hub.wire import (
     ClientInfo,
     HistoryCommand,
+    HistoryResult,
     PingCommand,
     Position,
     PresenceCommand,
+    PresenceResult,
     PublishCommand,
+    PublishResult,
     RefreshCommand,
+    RefreshResult,
 )
 
 __all__ = ["HubCommands"]
 
+T = TypeVar("T")
+
 
 class HubCommands:
-    """PublishCommand, read presence and history, refresh the token, ping."""
+    """Publish, read presence and history, refresh the token, ping."""
 
     #: When the token expires (seconds since the Unix epoch), or ``None``.
     expires: float | None
     _token: TokenSource
 
     async def _call(
-        self, build: Callable[[int], str], on_lost: OnLost = OnLost.RETRY
-    ) -> Mapping[str, Any]:  # pragma: no cover - HubClient implements it
-        """Send a command (now, or after the reconnection) and wait for its reply."""
+        self, build: Callable[[int], str], read: Read[T], on_lost: OnLost = OnLost.RETRY
+    ) -> T | None:  # pragma: no cover - HubClient implements it
+        """Send a command (now, or after the reconnection) and wait for its typed result;
+        ``None`` when it was done without a reply (:attr:`OnLost.RESOLVE`)."""
         raise NotImplementedError
 
+    async def _ask(self, build: Callable[[int], str], read: Read[T]) -> T:
+        """:meth:`_call` for a command that is resent until it gets its reply."""
+        result = await self._call(build, read)
+        assert result is not None  # OnLost.RETRY: a reply or an exception, never nothing
+        return result
+
     async def publish(self, channel: str, data: Any, message_id: str | None = None) -> int:
-        """PublishCommand ``data`` (any JSON value) to ``channel``; returns its offset.
+        """Publish ``data`` (any JSON value) to ``channel``; returns its offset.
 
         Exactly one publication is made even if the connection drops before the reply:
         the publish is resent with the same ``message_id`` after reconnecting, and the hub
@@ -61,11 +76,16 @@ class HubCommands:
             HubError: 107, 108, 110 (not subscribed), 111 (rate limited), 114 (too large).
             AuthError: no ``p`` permission (104).
             TypeError: ``data`` cannot be encoded as JSON.
+            ProtocolError: the hub's reply carried no offset.
         """
         payload = orjson.dumps(data)
         mid = message_id if message_id is not None else uuid.uuid4().hex
-        result = await self._call(lambda id: PublishCommand(id, channel, payload, mid).serialize())
-        return int(result["offset"])
+        result = await self._ask(
+            lambda id: PublishCommand(id, channel, payload, mid).serialize(), PublishResult.parse
+        )
+        if result.position is None:
+            raise ProtocolError(f"the reply to a publish to {channel} has no offset")
+        return result.position.offset
 
     async def publish_ephemeral(self, channel: str, data: Any) -> None:
         """Send ``data`` to the current subscribers only (e.g. a typing indicator).
@@ -80,6 +100,7 @@ class HubCommands:
         payload = orjson.dumps(data)
         await self._call(
             lambda id: PublishCommand(id, channel, payload, ephemeral=True).serialize(),
+            no_result,
             OnLost.RESOLVE,
         )
 
@@ -90,9 +111,10 @@ class HubCommands:
             HubError: 107, 108, 115 (presence off in this namespace).
             AuthError: no ``r`` permission (104).
         """
-        result = await self._call(lambda id: PresenceCommand(id, channel).serialize())
-        clients = result.get("clients") or ()
-        return [info for info in map(client_info, clients) if info is not None]
+        result = await self._ask(
+            lambda id: PresenceCommand(id, channel).serialize(), PresenceResult.parse
+        )
+        return list(result.clients)
 
     async def history(
         self, channel: str, since: Position | None = None, limit: int = 100
@@ -110,11 +132,9 @@ class HubCommands:
                 longer available).
             AuthError: no ``r`` permission (104).
         """
-        result = await self._call(lambda id: HistoryCommand(id, channel, limit, since).serialize())
-        epoch = str(result.get("epoch", ""))
-        offset = result.get("offset")
-        pubs = [Publication.parse(obj, channel, epoch) for obj in result.get("publications") or ()]
-        return HistoryPage(channel, Position(offset if isinstance(offset, int) else 0, epoch), pubs)
+        return await self._ask(
+            lambda id: HistoryCommand(id, channel, limit, since).serialize(), _read_history
+        )
 
     async def _fetch_history(self, channel: str, since: Position, limit: int) -> HistoryPage:
         return await self.history(channel, since=since, limit=limit)
@@ -128,16 +148,22 @@ class HubCommands:
         Raises:
             AuthError: the token is invalid or of another user (103), or expired (113).
         """
-        result = await self._call(lambda id: RefreshCommand(id, token).serialize())
+        result = await self._ask(
+            lambda id: RefreshCommand(id, token).serialize(), RefreshResult.parse
+        )
         if not callable(self._token):
             self._token = token
-        expires = result.get("expires")
-        self.expires = float(expires) if isinstance(expires, int | float) else None
+        self.expires = None if result.expires is None else float(result.expires)
         return self.expires
 
     async def ping(self) -> float:
         """An application-level round trip to the hub; returns it in seconds."""
         # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds.
         start = time.perf_counter()
-        await self._call(lambda id: PingCommand(id).serialize())
+        await self._call(lambda id: PingCommand(id).serialize(), no_result)
         return time.perf_counter() - start
+
+
+def _read_history(result: Mapping[str, Any]) -> HistoryPage:
+    # Read in the receive path, so that a result that is not wshub.v1 fails the call.
+    return HistoryPage.from_wire(HistoryResult.parse(result))

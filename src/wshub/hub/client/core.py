@@ -15,9 +15,7 @@ import random
 import ssl as ssl_module
 from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
-from typing import Any
-
-import orjson
+from typing import Any, TypeVar
 
 from wshub.aio import ClientConnection, TransportOptions, connect
 from wshub.exceptions import (
@@ -28,12 +26,14 @@ from wshub.exceptions import (
     InvalidHandshake,
     InvalidState,
     NegotiationError,
+    WSHubError,
 )
 from wshub.hub.client.commands import HubCommands
 from wshub.hub.client.reconnect import Backoff, close_advice, give_up, retryable, why_lost
-from wshub.hub.client.requests import OnLost, Outcome, Request, Requests
-from wshub.hub.client.subscription import Subscription
+from wshub.hub.client.requests import OnLost, Outcome, Read, Request, Requests, no_result
+from wshub.hub.client.subscription import SubscribeReply, Subscription
 from wshub.hub.client.values import (
+    ChannelEvent,
     ErrorHandler,
     EventHandler,
     Publication,
@@ -42,12 +42,29 @@ from wshub.hub.client.values import (
     hub_error,
     token_value,
 )
-from wshub.hub.wire import SUBPROTOCOL, ConnectCommand, ErrorCode, Position, UnsubscribeCommand
+from wshub.hub.wire import (
+    SUBPROTOCOL,
+    ConnectCommand,
+    ConnectResult,
+    EphemeralPush,
+    ErrorCode,
+    ErrorReply,
+    EventPush,
+    Position,
+    PublicationPush,
+    Reply,
+    UnknownPushError,
+    UnsubscribeCommand,
+    UnsubscribePush,
+    parse_message,
+)
 from wshub.protocol.uri import parse_uri
 
 __all__ = ["ClientState", "HubClient"]
 
 logger = logging.getLogger("wshub.hub.client")
+
+T = TypeVar("T")
 
 
 class ClientState(IntEnum):
@@ -342,12 +359,15 @@ class HubClient(HubCommands):
         token = await token_value(self._token)
         async with asyncio.timeout(self._open_timeout):
             result = await self._send_now(
-                ws, lambda id: ConnectCommand(id, token, self._meta).serialize(), OnLost.FAIL
+                ws,
+                lambda id: ConnectCommand(id, token, self._meta).serialize(),
+                ConnectResult.parse,
+                OnLost.FAIL,
             ).future
-        self.client_id = str(result.get("client", ""))
-        self.user = str(result.get("user", ""))
-        expires = result.get("expires")
-        self.expires = float(expires) if isinstance(expires, int | float) else None
+        assert result is not None  # OnLost.FAIL: a reply or an exception
+        self.client_id = result.client
+        self.user = result.user
+        self.expires = None if result.expires is None else float(result.expires)
         if self._connected_once:
             self.reconnects += 1
         # Subscriptions first (a publish may need one), then the unanswered requests, in
@@ -394,11 +414,12 @@ class HubClient(HubCommands):
         self,
         ws: ClientConnection,
         build: Callable[[int], str],
+        read: Read[T],
         on_lost: OnLost,
-        handler: Callable[[Outcome], None] | None = None,
-    ) -> Request:
+        handler: Callable[[Outcome[T]], None] | None = None,
+    ) -> Request[T]:
         """Register a request and write it to ``ws`` now (for the connection's own use)."""
-        req = self._requests.add(build, on_lost, handler)
+        req = self._requests.add(build, read, on_lost, handler)
         try:
             ws.send_nowait(req.text)
             req.sent = True
@@ -407,7 +428,7 @@ class HubClient(HubCommands):
             req.resolve_lost(exc)
         return req
 
-    def _send_subscribe(self, ws: ClientConnection, sub: Subscription) -> Request:
+    def _send_subscribe(self, ws: ClientConnection, sub: Subscription) -> Request[SubscribeReply]:
         since: Position | None = None
 
         def build(id: int) -> str:
@@ -415,23 +436,24 @@ class HubClient(HubCommands):
             command, since = sub.subscribe_command(id)
             return command.serialize()
 
-        def handle(result: Outcome) -> None:
+        def handle(result: Outcome[SubscribeReply]) -> None:
             if self._subs.get(sub.channel) is not sub:
                 # Unsubscribed while the hub was subscribing: undo it on the hub.
-                if not isinstance(result, HubError) and self._ws is ws and ws.open:
+                if not isinstance(result, WSHubError) and self._ws is ws and ws.open:
                     self._send_now(
                         ws,
                         lambda id: UnsubscribeCommand(id, sub.channel).serialize(),
+                        no_result,
                         OnLost.RESOLVE,
                     )
                 return
-            if isinstance(result, HubError):
+            if isinstance(result, WSHubError):
                 del self._subs[sub.channel]
                 sub.end(result)
             else:
                 sub.subscribed(result, since)
 
-        return self._send_now(ws, build, OnLost.RESOLVE, handle)
+        return self._send_now(ws, build, sub.read_reply, OnLost.RESOLVE, handle)
 
     def _check_usable(self) -> None:
         if self._state is ClientState.IDLE:
@@ -442,14 +464,15 @@ class HubClient(HubCommands):
             raise InvalidState("the client is closed")
 
     async def _call(
-        self, build: Callable[[int], str], on_lost: OnLost = OnLost.RETRY
-    ) -> Mapping[str, Any]:
-        """Send a command (now, or after the reconnection) and wait for its reply."""
+        self, build: Callable[[int], str], read: Read[T], on_lost: OnLost = OnLost.RETRY
+    ) -> T | None:
+        """Send a command (now, or after the reconnection) and wait for its typed result;
+        ``None`` when it was done without a reply (:attr:`OnLost.RESOLVE`)."""
         self._check_usable()
         assert self._slots is not None
         async with self._slots:
             self._check_usable()
-            req = self._requests.add(build, on_lost)
+            req = self._requests.add(build, read, on_lost)
             ws = self._ws
             if self._state is ClientState.CONNECTED and ws is not None:
                 req.sent = True
@@ -464,34 +487,39 @@ class HubClient(HubCommands):
     # -- receiving -----------------------------------------------------------------------------
 
     def _dispatch(self, message: str | bytes) -> None:
+        """Handle one message of the hub: parsed once, by the wire, then routed by kind.
+
+        The hot path is the ``pub`` push, tested first.
+        """
         try:
-            obj = orjson.loads(message)
-            if not isinstance(obj, dict):
-                raise TypeError("not an object")
-            if "push" in obj:
-                self._push(obj)
+            msg = parse_message(message)
+            if isinstance(msg, PublicationPush):
+                sub = self._subs.get(msg.channel)
+                if sub is not None and sub.active:
+                    sub.offer(Publication.from_wire(msg.channel, msg.epoch, msg.publication))
+            elif isinstance(msg, Reply | ErrorReply):
+                self._reply(msg)
             else:
-                self._reply(obj)
-        except (ValueError, TypeError, KeyError) as exc:
+                self._push(msg)
+        except UnknownPushError as exc:
+            logger.debug("%s: ignoring a push of a newer protocol: %s", self.url, exc)  # §1
+        except ValueError as exc:
             # A hub that breaks wshub.v1 is a bug on its side; keep the connection.
             logger.error("%s: ignoring a message that is not wshub.v1: %s", self.url, exc)
 
-    def _reply(self, obj: Mapping[str, Any]) -> None:
-        if not self._requests.reply(obj) and "error" in obj:
-            logger.error("%s: the hub refused a command: %s", self.url, obj["error"])
+    def _reply(self, reply: Reply | ErrorReply) -> None:
+        if not self._requests.reply(reply) and isinstance(reply, ErrorReply):
+            logger.error("%s: the hub refused a command: %s", self.url, hub_error(reply))
 
-    def _push(self, obj: Mapping[str, Any]) -> None:
-        kind = obj["push"]
-        sub = self._subs.get(obj.get("channel"))  # type: ignore[arg-type]
+    def _push(self, push: EphemeralPush | EventPush | UnsubscribePush) -> None:
+        sub = self._subs.get(push.channel)
         if sub is None or not sub.active:
-            return  # unknown push types and stale channels are ignored (§1)
-        if kind == "pub":
-            sub.offer(Publication.parse(obj, sub.channel, str(obj.get("epoch", ""))))
-        elif kind in ("join", "leave", "ephemeral"):
-            sub.event(kind, obj)
-        elif kind == "unsubscribe":
+            return  # stale channels are ignored (§1)
+        if isinstance(push, UnsubscribePush):
             del self._subs[sub.channel]
-            sub.end(hub_error(obj, sub.channel))
+            sub.end(hub_error(push, sub.channel))
+        else:
+            sub.event(ChannelEvent.from_wire(push))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -578,5 +606,7 @@ class HubClient(HubCommands):
         if was_active:
             with contextlib.suppress(HubError):  # 110: the hub had already dropped it
                 await self._call(
-                    lambda id: UnsubscribeCommand(id, channel).serialize(), OnLost.RESOLVE
+                    lambda id: UnsubscribeCommand(id, channel).serialize(),
+                    no_result,
+                    OnLost.RESOLVE,
                 )

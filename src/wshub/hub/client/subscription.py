@@ -18,10 +18,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 from wshub.aio.connection import is_async_callable
-from wshub.exceptions import ConnectionClosed, HubError, InvalidState, WSHubError
+from wshub.exceptions import ConnectionClosed, HubError, InvalidState, ProtocolError, WSHubError
 from wshub.hub.client.values import (
     MAX_PAGE,
     ChannelEvent,
@@ -31,17 +31,18 @@ from wshub.hub.client.values import (
     Publication,
     PublicationHandler,
     SubscriptionStats,
-    client_info,
     unrecoverable,
 )
-from wshub.hub.wire import Position, SubscribeCommand
+from wshub.hub.wire import Position, SubscribeCommand, SubscribeResult
 
-__all__ = ["FetchHistory", "Subscription"]
+__all__ = ["FetchHistory", "SubscribeReply", "Subscription"]
 
 logger = logging.getLogger("wshub.hub.client")
 
 #: How a subscription reads history to fill a gap: ``fetch(channel, since, limit)``.
 FetchHistory: TypeAlias = Callable[[str, Position, int], Awaitable[HistoryPage]]
+#: A subscribe reply, read: the hub's result and the publications it recovered.
+SubscribeReply: TypeAlias = tuple[SubscribeResult, list[Publication]]
 
 
 class Subscription:
@@ -88,12 +89,15 @@ class Subscription:
         self._recent = recent
         self._queue_size = queue_size
         self._fill_gaps = fill_gaps
-        self._position: Position | None = None
+        # The position of the last publication accepted, kept as two fields rather than a
+        # Position: the receive path moves it once per publication (see ``_position``).
+        self._epoch: str | None = None
+        self._offset = 0
         self._queue: deque[Publication | HubError] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._active = False
         self._ended = False
-        self._error: HubError | ConnectionClosed | None = None
+        self._error: WSHubError | None = None
         self._live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._repairing = False
         self._repair_target = 0
@@ -112,6 +116,18 @@ class Subscription:
     def position(self) -> Position | None:
         """The position of the last publication accepted (store it to resume with ``since``)."""
         return self._position
+
+    @property
+    def _position(self) -> Position | None:
+        epoch = self._epoch
+        return None if epoch is None else Position(self._offset, epoch)
+
+    @_position.setter
+    def _position(self, position: Position | None) -> None:
+        if position is None:
+            self._epoch, self._offset = None, 0
+        else:
+            self._epoch, self._offset = position.epoch, position.offset
 
     @property
     def active(self) -> bool:
@@ -219,24 +235,35 @@ class Subscription:
         since = self._position or self._since
         return SubscribeCommand(id, self.channel, since, self._recent), since
 
-    def subscribed(self, result: Mapping[str, Any], since: Position | None) -> None:
+    def read_reply(self, obj: Mapping[str, Any]) -> SubscribeReply:
+        """Read the ``result`` of a subscribe reply (in the receive path, so that one that is
+        not ``wshub.v1`` fails the subscribe rather than the subscription's state).
+
+        Raises:
+            ValueError: ``obj`` is not a subscribe result, or a publication's ``info`` is not
+                a client info object.
+        """
+        result = SubscribeResult.parse(obj)
+        epoch = result.position.epoch
+        return result, [Publication.from_wire(self.channel, epoch, p) for p in result.publications]
+
+    def subscribed(self, reply: SubscribeReply, since: Position | None) -> None:
         """Apply a subscribe reply: recover from ``since`` or start at the channel's position."""
+        result, publications = reply
         self._active = True
         self._since = None
         self._subscribes += 1
-        self.recoverable = bool(result.get("recoverable"))
-        epoch = str(result.get("epoch", ""))
-        offset = result.get("offset")
-        offset = offset if isinstance(offset, int) else 0
+        self.recoverable = result.recoverable
+        offset, epoch = result.position.offset, result.position.epoch
         if since is not None:
-            if result.get("recovered"):
+            if result.recovered:
                 self.recovered = True
                 if self._position is None:
                     self._position = since
             else:
                 self._lost_for_good()
-        for obj in result.get("publications") or ():
-            self.offer(Publication.parse(obj, self.channel, epoch))
+        for pub in publications:
+            self.offer(pub)
         position = self._position
         if self._repairing:
             if position is not None and position.epoch == epoch:
@@ -249,27 +276,27 @@ class Subscription:
 
     def offer(self, pub: Publication) -> None:
         """Accept ``pub`` if it is the next one; the single gate of "exactly once, in order"."""
-        position = self._position
-        if position is not None and pub.epoch == position.epoch:
-            if pub.offset <= position.offset:
+        epoch = self._epoch
+        if epoch is not None and pub.epoch == epoch:
+            if pub.offset <= self._offset:
                 return  # already accepted (recovered and pushed, or repaired)
             if self._repairing:
                 self._repair_target = max(self._repair_target, pub.offset)
                 return
-            gap = pub.offset - position.offset - 1
+            gap = pub.offset - self._offset - 1
             if gap:
                 if self._fill_gaps:
                     self._start_repair(pub.offset)
                     return
                 self._skipped += gap
-        elif position is not None:
+        elif epoch is not None:
             # The stream restarted (§5.1): whatever the old epoch still held is gone.
             self._lost_for_good()
         self._accept(pub)
 
     def _accept(self, pub: Publication) -> None:
         if self._inline:
-            self._position = pub.position
+            self._epoch, self._offset = pub.epoch, pub.offset
             self._accepted += 1
             try:
                 self._callback(pub)  # type: ignore[misc]
@@ -279,14 +306,14 @@ class Subscription:
         queue = self._queue
         if len(queue) >= self._queue_size:
             if self._fill_gaps:
-                if self._position is not None:
+                if self._epoch is not None:
                     self._start_repair(pub.offset)
                 # else: inside a gap already reported (116 queued); the first publication
                 # that finds room starts the stream again.
                 return
             self._drop_oldest()
         queue.append(pub)
-        self._position = pub.position
+        self._epoch, self._offset = pub.epoch, pub.offset
         self._accepted += 1
         self._wake()
 
@@ -368,7 +395,7 @@ class Subscription:
                     break
                 if position == since:
                     raise unrecoverable(self.channel)  # the hub returned nothing usable
-        except HubError as exc:
+        except (HubError, ProtocolError) as exc:
             if self._ended:
                 return
             logger.warning("cannot fill the gap in %s after %s: %s", self.channel, since, exc)
@@ -383,11 +410,10 @@ class Subscription:
 
     # -- events and ending -----------------------------------------------------------------
 
-    def event(self, kind: Literal["join", "leave", "ephemeral"], obj: Mapping[str, Any]) -> None:
-        """Hand a ``join``, ``leave`` or ``ephemeral`` push to ``on_event``."""
+    def event(self, event: ChannelEvent) -> None:
+        """Hand a ``join``, ``leave`` or ``ephemeral`` event to ``on_event``."""
         if self._on_event is None:
             return
-        event = ChannelEvent(kind, self.channel, client_info(obj.get("info")), obj.get("data"))
         try:
             self._on_event(event)
         except Exception:
@@ -405,7 +431,7 @@ class Subscription:
         """
         await self._live
 
-    def end(self, error: HubError | ConnectionClosed | None, *, drain: bool = True) -> None:
+    def end(self, error: WSHubError | None, *, drain: bool = True) -> None:
         """End the subscription; the reader finishes the buffer, then stops or raises.
 
         Args:

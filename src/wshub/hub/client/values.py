@@ -1,19 +1,35 @@
 """The values a :class:`~wshub.hub.client.HubClient` hands out, and the errors it raises.
 
-Small frozen dataclasses built from the hub's JSON (docs/protocol.md), plus the callback
-types of a subscription. Named ``values`` rather than ``types`` so that it never shadows the
-standard library module.
+Small frozen dataclasses, plus the callback types of a subscription. The client reads
+every message with :func:`wshub.hub.wire.parse_message` and turns the typed wire values
+into these here and nowhere else (the ``from_wire()`` constructors and :func:`hub_error`):
+publication data, raw JSON bytes on the wire side, is decoded once, here. Named ``values``
+rather than ``types`` so that it never shadows the standard library module.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+import orjson
+
 from wshub.exceptions import AuthError, HubError
-from wshub.hub.wire import MAX_LIMIT, ClientInfo, ErrorCode, Position
+from wshub.hub.wire import (
+    MAX_LIMIT,
+    ClientInfo,
+    EphemeralPush,
+    ErrorCode,
+    ErrorReply,
+    EventPush,
+    HistoryResult,
+    Position,
+    StoredPublication,
+    UnsubscribePush,
+)
 
 if TYPE_CHECKING:
     from wshub.hub.client.subscription import Subscription
@@ -28,7 +44,6 @@ __all__ = [
     "PublicationHandler",
     "SubscriptionStats",
     "TokenSource",
-    "client_info",
     "hub_error",
     "token_value",
     "unrecoverable",
@@ -62,14 +77,13 @@ async def token_value(source: TokenSource) -> str | None:
     return value
 
 
-def hub_error(error: Mapping[str, Any], channel: str | None = None) -> HubError:
-    """The exception for an ``error`` object of a reply or an ``unsubscribe`` push."""
-    code = error.get("code")
-    message = error.get("message")
-    code = code if isinstance(code, int) and not isinstance(code, bool) else ErrorCode.INTERNAL
-    message = message if isinstance(message, str) else "error"
-    cls = AuthError if code in _AUTH_CODES else HubError
-    return cls(int(code), message, channel=channel)
+def hub_error(error: ErrorReply | UnsubscribePush, channel: str | None = None) -> HubError:
+    """The exception for an error reply, or for the ``unsubscribe`` push that ended
+    ``channel``'s subscription: :class:`AuthError` for the codes about tokens and
+    permissions, else :class:`HubError`."""
+    message = error.message if isinstance(error, ErrorReply) else ""
+    cls = AuthError if error.code in _AUTH_CODES else HubError
+    return cls(int(error.code), message or error.code.message, channel=channel)
 
 
 def unrecoverable(channel: str) -> HubError:
@@ -77,14 +91,14 @@ def unrecoverable(channel: str) -> HubError:
     return HubError(ErrorCode.UNRECOVERABLE, ErrorCode.UNRECOVERABLE.message, channel=channel)
 
 
-def client_info(value: object) -> ClientInfo | None:
-    """Read an ``info`` object of a push or a presence reply; ``None`` when absent."""
-    if not isinstance(value, dict):
-        return None
-    return ClientInfo(str(value.get("client", "")), str(value.get("user", "")), value.get("meta"))
+# Publications of one publisher carry the same info: decoding it once per publisher rather
+# than once per publication is the largest saving of the receive path (a third of it,
+# benchmarks/hub_client_receive.py). The values are frozen and shared; the bound keeps a
+# hub with many publishers from growing the cache.
+_decode_info = functools.lru_cache(maxsize=1024)(ClientInfo.decode)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Publication:
     """One publication as a subscriber receives it.
 
@@ -93,7 +107,8 @@ class Publication:
         offset: its position in the channel's stream (consecutive within an epoch).
         epoch: the stream it belongs to; offsets of different epochs are unrelated.
         data: the payload, decoded from JSON.
-        info: who published it, or ``None`` for publications made by the server.
+        info: who published it, or ``None`` for publications made by the server; one value
+            shared by the publications of one publisher (do not mutate its ``meta``).
         time: the hub's time of the publication, seconds since the Unix epoch.
     """
 
@@ -104,30 +119,46 @@ class Publication:
     info: ClientInfo | None = None
     time: float = 0.0
 
+    def __init__(
+        self,
+        channel: str,
+        offset: int,
+        epoch: str,
+        data: Any,
+        info: ClientInfo | None = None,
+        time: float = 0.0,
+    ) -> None:
+        # Written out, like the wire's StoredPublication (see its slot_setters()): one is
+        # built per publication received, and the generated frozen __init__ costs twice as
+        # much.
+        _SET_CHANNEL(self, channel)
+        _SET_OFFSET(self, offset)
+        _SET_EPOCH(self, epoch)
+        _SET_DATA(self, data)
+        _SET_INFO(self, info)
+        _SET_TIME(self, time)
+
     @property
     def position(self) -> Position:
         """Where this publication is, to resume after it (``since=``)."""
         return Position(self.offset, self.epoch)
 
     @classmethod
-    def parse(cls, obj: Mapping[str, Any], channel: str, epoch: str) -> Publication:
-        """Build from a ``pub`` push or a publication object of a reply.
+    def from_wire(cls, channel: str, epoch: str, pub: StoredPublication) -> Publication:
+        """The publication a subscriber sees, from the hub's (a ``pub`` push, or one of
+        a subscribe or history reply): its data decoded from JSON.
 
         Raises:
-            KeyError, TypeError, ValueError: ``obj`` lacks an integer ``offset``.
+            ValueError: its ``info`` is not a client info object.
         """
-        offset = obj["offset"]
-        if not isinstance(offset, int) or isinstance(offset, bool):
-            raise TypeError("offset must be an integer")
-        time_ms = obj.get("time")
-        return cls(
-            channel,
-            offset,
-            epoch,
-            obj.get("data"),
-            client_info(obj.get("info")),
-            time_ms / 1000 if isinstance(time_ms, int | float) else 0.0,
-        )
+        info = None if pub.info is None else _decode_info(pub.info)
+        return cls(channel, pub.offset, epoch, orjson.loads(pub.data), info, pub.time)
+
+
+# One setter per field, in order: a field added without updating __init__ fails here.
+_SET_CHANNEL, _SET_OFFSET, _SET_EPOCH, _SET_DATA, _SET_INFO, _SET_TIME = [
+    getattr(Publication, field.name).__set__ for field in fields(Publication)
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +177,18 @@ class ChannelEvent:
     info: ClientInfo | None
     data: Any = None
 
+    @classmethod
+    def from_wire(cls, push: EventPush | EphemeralPush) -> ChannelEvent:
+        """The event of a ``join``, ``leave`` or ``ephemeral`` push.
+
+        Raises:
+            ValueError: the ``info`` of an ephemeral push is not a client info object.
+        """
+        if isinstance(push, EventPush):
+            return cls(push.kind, push.channel, push.info)
+        info = None if push.info is None else _decode_info(push.info)
+        return cls("ephemeral", push.channel, info, orjson.loads(push.data))
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
@@ -161,6 +204,17 @@ class HistoryPage:
     channel: str
     position: Position
     publications: list[Publication]
+
+    @classmethod
+    def from_wire(cls, result: HistoryResult) -> HistoryPage:
+        """The page of a ``history`` reply.
+
+        Raises:
+            ValueError: a publication's ``info`` is not a client info object.
+        """
+        channel, epoch = result.channel, result.position.epoch
+        pubs = [Publication.from_wire(channel, epoch, pub) for pub in result.publications]
+        return cls(channel, result.position, pubs)
 
 
 @dataclass(frozen=True, slots=True)

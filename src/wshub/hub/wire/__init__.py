@@ -58,6 +58,7 @@ from wshub.hub.wire._replies import (
     Reply,
     ServerMessage,
     SubscribeResult,
+    UnknownPushError,
     UnsubscribePush,
     parse_message,
     publication_json,
@@ -96,6 +97,7 @@ __all__ = [
     "StoredPublication",
     "SubscribeCommand",
     "SubscribeResult",
+    "UnknownPushError",
     "UnsubscribeCommand",
     "UnsubscribePush",
     "WireError",
@@ -104,17 +106,3 @@ __all__ = [
     "parse_message",
     "publication_json",
 ]
-
-# Former names, kept only until the modules that other branches are moving import the new
-# ones (hub/client -> ConnectCommand..., CloseCode -> DisconnectCode; history stores ->
-# StoredPublication). Not exported; delete after those merges.
-CloseCode = DisconnectCode
-Connect = ConnectCommand
-Subscribe = SubscribeCommand
-Unsubscribe = UnsubscribeCommand
-Publish = PublishCommand
-Presence = PresenceCommand
-History = HistoryCommand
-Ping = PingCommand
-Refresh = RefreshCommand
-Publication = StoredPublication

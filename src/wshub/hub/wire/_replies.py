@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeAlias
 import orjson
 
 from wshub.hub.wire._codes import ErrorCode
-from wshub.hub.wire._values import ClientInfo, Position, StoredPublication
+from wshub.hub.wire._values import ClientInfo, Position, StoredPublication, slot_setters
 
 __all__ = [
     "ConnectResult",
@@ -39,10 +39,16 @@ __all__ = [
     "Reply",
     "ServerMessage",
     "SubscribeResult",
+    "UnknownPushError",
     "UnsubscribePush",
     "parse_message",
     "publication_json",
 ]
+
+
+class UnknownPushError(ValueError):
+    """A push of a kind this version does not know, perhaps a newer hub's: §1 says a client
+    ignores it, so it is told apart from a malformed message."""
 
 
 def _need(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -55,10 +61,6 @@ def _need(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> An
 def _opt(obj: Mapping[str, Any], key: str, kind: type) -> Any:
     """``obj[key]`` when present and not null (then of type ``kind``), else ``None``."""
     return None if obj.get(key) is None else _need(obj, key, kind)
-
-
-def _raw(value: Any) -> bytes:
-    return orjson.dumps(value)
 
 
 def publication_json(pub: StoredPublication) -> dict[str, Any]:
@@ -74,26 +76,43 @@ def publication_json(pub: StoredPublication) -> dict[str, Any]:
     return obj
 
 
+_TOO_DEEP = "not a wshub.v1 message: data nested too deeply"
+
+
+def _raw(value: Any) -> bytes:
+    """``value`` encoded again.
+
+    Raises:
+        ValueError: nested deeper than orjson encodes (it decodes deeper than it encodes).
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(_TOO_DEEP) from exc
+
+
+def _raw_or_none(value: Any) -> bytes | None:
+    return None if value is None else _raw(value)
+
+
 def _parse_publication(obj: Any) -> StoredPublication:
-    if not isinstance(obj, dict) or "data" not in obj:
-        raise ValueError("not a wshub.v1 message: publication")
-    info = obj.get("info")
-    return StoredPublication(
-        _need(obj, "offset", int),
-        _need(obj, "time", int) / 1000,
-        _raw(obj["data"]),
-        None if info is None else _raw(info),
-    )
+    """One publication of a push or a result. ``info`` stays raw JSON, like ``data``: a
+    client checks it when it decodes it."""
+    # Every publication a client reads comes through here: checked inline rather than with
+    # _need(). JSON numbers are exactly int, so ``type() is int`` also refuses true/false.
+    if type(obj) is dict and "data" in obj:
+        offset, time_ms = obj.get("offset"), obj.get("time")
+        if type(offset) is int and type(time_ms) is int:
+            try:  # _raw(), inline: one call less per publication
+                data = orjson.dumps(obj["data"])
+            except orjson.JSONEncodeError as exc:
+                raise ValueError(_TOO_DEEP) from exc
+            return StoredPublication(offset, time_ms / 1000, data, _raw_or_none(obj.get("info")))
+    raise ValueError("not a wshub.v1 message: publication")
 
 
 def _parse_position(obj: Mapping[str, Any]) -> Position:
     return Position(_need(obj, "offset", int), _need(obj, "epoch", str))
-
-
-def _parse_info(obj: Any) -> ClientInfo:
-    if not isinstance(obj, dict):
-        raise ValueError("not a wshub.v1 message: info")
-    return ClientInfo(_need(obj, "client", str), _need(obj, "user", str), obj.get("meta"))
 
 
 def _publications(obj: Mapping[str, Any]) -> tuple[StoredPublication, ...]:
@@ -190,7 +209,7 @@ class PresenceResult:
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> PresenceResult:
-        clients = tuple(_parse_info(c) for c in _need(obj, "clients", list))
+        clients = tuple(ClientInfo.parse(c) for c in _need(obj, "clients", list))
         return cls(_need(obj, "channel", str), clients)
 
 
@@ -270,7 +289,7 @@ class ErrorReply:
 # --- pushes -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PublicationPush:
     """``pub``: a publication of a subscribed channel (§5), encoded once per publication."""
 
@@ -278,9 +297,18 @@ class PublicationPush:
     epoch: str
     publication: StoredPublication
 
+    def __init__(self, channel: str, epoch: str, publication: StoredPublication) -> None:
+        # Written out (see slot_setters): a client builds one per publication it reads.
+        _SET_CHANNEL(self, channel)
+        _SET_EPOCH(self, epoch)
+        _SET_PUBLICATION(self, publication)
+
     def serialize(self) -> bytes:
         obj = {"push": "pub", "channel": self.channel, "epoch": self.epoch}
         return orjson.dumps({**obj, **publication_json(self.publication)})
+
+
+_SET_CHANNEL, _SET_EPOCH, _SET_PUBLICATION = slot_setters(PublicationPush)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,22 +364,32 @@ class UnsubscribePush:
 Push: TypeAlias = PublicationPush | EphemeralPush | EventPush | UnsubscribePush
 ServerMessage: TypeAlias = Reply | ErrorReply | Push
 
+_PUSH_KINDS = frozenset({"ephemeral", "join", "leave", "unsubscribe"})  # and "pub"
+
+
+def _parse_pub(obj: Mapping[str, Any]) -> PublicationPush:
+    channel, epoch = obj.get("channel"), obj.get("epoch")
+    if type(channel) is str and type(epoch) is str:
+        return PublicationPush(channel, epoch, _parse_publication(obj))
+    raise ValueError("not a wshub.v1 message: pub")
+
 
 def _parse_push(obj: Mapping[str, Any]) -> Push:
+    """A push other than ``pub`` (which :func:`parse_message` reads first)."""
     kind = obj["push"]
+    if type(kind) is not str:
+        raise ValueError("not a wshub.v1 message: push")
+    if kind not in _PUSH_KINDS:
+        raise UnknownPushError(f"not a wshub.v1 message: push {kind!r}")
     channel = _need(obj, "channel", str)
-    if kind == "pub":
-        return PublicationPush(channel, _need(obj, "epoch", str), _parse_publication(obj))
     if kind == "ephemeral":
         if "data" not in obj:
             raise ValueError("not a wshub.v1 message: data")
-        info = obj.get("info")
-        return EphemeralPush(channel, _raw(obj["data"]), None if info is None else _raw(info))
+        return EphemeralPush(channel, _raw(obj["data"]), _raw_or_none(obj.get("info")))
     if kind in ("join", "leave"):
-        return EventPush(kind, channel, _parse_info(obj.get("info")))
-    if kind == "unsubscribe":
-        return UnsubscribePush(channel, _code(obj))
-    raise ValueError(f"not a wshub.v1 message: push {kind!r}")
+        join_or_leave: Literal["join", "leave"] = "join" if kind == "join" else "leave"
+        return EventPush(join_or_leave, channel, ClientInfo.parse(obj.get("info")))
+    return UnsubscribePush(channel, _code(obj))
 
 
 def _code(obj: Mapping[str, Any]) -> ErrorCode:
@@ -369,6 +407,7 @@ def parse_message(message: str | bytes) -> ServerMessage:
         A :class:`Reply` (its ``result`` the raw object), an :class:`ErrorReply`, or a push.
 
     Raises:
+        UnknownPushError: a push of an unknown kind (a client ignores it).
         ValueError: not a ``wshub.v1`` message (invalid JSON, missing or mistyped fields).
     """
     try:
@@ -378,7 +417,8 @@ def parse_message(message: str | bytes) -> ServerMessage:
     if not isinstance(obj, dict):
         raise ValueError("not a wshub.v1 message: not an object")
     if "push" in obj:
-        return _parse_push(obj)
+        # Most messages a client reads are publications: their path is the shortest.
+        return _parse_pub(obj) if obj["push"] == "pub" else _parse_push(obj)
     id = obj.get("id")
     if "error" in obj:
         error = obj["error"]
