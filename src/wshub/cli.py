@@ -56,10 +56,8 @@ from wshub.hub.config import (
     Namespace,
     RedisStorage,
     SQLiteStorage,
-    dump_toml,
-    field_docs,
-    read_file,
 )
+from wshub.hub.config_file import dump_toml, field_docs, read_file
 from wshub.hub.metrics import METRICS_ACCESS
 from wshub.hub.server import HubServer, start_hub
 from wshub.log import LEVELS, LOG_FORMATS, configure_logging

@@ -19,7 +19,6 @@ from wshub.hub.channels import NamespaceOptions, SlowConsumerPolicy
 from wshub.hub.client import HubClient
 from wshub.hub.config import (
     REDACTED,
-    SECTIONS,
     ApiConfig,
     AuthConfig,
     HubConfig,
@@ -30,10 +29,8 @@ from wshub.hub.config import (
     RedisStorage,
     SQLiteStorage,
     TLSConfig,
-    dump_toml,
-    field_docs,
-    read_file,
 )
+from wshub.hub.config_file import SECTIONS, dump_toml, field_docs, read_file
 from wshub.hub.server import start_hub
 
 from .conftest import SECRET

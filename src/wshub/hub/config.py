@@ -21,33 +21,35 @@ configuration lives with the chat app (:func:`wshub.apps.chat.demo_config`).
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
 import math
-import re
 import ssl
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from wshub.aio.options import TransportOptions
 from wshub.exceptions import ConfigError
+from wshub.hub._tables import (
+    REDACTED,
+    build,
+    parse_table,
+    parse_value,
+    serialize_table,
+    union_members,
+)
 from wshub.hub.auth import MIN_SECRET_SIZE, Authenticator, Permissions
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, split_channel
 from wshub.hub.limits import HubLimits
 from wshub.hub.metrics import METRICS_ACCESS, MetricsAccess
 
 __all__ = [
-    "FILE_KEYS",
+    "PARTS",
     "REDACTED",
     "SECRET",
-    "SECTIONS",
+    "STORAGES",
     "ApiConfig",
     "AuthConfig",
     "HubConfig",
@@ -59,15 +61,10 @@ __all__ = [
     "SQLiteStorage",
     "Storage",
     "TLSConfig",
-    "dump_toml",
-    "field_docs",
-    "read_file",
 ]
 
 #: ``field(metadata=SECRET)`` marks a field that :meth:`HubConfig.serialize` redacts.
 SECRET: Mapping[str, bool] = types.MappingProxyType({"secret": True})
-#: What a redacted secret is shown as.
-REDACTED = "<redacted>"
 
 _T = TypeVar("_T")
 
@@ -262,7 +259,8 @@ class RedisStorage:
 
 #: Where history (and, with Redis, presence and fan-out) lives.
 Storage = MemoryStorage | SQLiteStorage | RedisStorage
-_STORAGES: dict[str, type[MemoryStorage | SQLiteStorage | RedisStorage]] = {
+#: The storage dataclass of each ``kind`` of the ``[storage]`` table.
+STORAGES: dict[str, type[MemoryStorage | SQLiteStorage | RedisStorage]] = {
     cls.kind: cls for cls in (MemoryStorage, SQLiteStorage, RedisStorage)
 }
 
@@ -335,7 +333,7 @@ def _check_limits(limits: HubLimits) -> list[str]:
         value = getattr(limits, item.name)
         if value is None:
             continue
-        if float in _union_members(hints[item.name]):
+        if float in union_members(hints[item.name]):
             _positive_seconds(f"limits.{item.name}", value, errors)
         elif value < 0:
             errors.append(f"limits.{item.name}: must be >= 0, got {value!r}")
@@ -408,37 +406,38 @@ class HubConfig:
             elif key == "namespaces":
                 parts[key] = _parse_namespaces(value, errors)
             elif key == "default_namespace":
-                parts[key] = _parse_table(NamespaceOptions, value, key, errors)
-            elif key in _PARTS:
-                parts[key] = _parse_table(_PARTS[key], value, key, errors)
+                parts[key] = parse_table(NamespaceOptions, value, key, errors)
+            elif key in PARTS:
+                parts[key] = parse_table(PARTS[key], value, key, errors)
             elif key == "dedupe_window":
-                parts[key] = _parse_value(float, value, key, errors)
+                parts[key] = parse_value(float, value, key, errors)
             else:
                 errors.append(f"{key}: unknown field")
         if errors:
             raise ConfigError(errors)
-        return _build(cls, parts, "")
+        return build(cls, parts, "")
 
     def serialize(self, *, redact: bool = True) -> dict[str, Any]:
         """The shape :meth:`parse` reads (a dict for a TOML file); secrets are shown as
         ``REDACTED`` unless ``redact`` is false, unset ones are left out."""
         data: dict[str, Any] = {"dedupe_window": self.dedupe_window}
-        for name in _PARTS:
-            data[name] = _serialize_table(getattr(self, name), redact)
-        data["storage"] = {"kind": self.storage.kind, **_serialize_table(self.storage, redact)}
+        for name in PARTS:
+            data[name] = serialize_table(getattr(self, name), redact)
+        data["storage"] = {"kind": self.storage.kind, **serialize_table(self.storage, redact)}
         if isinstance(self.storage, RedisStorage) and redact:
             data["storage"]["url"] = _redact_url(self.storage.url)
         data["namespaces"] = [
-            {"name": namespace.name, **_serialize_table(namespace.options, redact)}
+            {"name": namespace.name, **serialize_table(namespace.options, redact)}
             for namespace in self.namespaces
         ]
         if self.default_namespace is not None:
-            data["default_namespace"] = _serialize_table(self.default_namespace, redact)
+            data["default_namespace"] = serialize_table(self.default_namespace, redact)
         return data
 
 
 #: The parts that are plain tables of fields, by their key in the file.
-_PARTS: dict[str, type[Any]] = {
+#: The dataclass of each table of :class:`HubConfig` that is one part (``[listen]``, ...).
+PARTS: dict[str, type[Any]] = {
     "listen": ListenConfig,
     "tls": TLSConfig,
     "transport": TransportOptions,
@@ -457,48 +456,16 @@ def _redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _build(cls: type[_T], kwargs: Mapping[str, Any], path: str) -> _T:
-    """``cls(**kwargs)``, its errors prefixed with ``path``."""
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        raise exc.within(path) if path else exc from None
-
-
-def _parse_table(cls: type[_T], data: Any, path: str, errors: list[str]) -> _T | None:
-    """One dataclass from one TOML table; its problems go to ``errors``."""
-    if not isinstance(data, Mapping):
-        errors.append(f"{path}: must be a table")
-        return None
-    hints = typing.get_type_hints(cls)
-    names = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    found = len(errors)
-    for key, value in data.items():
-        where = f"{path}.{key}"
-        if key not in names:
-            errors.append(f"{where}: unknown field")
-        else:
-            kwargs[key] = _parse_value(hints[key], value, where, errors)
-    if len(errors) > found:
-        return None
-    try:
-        return _build(cls, kwargs, path)
-    except ConfigError as exc:
-        errors.extend(exc.errors)
-        return None
-
-
 def _parse_storage(data: Any, errors: list[str]) -> Storage | None:
     if not isinstance(data, Mapping):
         errors.append("storage: must be a table")
         return None
     rest = dict(data)
     kind = rest.pop("kind", None)
-    if kind not in _STORAGES:
-        errors.append(f"storage.kind: must be one of {', '.join(_STORAGES)}, got {kind!r}")
+    if kind not in STORAGES:
+        errors.append(f"storage.kind: must be one of {', '.join(STORAGES)}, got {kind!r}")
         return None
-    return _parse_table(_STORAGES[kind], rest, "storage", errors)
+    return parse_table(STORAGES[kind], rest, "storage", errors)
 
 
 def _parse_namespaces(data: Any, errors: list[str]) -> tuple[Namespace, ...]:
@@ -512,227 +479,10 @@ def _parse_namespaces(data: Any, errors: list[str]) -> tuple[Namespace, ...]:
             errors.append(f"{path}.name: required, a string")
             continue
         options = {key: value for key, value in item.items() if key != "name"}
-        parsed = _parse_table(NamespaceOptions, options, path, errors)
+        parsed = parse_table(NamespaceOptions, options, path, errors)
         if parsed is not None:
             try:
-                found.append(_build(Namespace, {"name": item["name"], "options": parsed}, path))
+                found.append(build(Namespace, {"name": item["name"], "options": parsed}, path))
             except ConfigError as exc:
                 errors.extend(exc.errors)
     return tuple(found)
-
-
-_NONE = "none"
-
-
-def _parse_value(hint: Any, value: Any, where: str, errors: list[str]) -> Any:
-    """``value`` as the type ``hint`` names; a mismatch becomes one line in ``errors``."""
-    problem = _type_problem(hint, value)
-    if problem is not None:
-        errors.append(f"{where}: {problem}, got {value!r}")
-        return None
-    return _convert(hint, value)
-
-
-def _type_problem(hint: Any, value: Any) -> str | None:
-    options = _union_members(hint)
-    if type(None) in options and value == _NONE:
-        return None
-    problems = [_simple_problem(member, value) for member in options if member is not type(None)]
-    if None in problems:
-        return None
-    last = str(problems[-1])
-    return last + " or 'none'" if type(None) in options and str not in options else last
-
-
-def _union_members(hint: Any) -> tuple[Any, ...]:
-    if isinstance(hint, types.UnionType) or get_origin(hint) is typing.Union:
-        return get_args(hint)
-    return (hint,)
-
-
-def _simple_problem(hint: Any, value: Any) -> str | None:
-    if hint is bool:
-        return None if isinstance(value, bool) else "must be true or false"
-    if hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else "must be an integer"
-    if hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else "must be a number"
-    if hint is str:
-        return None if isinstance(value, str) else "must be a string"
-    if get_origin(hint) is tuple:
-        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
-        return None if ok else "must be a list of strings"
-    if get_origin(hint) is Literal:
-        return None if value in get_args(hint) else _one_of(get_args(hint))
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        values = [member.value for member in hint]
-        return None if value in values else _one_of(values)
-    raise TypeError(f"no file form for {hint!r}")  # pragma: no cover - a new field's type
-
-
-def _one_of(choices: Any) -> str:
-    return "must be one of " + ", ".join(str(choice) for choice in choices)
-
-
-def _convert(hint: Any, value: Any) -> Any:
-    options = _union_members(hint)
-    if type(None) in options and value == _NONE and str not in options:
-        return None
-    if float in options and not isinstance(value, bool) and isinstance(value, int):
-        return float(value)
-    if isinstance(value, list):
-        return tuple(value)
-    for member in options:
-        if isinstance(member, type) and issubclass(member, Enum):
-            return member(value)
-    return value
-
-
-def _serialize_table(value: Any, redact: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in dataclasses.fields(value):
-        current = getattr(value, item.name)
-        if item.metadata.get("secret") and current is not None and redact:
-            out[item.name] = REDACTED
-        elif current is None:
-            if str not in _union_members(typing.get_type_hints(type(value))[item.name]):
-                out[item.name] = _NONE  # a limit switched off; an unset string is left out
-        elif isinstance(current, Enum):
-            out[item.name] = current.value
-        elif isinstance(current, tuple):
-            out[item.name] = list(current)
-        else:
-            out[item.name] = current
-    return out
-
-
-# --- TOML files ----------------------------------------------------------------------------
-
-#: Keys whose value may instead come from a file: ``secret_file = "/run/secrets/wshub"``.
-FILE_KEYS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
-    {"auth": ("secret", "public_key"), "api": ("api_key",)}
-)
-
-
-def read_file(path: str | Path) -> dict[str, Any]:
-    """The TOML file at ``path`` in the shape :meth:`HubConfig.parse` reads, with each
-    ``<key>_file`` of :data:`FILE_KEYS` replaced by ``<key>`` and that file's content (its
-    trailing newline removed). Relative paths are relative to the current directory.
-
-    Raises:
-        ConfigError: the file cannot be read or is not TOML; a ``<key>_file`` cannot be
-            read, or is given together with ``<key>``.
-    """
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not TOML: {exc}"]) from exc
-    errors: list[str] = []
-    for section, keys in FILE_KEYS.items():
-        table = data.get(section)
-        if not isinstance(table, dict):
-            continue
-        for key in keys:
-            if f"{key}_file" not in table:
-                continue
-            where, name = f"{section}.{key}_file", table.pop(f"{key}_file")
-            if key in table:
-                errors.append(f"{where}: give {key} or {key}_file, not both")
-            elif not isinstance(name, str):
-                errors.append(f"{where}: must be a string, got {name!r}")
-            else:
-                try:
-                    table[key] = Path(name).read_text(encoding="utf-8").rstrip("\r\n")
-                except (OSError, UnicodeDecodeError) as exc:
-                    errors.append(f"{where}: cannot read {name!r}: {exc}")
-    ConfigError.check(errors)
-    return data
-
-
-def field_docs(cls: type[Any]) -> dict[str, str]:
-    """The ``Attributes:`` entries of a dataclass's docstring, one line each, by field."""
-    doc = inspect.cleandoc(cls.__doc__ or "")
-    _, found, section = doc.partition("Attributes:\n")
-    docs: dict[str, str] = {}
-    if not found:
-        return docs
-    name = ""
-    for line in section.splitlines():
-        entry = re.match(r"    (\w+): (.*)", line)
-        if entry:
-            name = entry.group(1)
-            docs[name] = entry.group(2)
-        elif line.startswith("        ") and name:
-            docs[name] += " " + line.strip()
-        elif line.strip():
-            break
-    return docs
-
-
-#: The dataclass of each table of the file, for the comments of :func:`dump_toml`.
-SECTIONS: Mapping[str, type[Any]] = types.MappingProxyType(
-    {
-        **_PARTS,
-        "storage": SQLiteStorage,
-        "namespaces": NamespaceOptions,
-        "default_namespace": NamespaceOptions,
-    }
-)
-
-
-def dump_toml(data: Mapping[str, Any], *, comments: bool = False) -> str:
-    """``data`` (the shape of :meth:`HubConfig.serialize`) as TOML text; with
-    ``comments``, each field of a known table is preceded by its documentation."""
-    lines: list[str] = []
-    tables = {key: value for key, value in data.items() if isinstance(value, dict)}
-    arrays = {key: value for key, value in data.items() if isinstance(value, list | tuple)}
-    arrays = {
-        key: value for key, value in arrays.items() if all(isinstance(v, dict) for v in value)
-    }
-    plain = {key: value for key, value in data.items() if key not in tables and key not in arrays}
-    _dump_pairs(lines, plain, HubConfig if comments else None)
-    for key, table in tables.items():
-        lines += ["", f"[{key}]"]
-        _dump_pairs(lines, table, _documented(key, table) if comments else None)
-    for key, items in arrays.items():
-        for item in items:
-            lines += ["", f"[[{key}]]"]
-            _dump_pairs(lines, item, _documented(key, item) if comments else None)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _documented(key: str, table: Mapping[str, Any]) -> type[Any] | None:
-    if key == "storage":
-        return _STORAGES.get(str(table.get("kind")))
-    return SECTIONS.get(key)
-
-
-def _dump_pairs(lines: list[str], pairs: Mapping[str, Any], cls: type[Any] | None) -> None:
-    docs = {
-        name: text.replace("``None``", "none").replace("``", "`")
-        for name, text in (field_docs(cls) if cls is not None else {}).items()
-    }
-    for key, value in pairs.items():
-        if key in docs:
-            lines.append(f"# {docs[key]}")
-        lines.append(f"{key} = {_toml_value(value)}")
-    for key, text in docs.items():  # unset (a string left out): shown, commented out
-        if key not in pairs and key not in ("options", "name"):
-            lines += [f"# {text}", f'# {key} = "..."']
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise TypeError(f"no TOML form for {value!r}")  # pragma: no cover - a new field's type
