@@ -261,8 +261,7 @@ async def running_hub(api_key: str) -> AsyncIterator[str]:
         "--port",
         "0",
         "--ephemeral",
-        "--api-key",
-        api_key,
+        f"--api-key={api_key}",  # one argument: a key may start with "-"
         "--ticker-rate",
         str(FEED_RATE),
         "--log-level",
