@@ -45,7 +45,7 @@ PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 export PY SHARED
 
 .PHONY: help run install install-test test deps lint typecheck coverage \
-	fuzz fuzz-smoke compliance compliance-quick bench bench-quick clean
+	fuzz fuzz-smoke compliance compliance-quick bench bench-quick screenshots clean
 
 help:
 	@echo "make run [PORT=8765]   install into $(VENV) and start 'wshub serve' on http://127.0.0.1:PORT/"
@@ -56,6 +56,7 @@ help:
 	@echo "make compliance-quick  the same without 9.*, 12.*, 13.* (about a minute)"
 	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick       1-run smoke test of the benchmark"
+	@echo "make screenshots       the demo pages' screenshots in docs/images/ (scripts/screenshots.py)"
 	@echo "make clean             remove caches, coverage data and reports (keeps $(VENV))"
 	@echo "variables: PORT=$(PORT) VENV=$(VENV) SHARED=$(SHARED) COV_FAIL_UNDER=$(COV_FAIL_UNDER)" \
 		"PROTOCOL_COV_FAIL_UNDER=$(PROTOCOL_COV_FAIL_UNDER) PYTEST_ARGS=..."
@@ -108,6 +109,7 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict compliance
 	$(BIN)/mypy --strict benchmarks
 	$(BIN)/mypy --strict fuzzing
+	$(BIN)/mypy --strict scripts
 
 coverage: $(VENV)/.installed-test
 	rm -f .coverage .coverage.*
@@ -147,6 +149,12 @@ bench: $(VENV)/.installed
 
 bench-quick: $(VENV)/.installed
 	scripts/bench.sh --quick
+
+# ---- screenshots of the demo pages for README.md and docs/ (a real `wshub serve`, chromium) ----
+
+screenshots: $(VENV)/.installed-test
+	@$(MAKE) deps
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf .coverage .coverage.* htmlcov .mypy_cache .ruff_cache .pytest_cache .hypothesis \

@@ -70,14 +70,22 @@ async def test_serves_each_file_with_its_content_type(
 
 
 async def test_page_names_the_websocket_path_and_versioned_assets() -> None:
-    """The page carries the hub's WebSocket path and ?v=<hash> URLs of the current assets."""
+    """The page carries the hub's WebSocket path and ?v=<hash> URLs of the current assets,
+    the shared ui.css and ui.js included."""
     routes = chat_routes(prefix="/chat/", ws_path="/hub/ws")
     page = routes["/chat/"].body.decode()
     assert '<meta name="wshub-ws-path" content="/hub/ws">' in page
-    for name in ("chat.js", "chat.css", "wshub.js"):
+    for name in ("chat.js", "chat.css", "ui.css", "ui.js", "wshub.js"):
         assert f"/chat/{name}?v={routes['/chat/' + name].version}" in page
     assert "%" + "WS_PATH%" not in page
-    assert sorted(routes) == ["/chat/", "/chat/chat.css", "/chat/chat.js", "/chat/wshub.js"]
+    assert sorted(routes) == [
+        "/chat/",
+        "/chat/chat.css",
+        "/chat/chat.js",
+        "/chat/ui.css",
+        "/chat/ui.js",
+        "/chat/wshub.js",
+    ]
 
 
 async def test_page_csp_allows_its_import_map_by_hash() -> None:

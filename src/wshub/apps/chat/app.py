@@ -1,10 +1,12 @@
 """The chat room page: the static files of the demo chat, ready to mount on a hub server.
 
 The chat is a browser application that talks to the hub with ``wshub.js`` over the
-``wshub.v1`` protocol; the server side only has to serve four files on the hub's port:
+``wshub.v1`` protocol; the server side only has to serve a few files on the hub's port:
 
 * ``/`` — the page, with the hub's WebSocket path written into it;
 * ``/chat.js``, ``/chat.css`` — the application;
+* ``/ui.css``, ``/ui.js`` — the look and connection display every page shares
+  (:mod:`wshub.apps.shared`);
 * ``/wshub.js`` — the hub's browser client (``wshub/hub/js/wshub.js``).
 
 :class:`ChatApp` answers these paths and returns ``None`` for every other request, so that it
@@ -94,7 +96,8 @@ def chat_routes(*, prefix: str = "/", ws_path: str = "/ws") -> dict[str, StaticF
             ``ws(s)://<its own host><ws_path>``.
 
     Returns:
-        ``{path: StaticFile}`` for the page, ``chat.js``, ``chat.css`` and ``wshub.js``.
+        ``{path: StaticFile}`` for the page, ``chat.js``, ``chat.css``, ``ui.css``,
+        ``ui.js`` and ``wshub.js``.
 
     Raises:
         ValueError: ``prefix`` or ``ws_path`` is not an absolute path.
@@ -106,6 +109,7 @@ def chat_routes(*, prefix: str = "/", ws_path: str = "/ws") -> dict[str, StaticF
         prefix=prefix,
         assets={"%CHAT_JS%": "chat.js", "%CHAT_CSS%": "chat.css"},
         ws_path=ws_path,
+        shared={"%UI_CSS%": "ui.css", "wshub-ui": "ui.js"},
     )
 
 

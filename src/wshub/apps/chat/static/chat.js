@@ -7,6 +7,7 @@
 // `message_id` and lets the page match its own messages when they come back.
 
 import { disconnectAdvice, HubClient, newMessageId, State } from "wshub";
+import { ConnectionView, wsUrl } from "wshub-ui";
 
 const NICK_KEY = "wshub-chat:nick";
 const IDS_KEY = "wshub-chat:client-ids"; // sessionStorage: this tab's past client ids
@@ -260,12 +261,6 @@ function labelFor(info) {
   return label;
 }
 
-function wsUrl() {
-  const path = document.querySelector('meta[name="wshub-ws-path"]').content;
-  const url = new URL(path, location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  return url.href;
-}
 
 // ---- state ---------------------------------------------------------------------------------
 
@@ -290,7 +285,6 @@ const app = {
   client: null,
   rooms: new Map(), // name -> Room
   current: null, // Room
-  reconnecting: false,
   closeCode: null, // of the last WebSocket closure: tells a refusal from a network problem
   recovery: null, // {pending, missed, lost} while rooms recover after a reconnect
   labels: new Map(), // person key -> the distinct name shown for them
@@ -325,14 +319,21 @@ function startClient() {
   for (const room of app.rooms.values()) subscribe(room);
 }
 
+// The status pill and the banner are every page's (ui.js); the chat adds what it knows
+// beyond the connection state: a refusal for good, and how the catching up went.
+const connectionView = new ConnectionView(
+  { status: ui.status, banner: ui.banner, root: ui.app },
+  {
+    reconnecting: [
+      "Connection lost — reconnecting…",
+      " Messages you send now will go out as soon as it is back.",
+    ],
+    offline: ["You are offline.", " The chat reconnects when your network is back."],
+    recovered: ["Reconnected — catching up…", ""],
+  },
+);
+
 function showState(state, previous) {
-  const labels = {
-    [State.DISCONNECTED]: "connecting…",
-    [State.CONNECTING]: "connecting…",
-    [State.CONNECTED]: "connected",
-    [State.RECONNECTING]: "reconnecting…",
-    [State.OFFLINE]: "offline",
-  };
   if (state === State.CONNECTED) {
     app.closeCode = null;
     rememberClientId(app.client.clientId);
@@ -341,27 +342,17 @@ function showState(state, previous) {
     showRefusal(REFUSALS[app.closeCode] || NOT_UNDERSTOOD);
     return;
   }
-  const shown = state === State.DISCONNECTED ? State.CONNECTING : state;
-  ui.status.textContent = labels[state];
-  ui.status.dataset.state = shown;
-  ui.app.dataset.connection = shown;
-
+  const back =
+    state === State.CONNECTED && (connectionView.reconnecting || previous === State.OFFLINE);
+  connectionView.show(state, previous);
   if (state === State.RECONNECTING) {
-    app.reconnecting = true;
     app.recovery = null;
-    showBanner(
-      "reconnecting",
-      "Connection lost — reconnecting…",
-      " Messages you send now will go out as soon as it is back.",
-    );
     for (const room of app.rooms.values()) clearTyping(room);
-  } else if (state === State.OFFLINE) {
-    showBanner("offline", "You are offline.", " The chat reconnects when your network is back.");
-  } else if (state === State.CONNECTED && (app.reconnecting || previous === State.OFFLINE)) {
-    app.reconnecting = false;
+  } else if (back) {
     const subscribed = [...app.rooms.values()].filter((room) => room.ready).length;
     app.recovery = { pending: subscribed, missed: 0, lost: false };
-    showBanner("reconnecting", "Reconnected — catching up…", "");
+    // "catching up" stays until every room has recovered (not the view's few seconds)
+    connectionView.say("reconnecting", "Reconnected — catching up…", "");
     if (subscribed === 0) recoveryDone();
   }
 }
@@ -412,8 +403,8 @@ function showRefusal(refusal) {
   ui.status.textContent = refusal.status;
   ui.status.dataset.state = "refused";
   ui.app.dataset.connection = "offline";
-  app.reconnecting = false;
-  showBanner("refused", refusal.title, refusal.detail(hasToken));
+  connectionView.reconnecting = false;
+  connectionView.say("refused", refusal.title, refusal.detail(hasToken));
 }
 
 /** A room was subscribed again after a reconnect (HubClient "recovered" event). */
@@ -433,17 +424,7 @@ function recoveryDone() {
   if (lost) detail = " Some messages could not be recovered; showing the latest history.";
   else if (missed === 0) detail = " Nothing was missed.";
   else detail = ` Caught up on ${missed} missed message${missed === 1 ? "" : "s"}.`;
-  showBanner("recovered", "Recovered.", detail, 5000);
-}
-
-let bannerTimer = null;
-
-function showBanner(kind, title, detail, hideAfter = 0) {
-  clearTimeout(bannerTimer);
-  ui.banner.dataset.kind = kind;
-  ui.banner.replaceChildren(el("strong", {}, title), detail);
-  ui.banner.hidden = false;
-  if (hideAfter) bannerTimer = setTimeout(() => (ui.banner.hidden = true), hideAfter);
+  connectionView.say("recovered", "Recovered.", detail, 5000);
 }
 
 // ---- rooms -------------------------------------------------------------------------------
