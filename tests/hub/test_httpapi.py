@@ -132,12 +132,11 @@ async def test_broadcast(hub_server: HubServer) -> None:
         ("chat:a", 2),
     ]
     _, _, channels = await http(hub_server, "GET", "/api/channels")
-    assert channels == {
-        "channels": [
-            {"channel": "chat:a", "subscribers": 0},
-            {"channel": "chat:b", "subscribers": 0},
-        ]
-    }
+    assert [(c["channel"], c["subscribers"], c["offset"]) for c in channels["channels"]] == [
+        ("chat:a", 0, 2),
+        ("chat:b", 0, 1),
+    ]
+    assert channels["channels"][1]["epoch"] == body["results"][1]["epoch"]
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,7 @@ def test_disconnect_codes_match_the_documented_table() -> None:
         4005: "rate limited",
         4006: "too many connections",
         4007: "unsupported subprotocol",
+        4008: "disconnected",
     }
 
 
@@ -415,6 +416,7 @@ def test_disconnect_advice_says_who_may_reconnect() -> None:
         DisconnectCode.BAD_COMMANDS,
         DisconnectCode.TOO_MANY_CONNECTIONS,
         DisconnectCode.UNSUPPORTED_SUBPROTOCOL,
+        DisconnectCode.DISCONNECTED,
     }
     assert {c for c in DisconnectCode if c.new_token} == {
         DisconnectCode.UNAUTHORIZED,

@@ -24,6 +24,7 @@ import orjson
 
 from wshub.exceptions import HubError, InvalidRequest
 from wshub.hub.hub import Hub
+from wshub.hub.nodes import NodeDirectory
 from wshub.hub.wire import ErrorCode, Position, publication_json
 from wshub.protocol.http11 import Request, Response
 
@@ -122,10 +123,15 @@ class HttpApi:
     Args:
         hub: the hub to publish to and read from.
         api_key: the key clients must present; ``None`` refuses every ``/api/`` call (401).
+        nodes: the node directory that answers ``/api/nodes`` and adds the other nodes'
+            subscribers to ``/api/channels`` (default: one that knows only this node).
     """
 
-    def __init__(self, hub: Hub, *, api_key: str | None) -> None:
+    def __init__(
+        self, hub: Hub, *, api_key: str | None, nodes: NodeDirectory | None = None
+    ) -> None:
         self.hub = hub
+        self.nodes = nodes if nodes is not None else NodeDirectory(hub)
         self._key = None if api_key is None else api_key.encode()
         Route = Callable[[Request, str], Awaitable[Response]]
         self._routes: dict[str, tuple[str, Route]] = {
@@ -135,6 +141,8 @@ class HttpApi:
             "history": ("GET", self._history),
             "channels": ("GET", self._channels),
             "stats": ("GET", self._stats),
+            "nodes": ("GET", self._nodes),
+            "disconnect": ("POST", self._disconnect),
         }
 
     async def handle(self, request: Request) -> Response | None:
@@ -261,7 +269,27 @@ class HttpApi:
         )
 
     async def _channels(self, request: Request, _: str) -> Response:
-        return _json(200, {"channels": await self.hub.channels()})
+        subscribers = self.nodes.subscribers()
+        channels = await self.hub.channels(also=subscribers)
+        for entry in channels:
+            entry["subscribers"] = subscribers[entry["channel"]]
+        return _json(200, {"channels": channels})
+
+    async def _nodes(self, request: Request, _: str) -> Response:
+        nodes = [report.to_json() for report in self.nodes.nodes()]
+        return _json(200, {"node": self.nodes.node, "nodes": nodes})
+
+    async def _disconnect(self, request: Request, _: str) -> Response:
+        body = _body(request)
+        user, client = body.get("user"), body.get("client")
+        if (user is None) == (client is None):
+            raise _bad("give one of user and client")
+        if user is not None:
+            user = _channel(user, "user")
+        if client is not None:
+            client = _channel(client, "client")
+        closed = await self.nodes.disconnect(user=user, client=client)
+        return _json(200, {"disconnected": closed})
 
     async def _stats(self, request: Request, _: str) -> Response:
         return _json(200, self.hub.stats.snapshot())

@@ -385,6 +385,7 @@ class Hub:
             recovered = recovery.complete
             if recovered:
                 pubs = recovery.publications
+                self.stats.recoveries += 1
         if recent > 0 and not recovered:
             pubs, position = await store.latest(sub.channel, limit=recent)
         elif since is None:
@@ -468,17 +469,59 @@ class Hub:
             raise HubError(ErrorCode.UNRECOVERABLE, ErrorCode.UNRECOVERABLE.message)
         return recovery.publications, recovery.position
 
-    async def channels(self) -> list[dict[str, Any]]:
-        """The channels that exist now: with local subscribers or stored history."""
+    async def channels(self, *, also: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The channels that exist now: with local subscribers or stored history.
+
+        Each is ``{"channel", "subscribers" (on this node), "offset", "epoch"}``, the offset
+        being the channel's last one.
+
+        Args:
+            also: more channel names to list (subscribed on other nodes); invalid names and
+                unknown namespaces among them are skipped.
+        """
         names = set(self._fanout)
         names.update(await self.history_store.channels())
         if self._volatile is not self.history_store:
             names.update(await self._volatile.channels())
+        names.update(also)
         fanout = self._fanout
-        return [
-            {"channel": name, "subscribers": len(fanout.subscribers(name))}
-            for name in sorted(names)
-        ]
+        listed = []
+        for name in sorted(names):
+            try:
+                options = self.registry.options(name)
+            except HubError:
+                continue
+            position = await self._store(options).position(name)
+            listed.append(
+                {
+                    "channel": name,
+                    "subscribers": len(fanout.subscribers(name)),
+                    **position.to_json(),
+                }
+            )
+        return listed
+
+    def disconnect(self, *, user: str | None = None, client: str | None = None) -> int:
+        """Close this node's connections of ``user`` or with client id ``client`` (4008).
+
+        Returns:
+            How many connections were closed.
+        """
+        closed = 0
+        for session in list(self._sessions):
+            identity = session.identity
+            matches = session.client_id == client or (
+                user is not None and identity is not None and identity.user == user
+            )
+            if matches:
+                state = session.state
+                session.close(DisconnectCode.DISCONNECTED)
+                closed += session.state != state  # not when it was closing already
+        return closed
+
+    def local_channels(self) -> list[str]:
+        """The channels with subscribers on this node."""
+        return list(self._fanout)
 
     def subscribers(self, channel: str) -> Iterable[Session]:
         """The local sessions subscribed to ``channel``."""

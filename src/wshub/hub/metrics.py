@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -43,6 +42,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from wshub.hub.nodes import wshub_version
 from wshub.protocol.http11 import Request, Response
 
 if TYPE_CHECKING:
@@ -81,6 +81,11 @@ _HUB_METRICS: Mapping[str, tuple[str, str, str]] = {
         "Publications accepted (not counting duplicates and ephemeral ones).",
     ),
     "ephemeral": ("counter", "wshub_hub_ephemeral_publications", "Ephemeral publications."),
+    "deliveries": (
+        "counter",
+        "wshub_hub_deliveries",
+        "Pushes handed to subscribers' connections (one per recipient).",
+    ),
     "duplicates": (
         "counter",
         "wshub_hub_duplicate_publishes",
@@ -95,6 +100,11 @@ _HUB_METRICS: Mapping[str, tuple[str, str, str]] = {
         "counter",
         "wshub_hub_slow_consumer_disconnects",
         "Sessions closed with 4004 because a subscriber queue overflowed.",
+    ),
+    "recoveries": (
+        "counter",
+        "wshub_hub_recoveries",
+        "Subscribes with a since position that recovered every missed publication.",
     ),
     "bad_commands": ("counter", "wshub_hub_bad_commands", "Malformed or unknown commands."),
     "auth_failures": ("counter", "wshub_hub_auth_failures", "Tokens refused."),
@@ -158,13 +168,6 @@ _TRAFFIC: Mapping[str, tuple[str, str]] = {
 }
 
 
-def _version() -> str:
-    try:
-        return metadata.version("wshub")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "unknown"
-
-
 class HubCollector(Collector):
     """Reads a hub's and its transport's counters at scrape time.
 
@@ -177,7 +180,7 @@ class HubCollector(Collector):
     def __init__(self, hub: Hub, server: Callable[[], Server | None]) -> None:
         self._hub = hub
         self._server = server
-        self._version = _version()
+        self._version = wshub_version()
 
     def collect(self) -> Iterator[Metric]:
         """Yield one metric family per counter, read now."""

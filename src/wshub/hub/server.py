@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -45,6 +46,7 @@ from wshub.hub.httpapi import HttpApi, refuse_request
 from wshub.hub.hub import Hub, HubLimits
 from wshub.hub.js import client_script
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
+from wshub.hub.nodes import NodeDirectory
 from wshub.hub.wire import SUBPROTOCOL, DisconnectCode
 from wshub.protocol.http11 import Request, Response
 
@@ -76,6 +78,7 @@ class HubServer:
         server: the underlying :class:`wshub.Server`.
         path: the WebSocket path.
         metrics: the ``GET /metrics`` endpoint.
+        nodes: this node's report and the other nodes' (``GET /api/nodes``).
     """
 
     def __init__(
@@ -91,7 +94,8 @@ class HubServer:
     ) -> None:
         self.hub = hub
         self.path = path
-        self.api = HttpApi(hub, api_key=api_key)
+        self.nodes = NodeDirectory(hub, traffic=self._traffic)
+        self.api = HttpApi(hub, api_key=api_key, nodes=self.nodes)
         self.metrics = MetricsEndpoint(
             hub, lambda: self.server, access=metrics, authorized=self.api.authorized
         )
@@ -99,6 +103,18 @@ class HubServer:
         self._owned: list[_Resource] = [] if owned_history is None else [owned_history]
         self._owned.extend(owned)
         self.server: Server | None = None
+
+    def _traffic(self) -> dict[str, int]:
+        stats = None if self.server is None else self.server.stats
+        if stats is None or not stats.count_traffic:
+            return {}
+        names = ("bytes_received", "bytes_sent", "messages_received", "messages_sent")
+        return {name: getattr(stats, name) for name in names}
+
+    async def start_reporting(self) -> None:
+        """Name this node ``host:port`` and start sharing its report with the other nodes."""
+        self.nodes.name = f"{socket.gethostname()}:{self.port}"
+        await self.nodes.start()
 
     @property
     def port(self) -> int:
@@ -163,6 +179,7 @@ class HubServer:
         """
         if self.server is not None:
             self.server.close()
+        await self.nodes.close()
         await self.hub.close()
         if self.server is not None:
             await self.server.wait_closed()
@@ -462,6 +479,7 @@ async def _start(
             count_traffic=hub_server.metrics.enabled if count_traffic is None else count_traffic,
             refuse_request=refuse_request,
         )
+        await hub_server.start_reporting()
     except BaseException:
         if owned:  # the hub is ours (the port was taken, ...): release its stores and Redis
             await hub_server.close()

@@ -423,6 +423,7 @@ class Session:
         """Send a channel message now if the connection keeps up, else queue it."""
         if self.state >= SessionState.CLOSING:
             return
+        self.hub.stats.deliveries += 1
         outbox = self._outbox
         if outbox.pending == 0 and self.peer.writable:
             self._write(message)

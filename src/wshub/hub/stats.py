@@ -22,10 +22,14 @@ class HubStats:
         subscriptions: subscriptions live now.
         publications: publications accepted (not counting duplicates and ephemeral ones).
         ephemeral: ephemeral publications accepted.
+        deliveries: pushes handed to a subscriber's connection (one per recipient: written
+            at once or queued in its outbox), publications and events alike.
         duplicates: publishes that were no-ops thanks to their ``message_id``.
         drops: messages dropped for slow subscribers (``drop-oldest``, ``latest``,
             ephemeral pushes).
         slow_consumer_disconnects: sessions closed with 4004.
+        recoveries: subscribes with a ``since`` position that recovered every publication
+            missed.
         bad_commands: malformed or unknown commands received.
         auth_failures: tokens refused.
         rate_limited: commands refused by a rate limit.
@@ -36,9 +40,11 @@ class HubStats:
     subscriptions: int = 0
     publications: int = 0
     ephemeral: int = 0
+    deliveries: int = 0
     duplicates: int = 0
     drops: int = 0
     slow_consumer_disconnects: int = 0
+    recoveries: int = 0
     bad_commands: int = 0
     auth_failures: int = 0
     rate_limited: int = 0

@@ -51,7 +51,8 @@ export const DISCONNECT_CODES = Object.freeze({
   "4004": { "reason": "slow consumer", "reconnect": true, "newToken": false, "slowDown": false },
   "4005": { "reason": "rate limited", "reconnect": true, "newToken": false, "slowDown": true },
   "4006": { "reason": "too many connections", "reconnect": false, "newToken": false, "slowDown": false },
-  "4007": { "reason": "unsupported subprotocol", "reconnect": false, "newToken": false, "slowDown": false }
+  "4007": { "reason": "unsupported subprotocol", "reconnect": false, "newToken": false, "slowDown": false },
+  "4008": { "reason": "disconnected", "reconnect": false, "newToken": false, "slowDown": false }
 });
 // END DISCONNECT_CODES
 const RETRY = Object.freeze({ reconnect: true, newToken: false, slowDown: false });

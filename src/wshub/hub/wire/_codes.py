@@ -94,6 +94,7 @@ class DisconnectCode(IntEnum):
     RATE_LIMITED = 4005
     TOO_MANY_CONNECTIONS = 4006
     UNSUPPORTED_SUBPROTOCOL = 4007
+    DISCONNECTED = 4008
 
     @property
     def reason(self) -> str:
@@ -137,6 +138,9 @@ _ADVICE: dict[DisconnectCode, DisconnectAdvice] = {
     DisconnectCode.RATE_LIMITED: DisconnectAdvice(reconnect=True, slow_down=True),
     DisconnectCode.TOO_MANY_CONNECTIONS: DisconnectAdvice(reconnect=False),
     DisconnectCode.UNSUPPORTED_SUBPROTOCOL: DisconnectAdvice(reconnect=False),
+    # An operator (POST /api/disconnect) or the application asked for it: coming back at
+    # once would undo it.
+    DisconnectCode.DISCONNECTED: DisconnectAdvice(reconnect=False),
 }
 
 
