@@ -213,6 +213,23 @@ async def test_serve_answers_http_and_websocket_then_stops_on_sigterm() -> None:
 
 
 @pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_serve_mounts_the_console_unless_told_not_to() -> None:
+    """serve serves /console and says where (and whether it has a key); --no-console: not."""
+    async with serve("--ephemeral", "--api-key", "k") as served:
+        url = f"http://127.0.0.1:{served.port}/console"
+        assert served.lines[1] == f"wshub: console on {url} (with the API key)\n"
+        status, page = await served.get("/console")
+        assert status == 200 and b"console-api-key" in page
+        assert await served.stop() == 0
+    async with serve("--ephemeral", "--no-console", "--no-chat") as served:
+        assert not any("console" in line or "chat on" in line for line in served.lines)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await served.get("/console")
+        assert refused.value.code != 200
+        assert await served.stop() == 0
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio"])
 async def test_serve_with_a_secret_and_a_data_dir(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,7 @@ from wshub.aio import TransportOptions, run
 from wshub.apps.board import BoardApp
 from wshub.apps.board.app import DEFAULT_HISTORY_SIZE
 from wshub.apps.chat import ChatApp, demo_config
+from wshub.apps.console import ConsoleApp
 from wshub.apps.ticker import TickerApp, run_feed
 from wshub.apps.ticker.feed import run_http_feed
 from wshub.commands import register as register_commands
@@ -248,6 +249,12 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         "--no-board", action="store_true", default=given, help="do not serve the board page"
     )
     serve.add_argument(
+        "--no-console",
+        action="store_true",
+        default=given,
+        help="do not serve the operator console (/console)",
+    )
+    serve.add_argument(
         "--metrics",
         choices=METRICS_ACCESS,
         default=given,
@@ -421,6 +428,8 @@ class ServeConfig:
             (``ticker = false``, ``--no-ticker``).
         ticker_rate: price ticks per second of that feed (``ticker_rate``, ``--ticker-rate``).
         board: serve the shared whiteboard at ``/board`` (``board = false``, ``--no-board``).
+        console: serve the operator console at ``/console`` (``console = false``,
+            ``--no-console``); it shows nothing without the API key.
     """
 
     hub: HubConfig
@@ -428,6 +437,7 @@ class ServeConfig:
     ticker: bool = True
     ticker_rate: float = 20.0
     board: bool = True
+    console: bool = True
 
     def apps(self) -> dict[str, Any]:
         """The app settings as they are written in a file (top-level keys)."""
@@ -436,11 +446,12 @@ class ServeConfig:
             "ticker": self.ticker,
             "ticker_rate": self.ticker_rate,
             "board": self.board,
+            "console": self.console,
         }
 
 
 #: The app switches of a config file (top-level booleans, beside the hub's tables).
-_APP_SWITCHES = ("chat", "ticker", "board")
+_APP_SWITCHES = ("chat", "ticker", "board", "console")
 
 
 def _check_rate(rate: object) -> list[str]:
@@ -535,6 +546,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         ticker=base.ticker and "no_ticker" not in given,
         ticker_rate=rate,
         board=base.board and "no_board" not in given,
+        console=base.console and "no_console" not in given,
     )
 
 
@@ -688,6 +700,8 @@ async def _serve(settings: ServeConfig, *, feed_rate: float | None = None) -> No
                 max_publication_size=hub.limits.max_publication_size,
             )
         )
+    if settings.console:
+        handlers.append(ConsoleApp(ws_path=listen.path))
     try:
         server: HubServer = await start_hub(hub, http_handlers=handlers)
     except ConnectionError:
@@ -708,6 +722,12 @@ async def _serve(settings: ServeConfig, *, feed_rate: float | None = None) -> No
             )
         if settings.board:
             print(f"wshub: board on http{secure}://{shown}:{server.port}/board", flush=True)
+        if settings.console:
+            key = "with the API key" if hub.api.effective_key else "needs --api-key"
+            print(
+                f"wshub: console on http{secure}://{shown}:{server.port}/console ({key})",
+                flush=True,
+            )
         print(f"wshub: hub on ws{secure}://{shown}:{server.port}{server.path}", flush=True)
         if hub.auth.allow_anonymous:
             print("wshub: anonymous users allowed", flush=True)
