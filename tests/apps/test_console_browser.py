@@ -17,6 +17,7 @@ from wshub.hub.auth import make_token
 from wshub.hub.client import HubClient
 from wshub.hub.server import HubServer, start_hub
 from wshub.hub.wire import DisconnectCode
+from wshub.testing import RedisServer
 
 from .conftest import WAIT_MS, Errors, wait_until
 
@@ -216,3 +217,32 @@ async def test_hub_restart_goes_reconnecting_then_connected(
         await server.close()
     # The failed polls while the hub was down are network errors, not page errors.
     assert [e for e in page_errors.seen if "pageerror" in e] == []
+
+
+@pytest.mark.redis
+async def test_redis_mode_shows_every_node(
+    browser: Any, redis: RedisServer, page_errors: Errors
+) -> None:
+    """Two nodes on one redis-server: the console served by one shows both nodes, and the
+    connections of the other count in the total."""
+    options = {
+        "redis_url": redis.url,
+        "redis_prefix": "console-test",
+        "api_key": API_KEY,
+        "allow_anonymous": True,
+    }
+    handlers = [ConsoleApp(ws_path="/ws")]
+    async with (
+        await start_hub("127.0.0.1", 0, http_handlers=handlers, **options) as one,
+        await start_hub("127.0.0.1", 0, **options) as two,
+        console_page(browser, one, page_errors) as page,
+    ):
+        await sign_in(page)
+        nodes = page.get_by_test_id("console-node")
+        await expect(nodes).to_have_count(2)
+        await expect(nodes.nth(1)).to_contain_text(f":{two.port}")
+        async with HubClient(two.url()) as client:
+            await client.subscribe("chat:far")
+            await expect(page.get_by_test_id("console-connections")).to_have_text("1")
+            await expect(channel_row(page, "chat:far")).to_have_attribute("data-subscribers", "1")
+    assert page_errors.seen == []
