@@ -230,3 +230,22 @@ async def test_recoveries_are_counted(make_client: MakeClient) -> None:
         other = await make_client(hub)
         await other.ok("subscribe", channel="chat:r", since={"offset": 1, "epoch": "gone"})
         assert hub.stats.recoveries == 1
+
+
+async def test_a_broker_failure_does_not_stop_the_directory(make_client: MakeClient) -> None:
+    """Reports that cannot be published are skipped (the loop goes on); a directory that was
+    never started disconnects on its own node only; close() is safe after the broker."""
+    broker = MemoryBroker()
+    async with Hub(broker=broker, expire_interval=None) as hub:
+        directory = NodeDirectory(hub, report_interval=0.01)
+        await directory.start()
+        await broker.close()
+        await asyncio.sleep(0.05)  # several reports fail meanwhile
+        assert [r.node for r in directory.nodes()] == [directory.node]
+        await directory.close()
+        local = NodeDirectory(hub)
+        client = await make_client(hub)
+        assert await local.disconnect(client=client.session.client_id) == 1
+        await client.peer.closed.wait()
+        assert client.peer.close_code == DisconnectCode.DISCONNECTED
+        await local.close()  # never started: nothing to stop
