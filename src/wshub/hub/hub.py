@@ -484,22 +484,17 @@ class Hub:
         if self._volatile is not self.history_store:
             names.update(await self._volatile.channels())
         names.update(also)
-        fanout = self._fanout
-        listed = []
+        stores: dict[str, HistoryStore] = {}
         for name in sorted(names):
-            try:
-                options = self.registry.options(name)
-            except HubError:
-                continue
-            position = await self._store(options).position(name)
-            listed.append(
-                {
-                    "channel": name,
-                    "subscribers": len(fanout.subscribers(name)),
-                    **position.to_json(),
-                }
-            )
-        return listed
+            with contextlib.suppress(HubError):
+                stores[name] = self._store(self.registry.options(name))
+        # One read per channel (a round trip each with Redis: see docs/http-api.md).
+        positions = [await store.position(name) for name, store in stores.items()]
+        fanout = self._fanout
+        return [
+            {"channel": name, "subscribers": len(fanout.subscribers(name)), **position.to_json()}
+            for name, position in zip(stores, positions, strict=True)
+        ]
 
     def disconnect(self, *, user: str | None = None, client: str | None = None) -> int:
         """Close this node's connections of ``user`` or with client id ``client`` (4008).

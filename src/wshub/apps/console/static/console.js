@@ -39,6 +39,7 @@ const state = {
   previous: new Map(), // node id -> {time, counters}
   series: new Map(CHARTS.map((c) => [c.counter, []])),
   channels: [],
+  listing: false, // a GET /api/channels is in flight
   selected: null,
   charts: new Map(), // counter -> {line, area, value}
 };
@@ -139,23 +140,22 @@ function stopPolling() {
   state.timer = null;
 }
 
+// The figures are read every second; the channel list (one store read per channel on the
+// hub, slower on a big Redis hub) at most as often, never two requests at once, so that a
+// slow list never holds the figures back.
 async function poll() {
   state.timer = null;
   const key = state.key;
   try {
-    const [nodes, channels] = await Promise.all([
-      api("GET", "/api/nodes"),
-      api("GET", "/api/channels"),
-    ]);
-    if (!nodes.ok || !channels.ok) throw new Error(errorText(nodes.ok ? channels : nodes));
+    const nodes = await api("GET", "/api/nodes");
+    if (!nodes.ok) throw new Error(errorText(nodes));
     state.failures = 0;
     setStatus("connected");
     showNodes(nodes.body.nodes);
     record(nodes.body.nodes);
-    state.channels = channels.body.channels;
-    showChannels();
     $("updated").textContent = new Date().toLocaleTimeString();
     state.polls += 1;
+    if (!state.listing) refreshChannels();
     if (state.selected !== null && state.polls % DETAIL_EVERY === 0) showDetail(state.selected);
   } catch (error) {
     if (error instanceof Unauthorized) {
@@ -166,6 +166,22 @@ async function poll() {
     setStatus(state.failures > OFFLINE_AFTER ? "offline" : "reconnecting");
   }
   if (state.key !== null && state.key === key) state.timer = setTimeout(poll, POLL_MS);
+}
+
+async function refreshChannels() {
+  state.listing = true;
+  try {
+    const channels = await api("GET", "/api/channels");
+    if (channels.ok) {
+      state.channels = channels.body.channels;
+      showChannels();
+    }
+  } catch (error) {
+    if (error instanceof Unauthorized) showLogin("wrong key");
+    // A network failure shows in the status; the next poll lists again.
+  } finally {
+    state.listing = false;
+  }
 }
 
 // --- nodes -------------------------------------------------------------------------------
