@@ -225,6 +225,7 @@ async def test_serve_mounts_the_console_unless_told_not_to() -> None:
         assert not any("console" in line or "chat on" in line for line in served.lines)
         with pytest.raises(urllib.error.HTTPError) as refused:
             await served.get("/console")
+        refused.value.close()
         assert refused.value.code != 200
         assert await served.stop() == 0
 
