@@ -11,9 +11,10 @@ as SVG charts; it publishes with ``POST /api/publish`` and disconnects with
 Files served on the hub's port:
 
 * ``/console`` — the page;
-* ``/console/console.js``, ``/console/console.css`` — the application (versioned URLs,
-  cached for a year; the page is revalidated), and ``/console/wshub.js``, which every page
-  gets (the console does not use it).
+* ``/console/console.js``, ``/console/console.css`` — the application, and
+  ``/console/ui.css``, the palette, top bar and status pill every demo page shares (versioned
+  URLs, cached for a year; the page is revalidated), and ``/console/wshub.js``, which every
+  page gets (the console does not use it).
 
 :class:`ConsoleApp` answers these paths and returns ``None`` for every other request, a
 ``process_request`` handler for the ``http_handlers`` of
@@ -38,7 +39,8 @@ def console_routes(*, path: str = "/console", ws_path: str = "/ws") -> dict[str,
         ws_path: the hub's WebSocket path (written into the page like every demo page's).
 
     Returns:
-        ``{path: StaticFile}`` for the page, ``console.js``, ``console.css`` and ``wshub.js``.
+        ``{path: StaticFile}`` for the page, ``console.js``, ``console.css``, ``ui.css`` and
+        ``wshub.js``.
 
     Raises:
         ValueError: ``path`` or ``ws_path`` is not an absolute path that fits in HTML.
@@ -50,6 +52,7 @@ def console_routes(*, path: str = "/console", ws_path: str = "/ws") -> dict[str,
         prefix=path.rstrip("/") + "/",
         assets={"%CONSOLE_JS%": "console.js", "%CONSOLE_CSS%": "console.css"},
         ws_path=ws_path,
+        shared={"%UI_CSS%": "ui.css"},
     )
 
 

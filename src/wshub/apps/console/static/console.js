@@ -77,7 +77,7 @@ function setStatus(value) {
   const status = $("status");
   if (status.dataset.state === value) return;
   status.dataset.state = value;
-  $("status-text").textContent = value;
+  status.textContent = value;
 }
 
 // --- sign in and out ---------------------------------------------------------------------
