@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from wshub.apps.chat import DEMO_ANONYMOUS_PERMISSIONS, demo_config
 from wshub.apps.console import ConsoleApp
 from wshub.hub.auth import make_token
 from wshub.hub.client import HubClient
@@ -33,6 +34,8 @@ async def start(port: int = 0) -> HubServer:
     return await start_hub(
         "127.0.0.1",
         port,
+        registry=demo_config().registry(),
+        anonymous_permissions=DEMO_ANONYMOUS_PERMISSIONS,
         ephemeral=True,
         allow_anonymous=True,
         secret=SECRET,
@@ -230,6 +233,8 @@ async def test_redis_mode_shows_every_node(
         "redis_prefix": "console-test",
         "api_key": API_KEY,
         "allow_anonymous": True,
+        "registry": demo_config().registry(),
+        "anonymous_permissions": DEMO_ANONYMOUS_PERMISSIONS,
     }
     handlers = [ConsoleApp(ws_path="/ws")]
     async with (

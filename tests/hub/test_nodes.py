@@ -18,11 +18,11 @@ from wshub.hub.auth import Authenticator, make_token
 from wshub.hub.backends import MemoryBroker
 from wshub.hub.client import HubClient
 from wshub.hub.nodes import NODES_CHANNEL, NodeDirectory, NodeReport
-from wshub.hub.server import HubServer, start_hub
+from wshub.hub.server import HubServer
 from wshub.hub.wire import DisconnectCode
 from wshub.testing import RedisServer
 
-from .conftest import API_KEY, SECRET, MakeClient, http
+from .conftest import API_KEY, SECRET, MakeClient, demo_hub, http, start_demo_hub
 
 
 async def until(predicate: Callable[[], bool]) -> None:
@@ -63,8 +63,8 @@ async def test_nodes_sharing_a_broker_see_each_other_and_forget_a_silent_one(
     three intervals is dropped; garbage on the nodes channel is ignored."""
     broker = MemoryBroker()
     clock = Clock()
-    one = Hub(broker=broker, monotonic=clock, expire_interval=None)
-    two = Hub(broker=broker, monotonic=clock, expire_interval=None)
+    one = demo_hub(broker=broker, monotonic=clock, expire_interval=None)
+    two = demo_hub(broker=broker, monotonic=clock, expire_interval=None)
     dir_one = NodeDirectory(one, name="one", report_interval=0.05)
     dir_two = NodeDirectory(two, name="two", report_interval=0.05)
     async with one, two:
@@ -158,7 +158,7 @@ async def test_api_nodes_and_disconnect_need_the_key(hub_server: HubServer) -> N
 
 @asynccontextmanager
 async def redis_node(redis: RedisServer) -> AsyncIterator[HubServer]:
-    server = await start_hub(
+    server = await start_demo_hub(
         "127.0.0.1",
         0,
         redis_url=redis.url,
@@ -217,7 +217,7 @@ async def test_redis_nodes_see_each_other(redis: RedisServer) -> None:
 
 async def test_recoveries_are_counted(make_client: MakeClient) -> None:
     """A subscribe whose since position recovers everything missed counts one recovery."""
-    async with Hub(
+    async with demo_hub(
         auth=Authenticator(allow_anonymous=True, anonymous_permissions=["chat:*:sp"]),
         expire_interval=None,
     ) as hub:
@@ -236,7 +236,7 @@ async def test_a_broker_failure_does_not_stop_the_directory(make_client: MakeCli
     """Reports that cannot be published are skipped (the loop goes on); a directory that was
     never started disconnects on its own node only; close() is safe after the broker."""
     broker = MemoryBroker()
-    async with Hub(broker=broker, expire_interval=None) as hub:
+    async with demo_hub(broker=broker, expire_interval=None) as hub:
         directory = NodeDirectory(hub, report_interval=0.01)
         await directory.start()
         await broker.close()
