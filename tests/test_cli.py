@@ -221,6 +221,23 @@ async def test_serve_mounts_the_console_unless_told_not_to() -> None:
         status, page = await served.get("/console")
         assert status == 200 and b"console-api-key" in page
         assert await served.stop() == 0
+    async with serve("--ephemeral") as served:
+        # The demo without a key makes one up for this run and prints it with the console:
+        # it opens the HTTP API, and nothing else does.
+        (line,) = [line for line in served.lines if "console on" in line]
+        match = re.fullmatch(r"wshub: console on \S+/console \(API key: (\S+)\)\n", line)
+        assert match is not None
+        key = match.group(1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{served.port}/api/stats", headers={"X-API-Key": key}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await served.get("/api/stats")
+        refused.value.close()
+        assert refused.value.code == 401
+        assert await served.stop() == 0
     async with serve("--ephemeral", "--no-console", "--no-chat") as served:
         assert not any("console" in line or "chat on" in line for line in served.lines)
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import secrets
 import signal
 import sys
 import typing
@@ -635,10 +636,17 @@ def _config_show(args: argparse.Namespace) -> int:
 
 def _serve_command(args: argparse.Namespace) -> int:
     settings = serve_config(args)
+    shown_key = None
+    if not args.config and settings.console and settings.hub.api.api_key is None:
+        # The demo's console (and its HTTP API) need a key: one for this run, printed once
+        # to whoever started the hub. A file-configured hub never gets one it did not ask for.
+        shown_key = secrets.token_urlsafe(18)
+        api = dataclasses.replace(settings.hub.api, api_key=shown_key)
+        settings = dataclasses.replace(settings, hub=dataclasses.replace(settings.hub, api=api))
     # A feed belongs to the hub, not to each node: with Redis, `wshub feed` runs once instead.
     redis = isinstance(settings.hub.storage, RedisStorage)
     feed_rate = None if not settings.ticker or redis else settings.ticker_rate
-    run(_serve(settings, feed_rate=feed_rate))
+    run(_serve(settings, feed_rate=feed_rate, shown_key=shown_key))
     return 0
 
 
@@ -675,8 +683,12 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
-async def _serve(settings: ServeConfig, *, feed_rate: float | None = None) -> None:
+async def _serve(
+    settings: ServeConfig, *, feed_rate: float | None = None, shown_key: str | None = None
+) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001.
+
+    ``shown_key``, the API key made up for the demo, is printed with the console's address.
 
     The apps ``settings`` switches on are served; with ``feed_rate``, the ticker's price
     feed runs in the same process at that rate.
@@ -723,7 +735,10 @@ async def _serve(settings: ServeConfig, *, feed_rate: float | None = None) -> No
         if settings.board:
             print(f"wshub: board on http{secure}://{shown}:{server.port}/board", flush=True)
         if settings.console:
-            key = "with the API key" if hub.api.effective_key else "needs --api-key"
+            if shown_key is not None:
+                key = f"API key: {shown_key}"
+            else:
+                key = "with the API key" if hub.api.effective_key else "needs --api-key"
             print(
                 f"wshub: console on http{secure}://{shown}:{server.port}/console ({key})",
                 flush=True,
