@@ -231,29 +231,20 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="allowed Origin of WebSocket upgrades (repeatable; default: any)",
     )
-    serve.add_argument(
-        "--no-chat", action="store_true", default=given, help="do not serve the chat page"
-    )
-    serve.add_argument(
-        "--no-ticker",
-        action="store_true",
-        default=given,
-        help="do not serve /ticker nor run its price feed",
-    )
+    for name, what in (
+        ("chat", "the chat page"),
+        ("ticker", "/ticker nor run its price feed"),
+        ("board", "the board page"),
+        ("console", "the operator console (/console)"),
+    ):
+        serve.add_argument(
+            f"--no-{name}", action="store_true", default=given, help=f"do not serve {what}"
+        )
     serve.add_argument(
         "--ticker-rate",
         type=float,
         default=given,
         help="price ticks per second of the in-process feed (default 20)",
-    )
-    serve.add_argument(
-        "--no-board", action="store_true", default=given, help="do not serve the board page"
-    )
-    serve.add_argument(
-        "--no-console",
-        action="store_true",
-        default=given,
-        help="do not serve the operator console (/console)",
     )
     serve.add_argument(
         "--metrics",
@@ -541,14 +532,9 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         changes["dedupe_window"] = given["dedupe_window"]
     rate = given.get("ticker_rate", base.ticker_rate)
     ConfigError.check(_check_rate(rate))
-    return ServeConfig(
-        dataclasses.replace(hub, **changes),
-        chat=base.chat and "no_chat" not in given,
-        ticker=base.ticker and "no_ticker" not in given,
-        ticker_rate=rate,
-        board=base.board and "no_board" not in given,
-        console=base.console and "no_console" not in given,
-    )
+    # --no-NAME turns off an app the file (or the demo) turns on; no flag turns one on.
+    switches = {name: getattr(base, name) and f"no_{name}" not in given for name in _APP_SWITCHES}
+    return ServeConfig(dataclasses.replace(hub, **changes), ticker_rate=rate, **switches)
 
 
 def _storage_option(given: dict[str, Any]) -> SQLiteStorage | MemoryStorage | RedisStorage | None:
