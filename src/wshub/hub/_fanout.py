@@ -95,7 +95,6 @@ class _Channel(Generic[S]):
 
     def fan_out(self, args: _Args) -> None:
         kind, offset, epoch, message = args
-        # Framed on first use (a fan-out whose subscribers all have a backlog frames nothing).
         prepared = PreparedMessage(message)
         for sub in list(self.subs.values()):
             sub.feed(kind, offset, epoch, message, prepared)

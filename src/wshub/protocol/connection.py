@@ -599,28 +599,23 @@ class PreparedMessage:
     """One message, framed once for any number of server connections.
 
     :meth:`Connection.prepared_frame` picks the bytes a connection can send: the
-    uncompressed frame, or the frame compressed once per set of permessage-deflate
-    parameters (:class:`SharedDeflate`). Both are built on first use and kept, so a
-    fan-out to N connections frames and compresses a message once, not N times.
+    uncompressed frame, built at once (it is the common case, and an attribute read is
+    what each of N connections then pays), or the frame compressed once per set of
+    permessage-deflate parameters (:class:`SharedDeflate`), built on first use and kept.
+    A fan-out to N connections frames and compresses a message once, not N times.
 
     Attributes:
         message: the message (``str``: text, ``bytes``: binary).
+        frame: the unmasked, uncompressed frame (RFC 7692 lets any message go
+            uncompressed).
     """
 
-    __slots__ = ("_compressed", "_frame", "message")
+    __slots__ = ("_compressed", "frame", "message")
 
     def __init__(self, message: str | bytes) -> None:
         self.message = message
-        self._frame: bytes | None = None
+        self.frame = frame_message(message)
         self._compressed: dict[SharedDeflate, bytes] | None = None
-
-    @property
-    def frame(self) -> bytes:
-        """The unmasked, uncompressed frame (RFC 7692 lets any message go uncompressed)."""
-        frame = self._frame
-        if frame is None:
-            frame = self._frame = frame_message(self.message)
-        return frame
 
     def compressed_frame(self, deflate: SharedDeflate) -> bytes:
         """The unmasked frame compressed with ``deflate``, RSV1 set (RFC 7692 §6)."""
