@@ -54,7 +54,10 @@ def test_a_limit_given_both_ways_is_refused() -> None:
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
-        ({"compression": "gzip"}, "compression: must be 'deflate' or none, got 'gzip'"),
+        (
+            {"compression": "gzip"},
+            "compression: must be 'deflate', 'deflate-shared' or none, got 'gzip'",
+        ),
         ({"max_size": 0}, "max_size: must be >= 1 or none, got 0"),
         ({"max_queue": -1}, "max_queue: must be >= 1 or none, got -1"),
         ({"write_limit": -1}, "write_limit: must be >= 0, got -1"),

@@ -29,7 +29,7 @@ from wshub import (
     connect,
     serve,
 )
-from wshub.protocol import Frame, Opcode
+from wshub.protocol import Frame, Opcode, PreparedMessage
 from wshub.testing import (
     RawClient,
     echo,
@@ -510,6 +510,39 @@ async def test_broadcast_from_clients_masks_each_frame() -> None:
         try:
             assert broadcast(clients, "from clients") == 2
             assert [await wait_for(received.get()) for _ in clients] == ["from clients"] * 2
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
+async def test_send_prepared_nowait_shares_frames_and_compression() -> None:
+    """A PreparedMessage reaches every server connection: plain clients, clients whose
+    compression is shared (deflate-shared) and clients with context takeover alike; a
+    closed connection raises ConnectionClosed."""
+    async with loopback_server(echo, compression="deflate-shared") as server:
+        clients = [
+            await connect(server_url(server), compression=compression)
+            for compression in (None, "deflate", "deflate-shared")
+        ]
+        try:
+            for ws in clients:
+                await ws.send("ready")
+                assert await wait_for(ws.recv()) == "ready"
+            prepared = PreparedMessage("news " * 50)
+            conns = list(server.connections)
+            for conn in conns:
+                conn.send_prepared_nowait(prepared)
+                conn.send_prepared_nowait(PreparedMessage(b"\x00\x01"))
+            for ws in clients:
+                assert await wait_for(ws.recv()) == "news " * 50
+                assert await wait_for(ws.recv()) == b"\x00\x01"
+            await clients[0].close()
+            closed = [conn for conn in conns if not conn.open]
+            while not closed:
+                await asyncio.sleep(0)
+                closed = [conn for conn in conns if not conn.open]
+            with pytest.raises(ConnectionClosed):
+                closed[0].send_prepared_nowait(prepared)
         finally:
             for ws in clients:
                 await ws.close()

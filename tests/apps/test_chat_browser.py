@@ -457,3 +457,34 @@ async def test_room_names_keep_their_letters(open_user: Any, chat_server: ChatSe
             await expect(messages(grace).locator(".text")).to_have_text(["grüße"])
     history, _ = await chat_server.hub.history("chat:~fc,n~ef,c~f8,de-caf~e9,")
     assert [json.loads(p.data)["text"] for p in history] == ["grüße"]
+
+
+# -- compression shared by the fan-out ------------------------------------------------------
+
+
+async def test_chromium_reads_a_shared_compression_fan_out(
+    open_user: Any, page_errors: Errors
+) -> None:
+    """compression="deflate-shared": chromium's own offer is answered with
+    server_no_context_takeover, and three pages read every message of the room, which the
+    hub compressed once for all of them."""
+    async with (
+        running_chat(compression="deflate-shared") as hub,
+        open_user("Ada", server=hub) as ada,
+        open_user("Grace", server=hub) as grace,
+        open_user("Linus", server=hub) as linus,
+    ):
+        for nick in ("Ada", "Grace", "Linus"):
+            (session,) = hub.sessions(nick)
+            response = session.peer.response  # type: ignore[attr-defined]
+            extensions = response.headers.get("Sec-WebSocket-Extensions")
+            assert extensions is not None and "permessage-deflate" in extensions
+            assert "server_no_context_takeover" in extensions
+        sent = ["Hello, everyone " * 8, "Hi Ada", "the same words " * 20]
+        for page, text in zip((ada, grace, linus), sent, strict=True):
+            await send(page, text)
+            await expect(delivered(page)).to_have_count(sent.index(text) + 1)
+        for page in (ada, grace, linus):
+            await expect(messages(page)).to_have_count(3, timeout=WAIT_MS)
+            assert await texts(page) == [text.strip() for text in sent]
+    assert page_errors.seen == []

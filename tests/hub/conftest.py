@@ -22,6 +22,7 @@ from wshub.exceptions import ConnectionClosedError
 from wshub.hub import Authenticator, ChannelRegistry, Hub
 from wshub.hub.server import HubServer, start_hub
 from wshub.hub.session import Session
+from wshub.protocol import PreparedMessage
 
 
 class FakePeer:
@@ -38,6 +39,8 @@ class FakePeer:
         self._changed = asyncio.Event()
         self.dead = False
         self.corks = 0
+        #: The messages a fan-out gave this peer framed once for all its subscribers.
+        self.shared: list[PreparedMessage] = []
 
     @property
     def writable(self) -> bool:
@@ -61,6 +64,13 @@ class FakePeer:
         assert isinstance(message, str)
         self.sent.append(message)
         self._changed.set()
+
+    def send_prepared_nowait(self, prepared: PreparedMessage) -> None:
+        """A fan-out's shared message: recorded as sent, and counted as shared."""
+        self.cork()
+        self.shared.append(prepared)
+        assert isinstance(prepared.message, str)
+        self.send_nowait(prepared.message)
 
     async def drain(self) -> None:
         await self._drained.wait()

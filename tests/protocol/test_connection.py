@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wshub.exceptions import InvalidState, PayloadTooBig, ProtocolError
-from wshub.protocol.connection import Connection, Side, State, frame_message
+from wshub.protocol.connection import Connection, PreparedMessage, Side, State, frame_message
 from wshub.protocol.events import CloseReceived, Event, Message, Ping, Pong
 from wshub.protocol.extensions.permessage_deflate import PerMessageDeflate
 from wshub.protocol.frames import (
@@ -1128,3 +1128,85 @@ def test_release_idle_memory_frees_a_quiet_connections_compressor() -> None:
     assert ext._compressor is not None
     assert conn.release_idle_memory() is True
     assert ext._compressor is None
+
+
+# -- messages framed once for many connections (PreparedMessage) ----------------------------
+
+
+def shared_deflate(*, bits: int = 12) -> tuple[PerMessageDeflate, PerMessageDeflate]:
+    """A server and a client extension that agreed on server_no_context_takeover."""
+    server = PerMessageDeflate(
+        remote_no_context_takeover=False,
+        local_no_context_takeover=True,
+        remote_max_window_bits=15,
+        local_max_window_bits=bits,
+    )
+    client = PerMessageDeflate(
+        remote_no_context_takeover=True,
+        local_no_context_takeover=False,
+        remote_max_window_bits=bits,
+        local_max_window_bits=15,
+    )
+    return server, client
+
+
+@pytest.mark.parametrize("message", ["héllo", b"\x00\x01" * 100])
+def test_prepared_message_is_framed_once_for_plain_server_connections(
+    message: str | bytes,
+) -> None:
+    """§5.1: server frames are unmasked, so every server connection shares one frame."""
+    prepared = PreparedMessage(message)
+    first, second = Connection(Side.SERVER), Connection(Side.SERVER)
+    frame = first.prepared_frame(prepared)
+    assert frame is second.prepared_frame(prepared)
+    assert frame == frame_message(message)
+    first.send_prepared(prepared)
+    assert first.data_to_send() == [frame]
+
+
+def test_prepared_message_is_compressed_once_per_set_of_parameters() -> None:
+    """RFC 7692 §7.1.1.1: without context takeover one compressed frame serves every
+    connection with the same parameters; each peer inflates it, again and again."""
+    message = '{"push":"pub","channel":"ticker:EURUSD","data":{"bid":1.0842}}' * 3
+    prepared = PreparedMessage(message)
+    servers = [Connection(Side.SERVER, extensions=[shared_deflate()[0]]) for _ in range(3)]
+    frames = [conn.prepared_frame(prepared) for conn in servers]
+    assert frames[0] is not None
+    assert frames[1] is frames[0] and frames[2] is frames[0]
+    assert frames[0][0] & 0x40  # RSV1: compressed (§6)
+    assert len(frames[0]) < len(frame_message(message))
+    narrow = Connection(Side.SERVER, extensions=[shared_deflate(bits=9)[0]])
+    narrow_frame = narrow.prepared_frame(prepared)
+    assert narrow_frame is not None and narrow_frame is not frames[0]
+    for frame, bits in ((frames[0], 12), (narrow_frame, 9)):
+        client = Connection(Side.CLIENT, extensions=[shared_deflate(bits=bits)[1]])
+        client.receive_data(frame + frame)
+        assert client.failure is None
+        assert client.events_received() == [Message(message), Message(message)]
+
+
+def test_prepared_message_falls_back_where_frames_cannot_be_shared() -> None:
+    """A client masks each frame, and a compressor with context takeover depends on what
+    this connection sent before: both frame the message themselves, correctly."""
+    prepared = PreparedMessage("the same words, the same words, the same words")
+    client = Connection(Side.CLIENT)
+    assert client.prepared_frame(prepared) is None
+    client.send_prepared(prepared)
+    assert [frame.payload for frame in sent(client)] == [prepared.message.encode()]
+
+    server_ext, client_ext = deflate(), deflate()
+    server = Connection(Side.SERVER, extensions=[server_ext])
+    assert server.prepared_frame(prepared) is None
+    server.send_prepared(prepared)
+    server.send_prepared(prepared)
+    receiver = Connection(Side.CLIENT, extensions=[client_ext])
+    receiver.receive_data(b"".join(server.data_to_send()))
+    assert receiver.events_received() == [Message(prepared.message)] * 2
+
+
+def test_send_prepared_on_a_closed_connection_raises() -> None:
+    """Local misuse raises, as for send()."""
+    conn = Connection(Side.SERVER)
+    conn.close()
+    with pytest.raises(InvalidState):
+        conn.send_prepared(PreparedMessage("late"))

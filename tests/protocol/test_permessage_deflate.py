@@ -19,6 +19,7 @@ from wshub.protocol.extensions import (
     client_deflate,
     server_deflate,
 )
+from wshub.protocol.extensions.permessage_deflate import SharedDeflate
 from wshub.protocol.http11 import Request
 from wshub.protocol.server import accept_request
 from wshub.protocol.uri import parse_uri
@@ -731,3 +732,47 @@ def test_garbage_data_raises_protocol_error_only(frames: list[bytes]) -> None:
             client.decompress(frame, fin=i == len(frames) - 1, max_size=1000)
     except ProtocolError:
         pass
+
+
+# Shared compression: server_no_context_takeover granted unasked (§7.1.1.1).
+
+
+def test_shared_server_grants_server_no_context_takeover_unasked() -> None:
+    """server_deflate(shared=True) answers a browser's offer with server_no_context_takeover,
+    and the extension compresses through the one SharedDeflate of its parameters."""
+    params, extension = accept(server_deflate(shared=True), [("client_max_window_bits", None)])
+    assert params == [
+        ("server_no_context_takeover", None),
+        ("server_max_window_bits", "12"),
+        ("client_max_window_bits", "12"),
+    ]
+    assert extension.local_no_context_takeover
+    assert extension.shared is SharedDeflate.of(12, 6, 5)
+    assert "window_bits=12" in repr(extension.shared)
+    _, plain = accept(server_deflate(), [("client_max_window_bits", None)])
+    assert plain.shared is None
+
+
+def test_shared_compression_is_what_the_connection_would_send() -> None:
+    """SharedDeflate compresses like the connection's own compressor without context
+    takeover: the peer inflates either the same way."""
+    server, client = pair(server_nct=True, server_bits=10)
+    message = b"a message, a message, a message"
+    assert server.shared is not None
+    shared = server.shared.compress(message)
+    assert shared == server.compress(message)
+    assert client.decompress(shared, fin=True, max_size=None) == message
+    assert client.decompress(shared, fin=True, max_size=None) == message
+
+
+def test_shared_client_asks_for_server_no_context_takeover() -> None:
+    """client_deflate(shared=True) offers server_no_context_takeover and refuses a server
+    that does not grant it (§7.1.1.1)."""
+    factory = client_deflate(shared=True)
+    assert factory.offer() == [
+        ("server_no_context_takeover", None),
+        ("client_max_window_bits", None),
+    ]
+    assert factory.accept([("server_no_context_takeover", None)]).remote_no_context_takeover
+    with pytest.raises(NegotiationError):
+        factory.accept([])

@@ -401,7 +401,8 @@ def connect(
         subprotocols: subprotocols to offer, in preference order.
         additional_headers: extra request headers, e.g. ``Authorization``.
         origin: value of the ``Origin`` header.
-        compression: ``"deflate"`` to offer permessage-deflate, or ``None``.
+        compression: ``"deflate"`` to offer permessage-deflate, ``"deflate-shared"`` to
+            offer it with ``server_no_context_takeover``, or ``None``.
         ssl: an ``ssl.SSLContext`` for ``wss://``; by default a context that
             verifies certificates.
         max_size, max_queue, write_limit, ping_interval, ping_timeout,
@@ -423,9 +424,10 @@ def connect(
         close_timeout=close_timeout,
     )
     callbacks = Callbacks(on_open, on_message, on_close, on_error)
-    # TransportOptions admits only these two
     extensions: Sequence[ClientExtensionFactory] = (
-        [client_deflate()] if transport.compression == "deflate" else []
+        [client_deflate(shared=transport.compression == "deflate-shared")]
+        if transport.compression is not None
+        else []
     )
     connection_options = transport.connection_options(
         callbacks, modern=on_message is None, logger=logger

@@ -46,7 +46,7 @@ from ..exceptions import (
     ProtocolError,
 )
 from ..protocol.connection import Connection as Core
-from ..protocol.connection import State
+from ..protocol.connection import PreparedMessage, State
 from ..protocol.http11 import Request, Response, ResponseParser, parse_request_head
 
 __all__ = [
@@ -688,6 +688,33 @@ class WebSocketConnection(asyncio.Protocol):
             core.send(message)
         else:
             self._write(frame(message))
+
+    def send_prepared_nowait(self, prepared: PreparedMessage) -> None:
+        """Send a message framed once for many connections, without waiting.
+
+        The fan-out form of :meth:`send_nowait`: a server connection writes the frame of
+        ``prepared`` that every connection with the same framing shares (uncompressed, or
+        compressed once per set of permessage-deflate parameters when context takeover
+        is off: ``compression="deflate-shared"``); other connections frame and compress
+        ``prepared.message`` for themselves. The connection is corked as by :meth:`cork`,
+        so a fan-out reaches each peer in one ``write`` per loop iteration. Backpressure
+        and errors are those of :meth:`send_nowait`.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+        """
+        core = self._core
+        if core is None or core.state is not _OPEN:
+            raise self._closed_exc()
+        if self._write_paused and self._guard_writes and self._slow_consumer():
+            return
+        if self._cork is None:
+            self.cork()
+        frame = core.prepared_frame(prepared)
+        if frame is None:
+            core.send(prepared.message)
+        else:
+            self._write(frame)
 
     def _slow_consumer(self) -> bool:
         """Close with 1008 if more than ``SLOW_CONSUMER_FACTOR`` times the limit is buffered."""

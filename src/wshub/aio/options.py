@@ -25,7 +25,7 @@ from .connection import Callbacks, ConnectionOptions
 __all__ = ["COMPRESSIONS", "TransportOptions"]
 
 #: What ``compression`` accepts (``None``: no permessage-deflate).
-COMPRESSIONS = ("deflate", None)
+COMPRESSIONS = ("deflate", "deflate-shared", None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,7 +33,10 @@ class TransportOptions:
     """Per-connection limits of the WebSocket transport (docs/configuration.md).
 
     Attributes:
-        compression: ``"deflate"`` (permessage-deflate, RFC 7692) or ``None``.
+        compression: ``"deflate"`` (permessage-deflate, RFC 7692), ``"deflate-shared"``
+            (the same, with ``server_no_context_takeover`` always: a server compresses a
+            message sent to many connections once for all of them; a client asks the
+            server for it) or ``None``.
         max_size: largest incoming message in bytes, after decompression (over it: close
             1009); ``None`` means no limit (trusted peers only).
         max_queue: unread incoming messages buffered before reading pauses; ``None``
@@ -46,7 +49,7 @@ class TransportOptions:
         close_timeout: seconds for the closing handshake before dropping TCP.
     """
 
-    compression: Literal["deflate"] | None = "deflate"
+    compression: Literal["deflate", "deflate-shared"] | None = "deflate"
     max_size: int | None = 2**20
     max_queue: int | None = 16
     write_limit: int = 2**16
@@ -58,7 +61,10 @@ class TransportOptions:
     def __post_init__(self) -> None:
         errors: list[str] = []
         if self.compression not in COMPRESSIONS:
-            errors.append(f"compression: must be 'deflate' or none, got {self.compression!r}")
+            errors.append(
+                "compression: must be 'deflate', 'deflate-shared' or none, "
+                f"got {self.compression!r}"
+            )
         for name in ("max_size", "max_queue"):
             value = getattr(self, name)
             if value is not None and value < 1:

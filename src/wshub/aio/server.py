@@ -568,7 +568,9 @@ def serve(
         subprotocols: supported subprotocols in preference order.
         origins: allowed ``Origin`` values; ``None`` allows any, and a ``None``
             item allows requests without an ``Origin`` header. Others get 403.
-        compression: ``"deflate"`` (permessage-deflate, RFC 7692) or ``None``.
+        compression: ``"deflate"`` (permessage-deflate, RFC 7692), ``"deflate-shared"``
+            (the same, compressing a message sent to many connections once: see
+            ``TransportOptions``) or ``None``.
         max_size: largest incoming message in bytes; bigger ones close with 1009.
             ``None`` means no limit (only for trusted peers).
         max_queue: unread messages buffered (modern style), or messages waiting for a
@@ -627,9 +629,10 @@ def serve(
             handler, on_open=on_open, on_message=on_message, on_close=on_close, on_error=on_error
         )
         modern = False
-    # TransportOptions admits only these two
     extensions: Sequence[ServerExtensionFactory] = (
-        [server_deflate()] if transport.compression == "deflate" else []
+        [server_deflate(shared=transport.compression == "deflate-shared")]
+        if transport.compression is not None
+        else []
     )
     connection_options = transport.connection_options(callbacks, modern=modern, logger=logger)
     settings = _ServerSettings(

@@ -3,8 +3,14 @@
 The hub encodes each push **once** and hands it to the broker inside a small envelope that
 carries the kind, offset and epoch in clear (``b"<kind> <offset> <epoch>\\n" + push``). On
 each node :meth:`Fanout.deliver` (the broker callback) decodes the envelope header once and
-gives the same ``str`` to every local subscriber of the channel, which writes it or queues
-it without awaiting.
+gives the same ``str`` to every local subscriber of the channel, with one
+:class:`~wshub.protocol.PreparedMessage` for all of them: the push is framed once (and, for
+connections that negotiated ``compression="deflate-shared"``, compressed once per set of
+parameters), and every subscriber that keeps up writes those same bytes; one with a
+backlog queues the ``str`` behind it, so its order is kept. Nothing awaits.
+
+The envelope is the same for every subscriber because offsets and epochs are per channel,
+not per subscription: that is what lets the frame be shared.
 
 Two nodes publishing to one channel through Redis can deliver offsets out of order; a
 publication that arrives ahead of its predecessor waits up to :data:`REORDER_WINDOW`
@@ -22,6 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from wshub.exceptions import InvalidState
 from wshub.hub._outbox import POS
 from wshub.hub.backends import Broker
+from wshub.protocol import PreparedMessage
 
 __all__ = ["REORDER_MAX_HELD", "REORDER_WINDOW", "Fanout", "Subscriber", "envelope"]
 
@@ -49,8 +56,16 @@ class Subscriber(Protocol):
         """False once the subscription ended: it must not be added any more."""
         ...
 
-    def feed(self, kind: int, offset: int, epoch: str, message: str) -> None:
-        """Take one message of the channel (never awaits)."""
+    def feed(
+        self,
+        kind: int,
+        offset: int,
+        epoch: str,
+        message: str,
+        prepared: PreparedMessage | None = None,
+    ) -> None:
+        """Take one message of the channel (never awaits); ``prepared`` is ``message``
+        framed once for every subscriber of this fan-out, when there is one."""
         ...
 
 
@@ -79,8 +94,10 @@ class _Channel(Generic[S]):
         self.flush_handle: asyncio.TimerHandle | None = None
 
     def fan_out(self, args: _Args) -> None:
+        kind, offset, epoch, message = args
+        prepared = PreparedMessage(message)
         for sub in list(self.subs.values()):
-            sub.feed(*args)
+            sub.feed(kind, offset, epoch, message, prepared)
 
     def cancel_flush(self) -> None:
         if self.flush_handle is not None:

@@ -49,6 +49,7 @@ from wshub.hub.hub import Hub
 from wshub.hub.js import client_script
 from wshub.hub.metrics import MetricsAccess, MetricsEndpoint
 from wshub.hub.wire import SUBPROTOCOL, DisconnectCode, ErrorCode
+from wshub.protocol import PreparedMessage
 from wshub.protocol.http11 import Request, Response
 
 __all__ = ["ASGIPeer", "HubASGIApp"]
@@ -120,6 +121,11 @@ class ASGIPeer:
 
     def cork(self) -> None:
         """Nothing to hold: ASGI has no way to write several messages at once."""
+
+    def send_prepared_nowait(self, prepared: PreparedMessage) -> None:
+        """Buffer ``prepared.message``: the ASGI server frames (and compresses) each
+        message itself, so there is no frame to share."""
+        self.send_nowait(prepared.message)
 
     def send_nowait(self, message: str | bytes) -> None:
         """Buffer ``message`` for the pump.

@@ -57,6 +57,7 @@ from wshub.hub.wire import (
     WireError,
     parse_command,
 )
+from wshub.protocol import PreparedMessage
 
 if TYPE_CHECKING:
     from wshub.hub.host import SessionHost
@@ -79,6 +80,11 @@ class Peer(Protocol):
 
     def send_nowait(self, message: str | bytes) -> None:
         """Frame and write ``message`` now, without waiting."""
+        ...
+
+    def send_prepared_nowait(self, prepared: PreparedMessage) -> None:
+        """Write a message framed once for a whole fan-out (or frame ``prepared.message``
+        for this connection alone), corked as after :meth:`cork`, without waiting."""
         ...
 
     @property
@@ -419,14 +425,33 @@ class Session:
             return
         self._ensure_writer()
 
-    def enqueue(self, sub: SessionSubscription, kind: int, message: str) -> None:
-        """Send a channel message now if the connection keeps up, else queue it."""
+    def enqueue(
+        self,
+        sub: SessionSubscription,
+        kind: int,
+        message: str,
+        prepared: PreparedMessage | None = None,
+    ) -> None:
+        """Send a channel message now if the connection keeps up, else queue it.
+
+        ``prepared`` is ``message`` framed once for the whole fan-out: written as is when
+        nothing is queued (the frame is shared), while a backlog queues ``message`` after
+        what waits, so that nothing overtakes it.
+        """
         if self.state >= SessionState.CLOSING:
             return
         self.hub.stats.deliveries += 1
         outbox = self._outbox
-        if outbox.pending == 0 and self.peer.writable:
-            self._write(message)
+        peer = self.peer
+        if outbox.pending == 0 and peer.writable:
+            if prepared is None:
+                self._write(message)
+                return
+            try:
+                # The fan-out's shared frame; the peer corks it itself.
+                peer.send_prepared_nowait(prepared)
+            except WSHubError:
+                self._start_cleanup()
             return
         dropped = outbox.add(sub.queue, kind, message)
         if dropped is None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from wshub.hub._outbox import POS, ChannelQueue
 from wshub.hub.channels import NamespaceOptions
 from wshub.hub.wire import Position
+from wshub.protocol import PreparedMessage
 
 if TYPE_CHECKING:
     from wshub.hub.session import Session
@@ -51,8 +52,16 @@ class SessionSubscription:
         """The session's client id: unique among a channel's subscribers on this node."""
         return self.session.client_id
 
-    def feed(self, kind: int, offset: int, epoch: str, message: str) -> None:
-        """Take one message of the channel from the broker."""
+    def feed(
+        self,
+        kind: int,
+        offset: int,
+        epoch: str,
+        message: str,
+        prepared: PreparedMessage | None = None,
+    ) -> None:
+        """Take one message of the channel from the broker (``prepared``: the same,
+        framed once for the whole fan-out)."""
         if not self.live:
             self.buffer.append((kind, offset, epoch, message))
             if len(self.buffer) > self.session.max_buffered:
@@ -62,7 +71,7 @@ class SessionSubscription:
             if epoch == self.epoch and offset <= self.offset:
                 return
             self.epoch, self.offset = epoch, offset
-        self.session.enqueue(self, kind, message)
+        self.session.enqueue(self, kind, message, prepared)
 
     def go_live(self, position: Position) -> None:
         """Start delivering after ``position``, releasing what arrived meanwhile in order."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .connection import Connection, Side, State, frame_message
+from .connection import Connection, PreparedMessage, Side, State, frame_message
 from .frames import CloseCode, Frame, Opcode
 from .headers import Headers
 from .http11 import Request, Response
@@ -13,6 +13,7 @@ __all__ = [
     "Frame",
     "Headers",
     "Opcode",
+    "PreparedMessage",
     "Request",
     "Response",
     "Side",

@@ -26,12 +26,13 @@ from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
 from . import speedups
 from .events import CloseReceived, Event, Message, Ping, Pong
 from .extensions.base import Extension
+from .extensions.permessage_deflate import SharedDeflate
 from .frames import CloseCode, build_frame, is_valid_close_code, parse_close, serialize_close
 from .mask import new_mask
 from .speedups import apply_mask
 from .utf8 import Utf8Decoder
 
-__all__ = ["Connection", "Side", "State"]
+__all__ = ["Connection", "PreparedMessage", "Side", "State"]
 
 logger = logging.getLogger("wshub.protocol")
 
@@ -86,6 +87,7 @@ class Connection:
         "_mask_source",
         "_out",
         "_remaining",
+        "_shared",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -114,6 +116,18 @@ class Connection:
         self._expect_mask = side is Side.SERVER
         self._mask_source: Callable[[], bytes] | None = new_mask if side is Side.CLIENT else None
         self._debug = logger.isEnabledFor(logging.DEBUG)
+        # How this connection's messages can share bytes with other connections' (see
+        # prepared_frame): _PLAIN, _OWN (masked, or compressed with context takeover) or
+        # the SharedDeflate of its compression parameters.
+        self._shared: SharedDeflate | int = _OWN
+        if side is Side.SERVER:
+            deflate = self._deflate
+            if deflate is None:
+                self._shared = _PLAIN
+            else:
+                shared = getattr(deflate, "shared", None)
+                if isinstance(shared, SharedDeflate):
+                    self._shared = shared
 
         self._buf = bytearray()  # an incomplete frame header (or control frame)
         self._discard = False  # ignore all further input (close received, or failed)
@@ -490,6 +504,34 @@ class Connection:
         else:
             self._send_frame(opcode, payload)
 
+    def prepared_frame(self, prepared: PreparedMessage) -> bytes | None:
+        """The frame of ``prepared`` for this connection, if it can share one.
+
+        A server connection without an extension sends every other server connection's
+        frame (§5.1: servers never mask); one that negotiated permessage-deflate without
+        context takeover sends the frame compressed once for every connection with its
+        parameters (RFC 7692 §7.1.1.1). ``None``: this connection frames on its own
+        (a client masks each frame; a compressor with context takeover depends on what
+        this connection sent before), so send ``prepared.message`` with :meth:`send`.
+        """
+        shared = self._shared
+        if shared is _PLAIN:
+            return prepared.frame
+        if shared is _OWN:
+            return None
+        return prepared.compressed_frame(shared)  # type: ignore[arg-type]
+
+    def send_prepared(self, prepared: PreparedMessage) -> None:
+        """Send ``prepared``: its shared frame when this connection can use it, else
+        framed (and compressed) for this connection alone, as :meth:`send` does."""
+        if self.state is not State.OPEN:
+            self._check_open()
+        frame = self.prepared_frame(prepared)
+        if frame is None:
+            self.send(prepared.message)
+        else:
+            self.write(frame)
+
     def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True) -> None:
         """Send one raw, uncompressed frame; for fragmentation and for tests.
 
@@ -547,6 +589,48 @@ class Connection:
             raise InvalidState(f"invalid close code {code}")
         self._send_close(code, reason)
         self._set_state(State.CLOSING)
+
+
+_PLAIN = 0
+_OWN = 1
+
+
+class PreparedMessage:
+    """One message, framed once for any number of server connections.
+
+    :meth:`Connection.prepared_frame` picks the bytes a connection can send: the
+    uncompressed frame, built at once (it is the common case, and an attribute read is
+    what each of N connections then pays), or the frame compressed once per set of
+    permessage-deflate parameters (:class:`SharedDeflate`), built on first use and kept.
+    A fan-out to N connections frames and compresses a message once, not N times.
+
+    Attributes:
+        message: the message (``str``: text, ``bytes``: binary).
+        frame: the unmasked, uncompressed frame (RFC 7692 lets any message go
+            uncompressed).
+    """
+
+    __slots__ = ("_compressed", "frame", "message")
+
+    def __init__(self, message: str | bytes) -> None:
+        self.message = message
+        self.frame = frame_message(message)
+        self._compressed: dict[SharedDeflate, bytes] | None = None
+
+    def compressed_frame(self, deflate: SharedDeflate) -> bytes:
+        """The unmasked frame compressed with ``deflate``, RSV1 set (RFC 7692 §6)."""
+        cache = self._compressed
+        if cache is None:
+            cache = self._compressed = {}
+        frame = cache.get(deflate)
+        if frame is None:
+            message = self.message
+            if isinstance(message, str):
+                opcode, payload = _TEXT, message.encode("utf-8")
+            else:
+                opcode, payload = _BINARY, bytes(message)
+            frame = cache[deflate] = build_frame(opcode, deflate.compress(payload), rsv1=True)
+        return frame
 
 
 def _frame_message(message: str | bytes) -> bytes:

@@ -11,6 +11,7 @@ from wshub.protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
+    SharedDeflate,
     client_deflate,
     server_deflate,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "PerMessageDeflate",
     "ServerExtensionFactory",
     "ServerPerMessageDeflateFactory",
+    "SharedDeflate",
     "client_deflate",
     "server_deflate",
 ]

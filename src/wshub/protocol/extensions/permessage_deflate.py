@@ -35,6 +35,7 @@ __all__ = [
     "ClientPerMessageDeflateFactory",
     "PerMessageDeflate",
     "ServerPerMessageDeflateFactory",
+    "SharedDeflate",
     "client_deflate",
     "server_deflate",
 ]
@@ -62,6 +63,59 @@ def _check_zlib_settings(compress_level: int, mem_level: int) -> None:
         raise ValueError("mem_level must be between 1 and 9")
 
 
+def _new_compressor(window_bits: int, compress_level: int, mem_level: int) -> zlib._Compress:
+    # zlib refuses 8 window bits for raw deflate: 9 is served instead (module docstring).
+    return zlib.compressobj(compress_level, zlib.DEFLATED, -max(9, window_bits), mem_level)
+
+
+def _deflate_message(compressor: zlib._Compress, data: bytes) -> bytes:
+    """One whole message through ``compressor``, ended on a sync flush (RFC 7692 §7.2.1)."""
+    output = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    # A sync flush always ends with an empty stored block; its tail is implied.
+    # An empty message leaves b"\x00", the form §7.2.3.6 describes.
+    return output[:-4]
+
+
+class SharedDeflate:
+    """How every connection with the same server-side parameters compresses a message,
+    when those parameters forbid context takeover (RFC 7692 §7.1.1.1).
+
+    Without context takeover a compressed message refers to nothing sent before it, so
+    its bytes do not depend on the connection: one compression serves every connection
+    that negotiated the same window, level and memory level. There is one instance per
+    set of parameters (:meth:`of`), so that it can key a cache by identity.
+    """
+
+    __slots__ = ("compress_level", "mem_level", "window_bits")
+
+    _instances: dict[tuple[int, int, int], SharedDeflate] = {}
+
+    def __init__(self, window_bits: int, compress_level: int, mem_level: int) -> None:
+        self.window_bits = window_bits
+        self.compress_level = compress_level
+        self.mem_level = mem_level
+
+    @classmethod
+    def of(cls, window_bits: int, compress_level: int, mem_level: int) -> SharedDeflate:
+        """The one instance for these parameters."""
+        key = (window_bits, compress_level, mem_level)
+        shared = cls._instances.get(key)
+        if shared is None:
+            shared = cls._instances[key] = cls(*key)
+        return shared
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedDeflate(window_bits={self.window_bits}, "
+            f"compress_level={self.compress_level}, mem_level={self.mem_level})"
+        )
+
+    def compress(self, data: bytes) -> bytes:
+        """Compress one whole message with a fresh compressor (§7.2.1)."""
+        compressor = _new_compressor(self.window_bits, self.compress_level, self.mem_level)
+        return _deflate_message(compressor, data)
+
+
 class PerMessageDeflate(Extension):
     """A negotiated permessage-deflate extension, one per connection.
 
@@ -79,6 +133,7 @@ class PerMessageDeflate(Extension):
         "mem_level",
         "remote_max_window_bits",
         "remote_no_context_takeover",
+        "shared",
     )
 
     name = _NAME
@@ -123,6 +178,13 @@ class PerMessageDeflate(Extension):
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
         self._compressed_since_check = False
+        #: How our messages are compressed when any connection with the same parameters
+        #: would compress them to the same bytes (no context takeover), else ``None``.
+        self.shared = (
+            SharedDeflate.of(local_max_window_bits, compress_level, mem_level)
+            if local_no_context_takeover
+            else None
+        )
 
     def __repr__(self) -> str:
         return (
@@ -206,19 +268,14 @@ class PerMessageDeflate(Extension):
         """Compress one whole message (RFC 7692 §7.2.1)."""
         compressor = self._compressor
         if compressor is None:
-            compressor = self._compressor = zlib.compressobj(
-                self.compress_level,
-                zlib.DEFLATED,
-                -max(9, self.local_max_window_bits),
-                self.mem_level,
+            compressor = self._compressor = _new_compressor(
+                self.local_max_window_bits, self.compress_level, self.mem_level
             )
-        output = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        output = _deflate_message(compressor, data)
         self._compressed_since_check = True
         if self.local_no_context_takeover:
             self._compressor = None
-        # A sync flush always ends with an empty stored block; its tail is implied.
-        # An empty message leaves b"\x00", the form §7.2.3.6 describes.
-        return output[:-4]
+        return output
 
     def release_idle(self) -> bool:
         """Drop the compressor if nothing was compressed since the last call.
@@ -467,24 +524,38 @@ class ClientPerMessageDeflateFactory(_FactoryBase, ClientExtensionFactory):
         )
 
 
-def server_deflate() -> ServerPerMessageDeflateFactory:
-    """The server factory behind ``compression="deflate"``.
+def server_deflate(*, shared: bool = False) -> ServerPerMessageDeflateFactory:
+    """The server factory behind ``compression="deflate"`` and ``"deflate-shared"``.
 
     12-bit windows (4 KiB) and ``mem_level=5`` bring the compressor from 256 KiB to
     32 KiB and the decompressor from 39 KiB to 11 KiB per connection. WebSocket messages
     are mostly small, so a longer history rarely finds more matches: the ratio barely
     moves while a server holds eight times more connections in the same memory.
+
+    Args:
+        shared: answer every offer with ``server_no_context_takeover``, which §7.1.1.1
+            lets a server do unasked: each message is then compressed on its own, and a
+            message sent to many connections is compressed once for all of them
+            (:class:`SharedDeflate`), at some cost in ratio for messages that repeat
+            what the previous ones said.
     """
     return ServerPerMessageDeflateFactory(
-        server_max_window_bits=12, client_max_window_bits=12, mem_level=5
+        server_no_context_takeover=shared,
+        server_max_window_bits=12,
+        client_max_window_bits=12,
+        mem_level=5,
     )
 
 
-def client_deflate() -> ClientPerMessageDeflateFactory:
-    """The client factory behind ``compression="deflate"``.
+def client_deflate(*, shared: bool = False) -> ClientPerMessageDeflateFactory:
+    """The client factory behind ``compression="deflate"`` and ``"deflate-shared"``.
 
     It makes the offer browsers make (``permessage-deflate; client_max_window_bits``),
     which lets the server choose every limit; a client holds few connections, so it
     keeps zlib's defaults.
+
+    Args:
+        shared: also offer ``server_no_context_takeover`` (and refuse a server that does
+            not grant it): the server may then compress a broadcast once for all.
     """
-    return ClientPerMessageDeflateFactory()
+    return ClientPerMessageDeflateFactory(server_no_context_takeover=shared)
