@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import signal
@@ -68,6 +69,9 @@ ANONYMOUS = AuthConfig(allow_anonymous=True)
 def test_drain_settings_are_checked() -> None:
     """drain_period >= 0, drain_timeout > 0, and the period fits in the timeout."""
     assert ListenConfig().drain_period == 5.0 and ListenConfig().drain_timeout == 30.0
+    defaults = inspect.signature(Hub.drain).parameters
+    assert defaults["drain_period"].default == ListenConfig().drain_period
+    assert defaults["drain_timeout"].default == ListenConfig().drain_timeout
     with pytest.raises(ConfigError, match="drain_period: must be >= 0"):
         ListenConfig(drain_period=-1)
     with pytest.raises(ConfigError, match="drain_timeout: must be > 0"):

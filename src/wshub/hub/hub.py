@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from wshub.exceptions import HubError, InvalidState
+from wshub.hub._drain import drain_sessions
 from wshub.hub._fanout import Fanout
 from wshub.hub._outbox import EPH, EVT, POS
 from wshub.hub.auth import Authenticator
@@ -193,56 +194,25 @@ class Hub:
         new session is closed with 1012 as soon as it is made."""
         return self._draining
 
+    # The defaults are those of ListenConfig (drain_period, drain_timeout), which says why.
     async def drain(self, *, drain_period: float = 5.0, drain_timeout: float = 30.0) -> int:
-        """Send every client elsewhere: close each session with 1012 (service restart),
-        the closes spread evenly over ``drain_period``, and wait for them to go.
-
-        Spreading matters on a big node: its clients reconnect (through the balancer, to
-        the other nodes) as they are closed, so ``drain_period`` bounds the rate at which
-        the rest of the cluster takes them. Sessions made meanwhile are closed at once.
-        Cancelling the drain stops it where it is (:meth:`close` still closes the rest).
-
-        Args:
-            drain_period: seconds over which the closes are spread; 0 closes all at once.
-            drain_timeout: seconds, from the start, to wait for the sessions to end.
+        """Send every client elsewhere before a stop: close each session with 1012
+        (service restart), the closes spread evenly over ``drain_period`` seconds, and wait
+        for them to go, at most ``drain_timeout`` seconds from the start. Sessions made
+        meanwhile are closed at once. Cancel it to stop where it is (:meth:`close` closes
+        the rest with 1001). Details: :mod:`wshub.hub._drain`.
 
         Returns:
-            How many sessions were still open when ``drain_timeout`` ran out (0: all gone).
+            How many connections were still open when ``drain_timeout`` ran out.
+
+        Raises:
+            ValueError: unless ``0 <= drain_period <= drain_timeout``.
         """
-        if not 0 <= drain_period <= drain_timeout:
-            raise ValueError("need 0 <= drain_period <= drain_timeout")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + drain_timeout
-        self._draining = True
-        sessions = list(self._sessions)
-        logger.info(
-            "draining %d connections over %.1f s (timeout %.1f s)",
-            len(sessions),
-            drain_period,
-            drain_timeout,
+        if 0 <= drain_period <= drain_timeout:
+            self._draining = True
+        return await drain_sessions(
+            list(self._sessions), drain_period=drain_period, drain_timeout=drain_timeout
         )
-        start = loop.time()
-        gone: list[asyncio.Future[None]] = []
-        for index, session in enumerate(sessions):
-            # The i-th of n closes goes at start + period * i / n: an even spread.
-            delay = start + drain_period * index / len(sessions) - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            session.close(DisconnectCode.SERVICE_RESTART)
-            gone.append(asyncio.ensure_future(session.wait_closed()))
-        try:
-            left = 0
-            if gone:
-                timeout = max(0.0, deadline - loop.time())
-                left = len((await asyncio.wait(gone, timeout=timeout))[1])
-        finally:
-            for waiter in gone:
-                waiter.cancel()
-        if left:
-            logger.warning("drain timed out: %d connections left", left)
-        else:
-            logger.info("drained: no connection left")
-        return left
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
