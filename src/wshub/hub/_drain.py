@@ -11,15 +11,26 @@ dropped after its ``close_timeout``), up to a deadline counted from its start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
+from wshub.exceptions import WSHubError
 from wshub.hub.session import Session
 from wshub.hub.wire import DisconnectCode
 
 __all__ = ["drain_sessions"]
 
 logger = logging.getLogger("wshub.hub")
+
+
+async def _closed(session: Session) -> None:
+    """Wait until the connection of ``session``, which it is closing, is gone: the peer's
+    ``close()`` of a closing connection only waits for its end (closing handshake done, or
+    dropped after ``close_timeout``)."""
+    code = DisconnectCode.SERVICE_RESTART
+    with contextlib.suppress(WSHubError, ConnectionError):  # gone already, as wanted
+        await session.peer.close(int(code), code.reason)
 
 
 async def drain_sessions(
@@ -51,7 +62,7 @@ async def drain_sessions(
             if delay > 0:
                 await asyncio.sleep(delay)
             session.close(DisconnectCode.SERVICE_RESTART)
-            gone.append(asyncio.ensure_future(session.wait_closed()))
+            gone.append(asyncio.ensure_future(_closed(session)))
         left = 0
         if gone:
             timeout = max(0.0, deadline - loop.time())

@@ -154,7 +154,6 @@ class Session:
         )
         self._writer: asyncio.Task[None] | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
-        self._peer_closed: asyncio.Future[None] | None = None
         self._counted_user = False
         loop = asyncio.get_running_loop()
         self._connect_timer: asyncio.TimerHandle | None = None
@@ -512,7 +511,6 @@ class Session:
         self._start_cleanup()
         for message in replies:
             self._write(message, cork=False)
-        self._peer_closed = asyncio.get_running_loop().create_future()
         self.hub.spawn(self._close_peer(code))
 
     async def _close_peer(self, code: DisconnectCode) -> None:
@@ -520,15 +518,6 @@ class Session:
             await self.peer.close(int(code), code.reason)
         except (WSHubError, ConnectionError) as exc:
             logger.debug("session %s: close failed: %s", self.client_id, exc)
-        finally:
-            assert self._peer_closed is not None
-            self._peer_closed.set_result(None)
-
-    async def wait_closed(self) -> None:
-        """Wait until the connection that :meth:`close` closes is gone: its closing
-        handshake done, or dropped after ``close_timeout``. At once if it was not called."""
-        if self._peer_closed is not None:
-            await asyncio.shield(self._peer_closed)
 
     def _start_cleanup(self) -> None:
         if self.state < SessionState.CLOSING:
