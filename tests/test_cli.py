@@ -141,8 +141,8 @@ class Served:
 
         return await asyncio.to_thread(call)
 
-    async def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
         return await self.process.wait()
 
 
@@ -195,8 +195,9 @@ async def test_serve_mounts_the_board_unless_no_board() -> None:
 
 # The server runs in its own process on wshub.run's loop: one client-side loop is enough.
 @pytest.mark.asyncio(loop_factories=["asyncio"])
-async def test_serve_answers_http_and_websocket_then_stops_on_sigterm() -> None:
-    """The demo server: chat page, /healthz, a hub session; SIGTERM: 1001 and exit code 0."""
+async def test_serve_answers_http_and_websocket_then_stops_on_sigint() -> None:
+    """The demo server: chat page, /healthz, a hub session; SIGINT: 1001 and exit code 0
+    (SIGTERM drains with 1012: tests/hub/test_drain.py)."""
     async with serve("--ephemeral") as served:
         assert served.lines[0] == f"wshub: chat on http://127.0.0.1:{served.port}/\n"
         status, body = await served.get("/healthz")
@@ -207,7 +208,7 @@ async def test_serve_answers_http_and_websocket_then_stops_on_sigterm() -> None:
             await ws.send('{"id": 1, "cmd": "connect"}')
             reply: Any = orjson.loads(await ws.recv())
             assert reply["id"] == 1 and reply["result"]["user"] == ""
-            assert await served.stop() == 0
+            assert await served.stop(signal.SIGINT) == 0
             await ws.wait_closed()
             assert ws.close_code == 1001
 

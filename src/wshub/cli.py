@@ -260,6 +260,21 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="set SO_REUSEPORT, so that several processes can listen on the port",
     )
     serve.add_argument("--backlog", type=int, default=given, help="listen backlog (default 1024)")
+    drain = serve.add_argument_group(
+        "shutdown (SIGTERM drains, SIGINT or a second signal stops at once with 1001)"
+    )
+    for name, positive, what in (
+        ("drain_period", False, "spread the 1012 closes of the connections over this long"),
+        ("drain_timeout", True, "wait at most this long for the connections to go, then exit"),
+    ):
+        drain.add_argument(
+            _flag(name),
+            dest=f"listen.{name}",
+            type=_seconds(positive=positive),
+            default=given,
+            metavar="SECONDS",
+            help=f"on SIGTERM, {what} (default {getattr(ListenConfig(), name):g})",
+        )
     tls = serve.add_argument_group("TLS (serve https:// and wss://)")
     tls.add_argument(
         "--certfile", default=given, help="PEM certificate chain, the server's certificate first"
@@ -669,10 +684,41 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
+class _Signals:
+    """What the signals asked: the first one (SIGTERM: drain, SIGINT: stop), a second one."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.second = asyncio.Event()
+        self.drain = False
+
+    def received(self, signum: int) -> None:
+        if self.first.is_set():
+            self.second.set()
+        else:
+            self.drain = signum == signal.SIGTERM
+            self.first.set()
+
+
+async def _drain(server: HubServer, stop: asyncio.Event) -> None:
+    """``server.drain()``, cut short when ``stop`` is set (the rest is closed with 1001)."""
+    drain = asyncio.ensure_future(server.drain())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((drain, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not drain.done():
+        logger.info("second signal: stopping at once")
+    drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
+
+
 async def _serve(
     settings: ServeConfig, *, feed_rate: float | None = None, shown_key: str | None = None
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then close every connection with 1001.
+    """Serve until a signal: SIGTERM drains (:meth:`HubServer.drain`: 1012 closes spread
+    over ``listen.drain_period``, at most ``listen.drain_timeout``), SIGINT closes every
+    connection with 1001 at once, and so does a second signal during a drain.
 
     ``shown_key``, the API key made up for the demo, is printed with the console's address.
 
@@ -680,11 +726,11 @@ async def _serve(
     feed runs in the same process at that rate.
     """
     hub, listen = settings.hub, settings.hub.listen
-    stop = asyncio.Event()
+    signals = _Signals()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows' event loop
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, signals.received, signum)
     handlers: list[Any] = [ChatApp(ws_path=listen.path)] if settings.chat else []
     if settings.ticker:
         handlers.append(TickerApp(ws_path=listen.path))
@@ -739,7 +785,10 @@ async def _serve(
 
             shown_url = describe_url(hub.storage.url)
             print(f"wshub: history, presence and fan-out in Redis at {shown_url}", flush=True)
-        await stop.wait()
+        await signals.first.wait()
+        if signals.drain:
+            logger.info("SIGTERM: draining (a second signal stops at once)")
+            await _drain(server, signals.second)
         logger.info("shutting down")
     finally:
         if feed is not None:

@@ -305,6 +305,22 @@ async def test_healthz_metrics_and_head(asgi: Endpoint, clients: list[HubClient]
     assert status == 200 and b"wshub_hub_sessions_open 1.0" in metrics
 
 
+async def test_hub_drain_under_asgi(asgi: Endpoint) -> None:
+    """Hub.drain on a mounted hub: 1012 to its clients, /healthz 503 "draining", and a
+    connection the ASGI server still accepts is closed with 1012 at once."""
+    ws = await wshub.connect(asgi.url(), subprotocols=["wshub.v1"])
+    await ws.send('{"id": 1, "cmd": "connect"}')
+    assert "result" in orjson.loads(await ws.recv())
+    assert await asgi.hub.drain(drain_period=0, drain_timeout=10) == 0
+    await ws.wait_closed()
+    assert (ws.close_code, ws.close_reason) == (1012, "service restart")
+    status, _, body = await http(asgi, "GET", "/hub/healthz", key=None)
+    assert (status, body) == (503, {"status": "draining", "connections": 0})
+    async with wshub.connect(asgi.url(), subprotocols=["wshub.v1"]) as late:
+        await late.wait_closed()
+        assert late.close_code == DisconnectCode.SERVICE_RESTART
+
+
 async def test_metrics_from_a_forwarded_request_need_the_key() -> None:
     """metrics="local" judges the ASGI client address as standalone judges the peer's."""
     async with mounted(make_hub()) as endpoint:

@@ -82,6 +82,7 @@ def test_disconnect_codes_match_the_documented_table() -> None:
     assert {int(c): c.reason for c in DisconnectCode} == {
         1001: "going away",
         1011: "internal error",
+        1012: "service restart",
         4000: "bad commands",
         4001: "unauthorized",
         4002: "connect timeout",

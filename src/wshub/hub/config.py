@@ -92,6 +92,11 @@ class ListenConfig:
             means no limit.
         max_request_size: largest HTTP request in bytes (head and body): it must hold an
             HTTP API publication of ``limits.max_publication_size``; none means no limit.
+        drain_period: seconds over which a drain (SIGTERM) spreads the 1012 closes of its
+            connections, so that their reconnections elsewhere do not come as one storm;
+            0 closes them all at once.
+        drain_timeout: seconds a drain waits for its connections to go, counted from its
+            start, before the node closes what is left (1001) and stops.
     """
 
     host: str = "127.0.0.1"
@@ -102,9 +107,23 @@ class ListenConfig:
     reuse_port: bool = False
     max_connections: int | None = None
     max_request_size: int | None = 2**20
+    # 5 s spreads thousands of reconnections over enough time for the other nodes to take
+    # them; 30 s leaves room for the slowest client's closing handshake and stays below
+    # the grace period of systemd (90 s) and Kubernetes (30 s, to be raised, see
+    # docs/deployment.md).
+    drain_period: float = 5.0
+    drain_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         errors: list[str] = []
+        if not (0 <= self.drain_period < math.inf):
+            errors.append(f"drain_period: must be >= 0 seconds, got {self.drain_period!r}")
+        _positive_seconds("drain_timeout", self.drain_timeout, errors)
+        if self.drain_period > self.drain_timeout:
+            errors.append(
+                f"drain_period: must not exceed drain_timeout ({self.drain_timeout!r}), "
+                f"got {self.drain_period!r}"
+            )
         if not 0 <= self.port <= 65535:
             errors.append(f"port: must be 0-65535, got {self.port!r}")
         if not self.path.startswith("/"):

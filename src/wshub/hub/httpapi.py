@@ -155,7 +155,9 @@ class HttpApi:
                         405, ErrorCode.BAD_REQUEST, "method not allowed", (("Allow", "GET, HEAD"),)
                     )
                 )
-            health = _json(200, {"status": "ok", "connections": self.hub.stats.connections})
+            # Draining (SIGTERM): 503, so that balancers stop sending this node clients.
+            status, state = (503, "draining") if self.hub.draining else (200, "ok")
+            health = _json(status, {"status": state, "connections": self.hub.stats.connections})
             if request.method == "HEAD":
                 # Load balancers probe with HEAD: same status and headers, no body.
                 return Response(health.status, headers=health.headers)

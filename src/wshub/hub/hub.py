@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from wshub.exceptions import HubError, InvalidState
+from wshub.hub._drain import drain_sessions
 from wshub.hub._fanout import Fanout
 from wshub.hub._outbox import EPH, EVT, POS
 from wshub.hub.auth import Authenticator
@@ -137,6 +138,7 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expirer: asyncio.Task[None] | None = None
         self._closed = False
+        self._draining = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -186,6 +188,32 @@ class Hub:
         for resource in self._owned:
             await resource.close()
 
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`drain` was called: ``/healthz`` answers 503 ``draining`` and a
+        new session is closed with 1012 as soon as it is made."""
+        return self._draining
+
+    # The defaults are those of ListenConfig (drain_period, drain_timeout), which says why.
+    async def drain(self, *, drain_period: float = 5.0, drain_timeout: float = 30.0) -> int:
+        """Send every client elsewhere before a stop: close each session with 1012
+        (service restart), the closes spread evenly over ``drain_period`` seconds, and wait
+        for them to go, at most ``drain_timeout`` seconds from the start. Sessions made
+        meanwhile are closed at once. Cancel it to stop where it is (:meth:`close` closes
+        the rest with 1001). Details: :mod:`wshub.hub._drain`.
+
+        Returns:
+            How many connections were still open when ``drain_timeout`` ran out.
+
+        Raises:
+            ValueError: unless ``0 <= drain_period <= drain_timeout``.
+        """
+        if 0 <= drain_period <= drain_timeout:
+            self._draining = True
+        return await drain_sessions(
+            list(self._sessions), drain_period=drain_period, drain_timeout=drain_timeout
+        )
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
         task = asyncio.get_running_loop().create_task(coro)
@@ -211,6 +239,8 @@ class Hub:
         self._sessions.add(session)
         self.stats.connections += 1
         self.stats.connections_total += 1
+        if self._draining:  # a balancer that did not notice yet: send the client elsewhere
+            session.close(DisconnectCode.SERVICE_RESTART)
         return session
 
     @property

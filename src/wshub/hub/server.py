@@ -91,9 +91,13 @@ class HubServer:
         owned_history: HistoryStore | None = None,
         metrics: MetricsAccess = "local",
         owned: Iterable[_Resource] = (),
+        drain_period: float = _DEFAULTS.listen.drain_period,
+        drain_timeout: float = _DEFAULTS.listen.drain_timeout,
     ) -> None:
         self.hub = hub
         self.path = path
+        self.drain_period = drain_period
+        self.drain_timeout = drain_timeout
         self.nodes = NodeDirectory(hub, traffic=self._traffic)
         self.api = HttpApi(hub, api_key=api_key, nodes=self.nodes)
         self.metrics = MetricsEndpoint(
@@ -150,6 +154,10 @@ class HubServer:
         # simply not here.
         if urlsplit(request.path).path != self.path:
             return Response.text(404, "Not Found\n")
+        if self.hub.draining:
+            # Still listening, so that /healthz can say "draining" to the balancer; an
+            # upgrade that reaches us meanwhile is sent elsewhere at once.
+            return Response.text(503, "draining\n")
         return None
 
     async def handle(self, ws: ServerConnection) -> None:
@@ -171,6 +179,29 @@ class HubServer:
         """Serve until cancelled."""
         assert self.server is not None
         await self.server.serve_forever()
+
+    async def drain(
+        self, *, drain_period: float | None = None, drain_timeout: float | None = None
+    ) -> int:
+        """Send every client elsewhere before a shutdown (what ``wshub serve`` does on
+        SIGTERM, before :meth:`close`): :meth:`Hub.drain` with this node's settings.
+
+        While it drains, the node keeps listening so that ``/healthz`` answers 503
+        ``draining`` (balancers stop sending it clients) and WebSocket upgrades get 503;
+        each session is closed with 1012, the closes spread over ``drain_period``. Cancel
+        it to stop at once; then :meth:`close` closes the sessions left with 1001.
+
+        Args:
+            drain_period: seconds (default: the configuration's ``listen.drain_period``).
+            drain_timeout: seconds (default: ``listen.drain_timeout``).
+
+        Returns:
+            How many connections were still open when ``drain_timeout`` ran out.
+        """
+        return await self.hub.drain(
+            drain_period=self.drain_period if drain_period is None else drain_period,
+            drain_timeout=self.drain_timeout if drain_timeout is None else drain_timeout,
+        )
 
     async def close(self) -> None:
         """Stop listening, close every session (1001), then the hub and its stores.
@@ -195,7 +226,15 @@ class HubServer:
 
 #: ``start_hub()`` keywords that are fields of :class:`ListenConfig`.
 _LISTEN_KEYWORDS = frozenset(
-    {"origins", "backlog", "reuse_port", "max_connections", "max_request_size"}
+    {
+        "origins",
+        "backlog",
+        "reuse_port",
+        "max_connections",
+        "max_request_size",
+        "drain_period",
+        "drain_timeout",
+    }
 )
 _TRANSPORT_KEYWORDS = frozenset(field.name for field in dataclasses.fields(TransportOptions))
 
@@ -242,7 +281,8 @@ def hub_config(
         dedupe_window: seconds a ``message_id`` is remembered.
         **serve_options: the fields of :class:`TransportOptions` and of
             :class:`ListenConfig` (``origins``, ``backlog``, ``reuse_port``,
-            ``max_connections``, ``max_request_size``).
+            ``max_connections``, ``max_request_size``, ``drain_period``,
+            ``drain_timeout``).
 
     Raises:
         ConfigError: none or several of ``data_dir``, ``ephemeral`` and ``redis_url``, or
@@ -460,6 +500,8 @@ async def _start(
         http_handlers=http_handlers,
         metrics=config.metrics.access,
         owned=owned,
+        drain_period=listen.drain_period,
+        drain_timeout=listen.drain_timeout,
     )
     try:
         await hub.start()

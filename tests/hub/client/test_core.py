@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,7 +26,8 @@ from wshub.hub.client import (
     HubClient,
     Position,
 )
-from wshub.hub.server import HubServer
+from wshub.hub.config import AuthConfig, HubConfig, ListenConfig
+from wshub.hub.server import HubServer, start_hub
 from wshub.hub.wire import ClientInfo
 
 from .conftest import ALL, SECRET, MakeClient, take, token
@@ -218,6 +220,26 @@ def test_a_wrong_url_fails_at_once() -> None:
     """The URL is checked when the client is made."""
     with pytest.raises(InvalidURI):
         HubClient("http://127.0.0.1/ws")
+    with pytest.raises(InvalidURI):
+        HubClient(["ws://127.0.0.1/ws", "http://127.0.0.1/ws"])  # every one of a list
+    with pytest.raises(ValueError, match="at least one URL"):
+        HubClient([])
+
+
+async def test_a_client_sent_away_by_a_draining_node_moves_to_the_next_url() -> None:
+    """HubClient([a, b]): connected to a; a drains (1012): it reconnects to b."""
+    config = HubConfig(listen=ListenConfig(port=0), auth=AuthConfig(allow_anonymous=True))
+    async with await start_hub(config) as first, await start_hub(config) as second:
+        client = HubClient([first.url(), second.url()], backoff_initial=0.05)
+        async with client:
+            assert client.urls == (first.url(), second.url())
+            assert client.url == first.url()
+            assert await first.drain(drain_period=0, drain_timeout=5) == 0
+            while client.reconnects == 0:
+                await asyncio.sleep(0.01)
+            assert client.url == second.url()
+            assert client.state is ClientState.CONNECTED
+            assert len(second.hub.sessions) == 1
 
 
 # --- the package ----------------------------------------------------------------------------

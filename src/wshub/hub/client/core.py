@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -81,7 +81,10 @@ class HubClient(HubCommands):
     """A client of a wshub hub that survives reconnects without losing or repeating messages.
 
     Args:
-        url: the hub's WebSocket URL, e.g. ``ws://127.0.0.1:8765/ws``.
+        url: the hub's WebSocket URL, e.g. ``ws://127.0.0.1:8765/ws``; or several, the
+            nodes of one hub without a balancer in front: the first connection goes to
+            the first, and each reconnection to the next one in turn, so that a client
+            sent away by a draining node (1012) or refused by it (503) tries another.
         token: a connection JWT; or a callable (plain or async) returning one, called at
             every connection, which lets the client reconnect after its token expired;
             ``None`` connects anonymously.
@@ -106,12 +109,12 @@ class HubClient(HubCommands):
 
     Raises:
         InvalidURI: ``url`` is not a ``ws://`` or ``wss://`` URL.
-        ValueError: a limit is out of range.
+        ValueError: a limit is out of range, or ``url`` is an empty list.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: TokenSource = None,
         *,
         meta: Any = None,
@@ -131,7 +134,11 @@ class HubClient(HubCommands):
         origin: str | None = None,
         options: TransportOptions | None = None,
     ) -> None:
-        parse_uri(url)  # a wrong URL fails here, not in the background
+        urls = (url,) if isinstance(url, str) else tuple(url)
+        if not urls:
+            raise ValueError("url: give at least one URL")
+        for each in urls:
+            parse_uri(each)  # a wrong URL fails here, not in the background
         if queue_size < 2:
             raise ValueError("queue_size must be at least 2")
         if max_pending < 1:
@@ -139,7 +146,10 @@ class HubClient(HubCommands):
         self._backoff = Backoff(
             initial=backoff_initial, max_delay=max_delay, factor=backoff_factor, rng=rng
         )
-        self.url = url
+        #: Every URL the client connects to, in turn.
+        self.urls = urls
+        #: The URL of the current (or next) connection.
+        self.url = urls[0]
         self._token = token
         self._meta = meta
         self._queue_size = queue_size
@@ -327,6 +337,7 @@ class HubClient(HubCommands):
             delay = backoff.next_delay(slow_down=close_advice(close_code).slow_down)
             logger.warning("%s: %s; reconnecting in %.2f s", self.url, reason, delay)
             await asyncio.sleep(delay)
+            self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
 
     async def _session(self, ws: ClientConnection) -> BaseException | None:
         """Run one connection: ``connect``, restore subscriptions, resend, read until lost.

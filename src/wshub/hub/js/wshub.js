@@ -44,6 +44,7 @@ export const State = Object.freeze({
 export const DISCONNECT_CODES = Object.freeze({
   "1001": { "reason": "going away", "reconnect": true, "newToken": false, "slowDown": false },
   "1011": { "reason": "internal error", "reconnect": true, "newToken": false, "slowDown": false },
+  "1012": { "reason": "service restart", "reconnect": true, "newToken": false, "slowDown": false },
   "4000": { "reason": "bad commands", "reconnect": false, "newToken": false, "slowDown": false },
   "4001": { "reason": "unauthorized", "reconnect": true, "newToken": true, "slowDown": false },
   "4002": { "reason": "connect timeout", "reconnect": true, "newToken": false, "slowDown": false },

@@ -86,6 +86,7 @@ class DisconnectCode(IntEnum):
 
     GOING_AWAY = 1001
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
     BAD_COMMANDS = 4000
     UNAUTHORIZED = 4001
     CONNECT_TIMEOUT = 4002
@@ -130,6 +131,9 @@ _RETRY = DisconnectAdvice(reconnect=True)
 _ADVICE: dict[DisconnectCode, DisconnectAdvice] = {
     DisconnectCode.GOING_AWAY: _RETRY,  # the node restarts: another one (or it) answers soon
     DisconnectCode.INTERNAL_ERROR: _RETRY,
+    # The node drains (SIGTERM, Hub.drain): it spreads these closes over its drain period,
+    # so a client reconnects at once (elsewhere: the node is refusing) and recovers.
+    DisconnectCode.SERVICE_RESTART: _RETRY,
     DisconnectCode.BAD_COMMANDS: DisconnectAdvice(reconnect=False),  # a bug in the client
     DisconnectCode.UNAUTHORIZED: DisconnectAdvice(reconnect=True, new_token=True),
     DisconnectCode.CONNECT_TIMEOUT: _RETRY,
