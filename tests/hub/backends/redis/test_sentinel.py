@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
 
 from wshub.cli import main
 from wshub.exceptions import ConfigError, HubError
@@ -345,3 +346,21 @@ async def test_acknowledged_publications_survive_a_failover_or_are_reported_lost
         for epoch in epochs:
             offsets = [offset for e, offset, _ in tally.delivered if e == epoch]
             assert offsets == sorted(set(offsets)), tally.report()
+
+
+def test_the_group_helpers_kill_and_restart_a_server_that_rejoins_as_a_replica(
+    group: SentinelGroup,
+) -> None:
+    """What the chaos suite uses: kill -9 a replica, start it again on its port; the
+    sentinels see it in sync again, and the master has not changed."""
+    master = group.master()
+    replica = group.replicas()[0]
+    group.kill(replica)
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host=replica.host, port=replica.port).ping()
+    group.restart(replica)
+    group.wait_until_ready()
+    assert group.master() == master
+    assert replica in group.replicas()
+    role = redis.Redis(host=replica.host, port=replica.port).execute_command("ROLE")
+    assert (role[0], role[2]) == (b"slave", master.port)
