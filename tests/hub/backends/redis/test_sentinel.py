@@ -290,8 +290,9 @@ async def wait_for(condition: Callable[[], bool], seconds: float) -> None:
                 strict=False,
                 reason="found by this test, not fixed yet: after a kill -9 failover the "
                 "subscriber on the other node often receives nothing more (half of the runs, "
-                "every run since the fan-out merge): that node's subscriber connection is subscribed again on the new "
-                "master (CLIENT LIST) and its reader task runs, yet its fan-out sees no "
+                "every run since the fan-out merge): that node's subscriber connection is "
+                "subscribed again on the new master (CLIENT LIST) and its reader task runs, "
+                "yet its fan-out sees no "
                 "publication of the channel; no 116 either, so the check fails",
             ),
         ),
