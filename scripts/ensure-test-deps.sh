@@ -5,6 +5,7 @@
 #                       executable_path (we never run `playwright install`, which downloads a
 #                       browser build of its own)
 #   redis-server        the Redis broker's contract tests start their own server on loopback
+#   redis-sentinel      the failover tests start three sentinels next to their servers
 #
 # Idempotent and fast when both are present (no apt call at all). As root it installs what is
 # missing with apt-get (running `apt-get update` once first when apt does not know a package);
@@ -16,9 +17,10 @@ set -euo pipefail
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || [ -x /usr/bin/redis-sentinel ] || missing+=(redis-sentinel)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-test-deps: chromium and redis-server are present"
+  echo "ensure-test-deps: chromium, redis-server and redis-sentinel are present"
   exit 0
 fi
 
@@ -44,4 +46,5 @@ apt-get install -y -q "${missing[@]}"
 
 [ -x /usr/bin/chromium ] || { echo "ensure-test-deps: /usr/bin/chromium still missing" >&2; exit 1; }
 command -v redis-server >/dev/null 2>&1 || { echo "ensure-test-deps: redis-server still missing" >&2; exit 1; }
+command -v redis-sentinel >/dev/null 2>&1 || { echo "ensure-test-deps: redis-sentinel still missing" >&2; exit 1; }
 echo "ensure-test-deps: installed ${missing[*]}"

@@ -44,6 +44,7 @@ from wshub.hub.auth import MIN_SECRET_SIZE, Authenticator, Permissions
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions, split_channel
 from wshub.hub.limits import HubLimits
 from wshub.hub.metrics import METRICS_ACCESS, MetricsAccess
+from wshub.hub.redis_url import SentinelURL, is_sentinel_url
 
 __all__ = [
     "PARTS",
@@ -257,20 +258,32 @@ class RedisStorage:
     (``kind = "redis"``; needs ``wshub[redis]``).
 
     Attributes:
-        url: ``redis://host:6379/0``, ``rediss://`` (TLS) or ``unix:///path`` (its
-            password is redacted when shown).
+        url: ``redis://host:6379/0``, ``rediss://`` (TLS), ``unix:///path``, or through
+            Sentinel ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``
+            (its password is redacted when shown).
         prefix: the first part of every key and Pub/Sub channel: the same for the nodes
             of one hub, another one for another hub on the same Redis.
+        sentinel_password: the sentinels' own password, with a ``redis+sentinel://`` URL
+            whose sentinels need one (a secret: redacted when shown; a file gives it as
+            ``sentinel_password_file``); the URL's password is the Redis master's.
     """
 
     kind: ClassVar[str] = "redis"
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "wshub"
+    sentinel_password: str | None = field(default=None, repr=False, metadata=SECRET)
 
     def __post_init__(self) -> None:
         errors: list[str] = []
-        if urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
-            errors.append("url: must be a redis://, rediss:// or unix:// URL")
+        if is_sentinel_url(self.url):
+            try:
+                SentinelURL.parse(self.url)
+            except ValueError as exc:
+                errors.append(f"url: {exc}")
+        elif urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
+            errors.append("url: must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        elif self.sentinel_password is not None:
+            errors.append("sentinel_password: only with a redis+sentinel:// url")
         if not self.prefix:
             errors.append("prefix: must not be empty")
         ConfigError.check(errors)

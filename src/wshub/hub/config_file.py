@@ -25,7 +25,7 @@ __all__ = ["FILE_KEYS", "SECTIONS", "dump_toml", "field_docs", "read_file"]
 
 #: Keys whose value may instead come from a file: ``secret_file = "/run/secrets/wshub"``.
 FILE_KEYS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
-    {"auth": ("secret", "public_key"), "api": ("api_key",)}
+    {"auth": ("secret", "public_key"), "api": ("api_key",), "storage": ("sentinel_password",)}
 )
 
 

@@ -373,6 +373,7 @@ async def _open_stores(
             sqlite_path=sqlite_path,
             redis_url=None if redis is None else redis.url,
             redis_prefix=DEFAULT_PREFIX if redis is None else redis.prefix,
+            redis_sentinel_password=None if redis is None else redis.sentinel_password,
             clock=clock,
             dedupe_window=config.dedupe_window,
         )

@@ -21,7 +21,14 @@ from .raw import (
     raw_peer_pair,
     raw_server,
 )
-from .redis import RedisServer, redis_available, redis_server
+from .redis import (
+    RedisServer,
+    SentinelGroup,
+    redis_available,
+    redis_server,
+    sentinel_available,
+    sentinel_group,
+)
 from .servers import echo, loopback_server, server_url, websocket_pair
 from .tcp import segments_sent
 from .tls import TLSCertificate, self_signed_certificate
@@ -34,6 +41,7 @@ __all__ = [
     "RawServer",
     "RawServerConnection",
     "RedisServer",
+    "SentinelGroup",
     "TLSCertificate",
     "UvicornServer",
     "chromium_available",
@@ -46,6 +54,8 @@ __all__ = [
     "redis_server",
     "segments_sent",
     "self_signed_certificate",
+    "sentinel_available",
+    "sentinel_group",
     "server_url",
     "websocket_pair",
 ]

@@ -65,6 +65,7 @@ async def open_stores(
     sqlite_path: str | Path | None = None,
     redis_url: str | None = None,
     redis_prefix: str = DEFAULT_PREFIX,
+    redis_sentinel_password: str | None = None,
     clock: Callable[[], float] = time.time,
     dedupe_window: float = 120.0,
 ) -> Stores:
@@ -74,18 +75,22 @@ async def open_stores(
         sqlite_path: keep the history of ``persistent`` namespaces in this SQLite file
             (created if missing; its directory must exist).
         redis_url: share history, presence and fan-out with the other nodes through the
-            Redis at this URL (see :func:`~.redis.connection.redis_client`); checked with a
-            ``PING``.
+            Redis at this URL (see :func:`~.redis.connection.redis_client`; a
+            ``redis+sentinel://`` URL follows the master across failovers); checked first,
+            and refused in cluster mode.
         redis_prefix: the first part of every Redis key and Pub/Sub channel; the nodes of
             one hub use the same.
+        redis_sentinel_password: the sentinels' password, with a sentinel URL.
         clock: wall-clock time in seconds since the Unix epoch, for history TTLs and the
             dedupe window.
         dedupe_window: seconds a publish's ``message_id`` is remembered.
 
     Raises:
         ValueError: both ``sqlite_path`` and ``redis_url``; ``dedupe_window`` not positive;
-            ``redis_url`` is not a Redis URL or the ``redis`` package is missing.
-        ConnectionError: Redis does not answer (a wrong address, a password refused).
+            ``redis_url`` is not a Redis URL or the ``redis`` package is missing; Redis
+            runs in cluster mode; no sentinel knows the service of a sentinel URL.
+        ConnectionError: Redis (or every sentinel) does not answer (a wrong address, a
+            password refused).
     """
     # Checked here for every store alike (Redis refuses a window of 0 itself, the others
     # would silently treat it as "remember for an instant").
@@ -94,7 +99,9 @@ async def open_stores(
     if sqlite_path is not None and redis_url is not None:
         raise ValueError("give sqlite_path or redis_url, not both")
     if redis_url is not None:
-        return await _open_redis(redis_url, redis_prefix, clock, dedupe_window)
+        return await _open_redis(
+            redis_url, redis_sentinel_password, redis_prefix, clock, dedupe_window
+        )
     history: HistoryStore
     if sqlite_path is not None:
         history = SQLiteHistory(sqlite_path, clock=clock, dedupe_window=dedupe_window)
@@ -106,23 +113,30 @@ async def open_stores(
 
 
 async def _open_redis(
-    url: str, prefix: str, clock: Callable[[], float], dedupe_window: float
+    url: str,
+    sentinel_password: str | None,
+    prefix: str,
+    clock: Callable[[], float],
+    dedupe_window: float,
 ) -> Stores:
     try:  # redis is optional
-        from redis.exceptions import RedisError
-
         from wshub.hub.backends.redis import RedisBroker, RedisHistory, RedisPresence
-        from wshub.hub.backends.redis.connection import close_client, describe_url, redis_client
+        from wshub.hub.backends.redis.connection import (
+            check_server,
+            close_client,
+            describe_url,
+            redis_client,
+        )
     except ImportError as exc:
         raise ValueError("Redis needs the redis package: pip install 'wshub[redis]'") from exc
 
-    client = redis_client(url)
+    client = redis_client(url, sentinel_password=sentinel_password)
     shown = describe_url(url)
     try:
-        await client.ping()
-    except RedisError as exc:
+        await check_server(client, shown)
+    except BaseException:
         await close_client(client)
-        raise ConnectionError(f"cannot reach Redis at {shown}: {exc}") from exc
+        raise
     logger.info("sharing history, presence and fan-out through Redis at %s", shown)
     history = RedisHistory(client, prefix=prefix, clock=clock, dedupe_window=dedupe_window)
     presence = RedisPresence(client, prefix=prefix)

@@ -19,7 +19,9 @@ store, so a subscriber sees a jump in offsets (which :class:`~wshub.hub.client.H
 and wshub.js fill from history) or a new epoch (Redis lost its data), never a silent gap.
 
 Reconnection. A reader task owns the subscriber connection. When it breaks (or stays
-silent for ``ping_interval + ping_timeout`` seconds) the task reconnects with exponential
+silent for ``ping_interval + ping_timeout`` seconds, or, with Sentinel, is found every
+``ping_interval`` seconds to be on a server the sentinels no longer name as the master:
+after a failover the old master stays one for a few seconds) the task reconnects with exponential
 backoff and full jitter, subscribes again to every channel with local subscribers, and
 carries on; :meth:`RedisBroker.subscribe` calls made meanwhile wait (at most
 ``subscribe_timeout``) until their channel is subscribed again.
@@ -46,6 +48,7 @@ from wshub.hub.backends.base import DEFAULT_PREFIX, BrokerCallback
 from wshub.hub.backends.redis.connection import (
     Availability,
     close_client,
+    on_old_master,
     raise_if_cancelled,
     redis_client,
 )
@@ -308,12 +311,19 @@ class RedisBroker:
 
     async def _read(self, pubsub: PubSub) -> None:
         pinged = False
+        checked = asyncio.get_running_loop().time()
         while True:
             if self._ping_interval is None:
                 message = await pubsub.get_message(timeout=None)
             else:
                 wait = self._ping_timeout if pinged else self._ping_interval
                 message = await pubsub.get_message(timeout=wait)
+                now = asyncio.get_running_loop().time()
+                if now - checked >= self._ping_interval:
+                    # With Sentinel, a connection left on a demoted master hears nothing.
+                    checked = now
+                    if await on_old_master(self._client, pubsub.connection):
+                        raise ConnectionError("the sentinels name another master")
                 if message is None:
                     if pinged:
                         raise TimeoutError("Redis did not answer PING")

@@ -20,25 +20,67 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib import resources
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
 
 from wshub.exceptions import HubError
 from wshub.hub.backends.base import DEFAULT_PREFIX
+from wshub.hub.redis_url import SentinelURL, is_sentinel_url
 from wshub.hub.wire import ErrorCode
 
 __all__ = [
     "DEFAULT_PREFIX",
     "Availability",
+    "check_server",
     "close_client",
     "describe_url",
     "lua_script",
+    "on_old_master",
     "raise_if_cancelled",
     "redis_client",
 ]
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """A connection to the master Sentinel names, dropped when that master refuses writes
+    for lack of replicas (``NOREPLICAS``, with ``min-replicas-to-write``).
+
+    redis-py already drops a connection whose server turned into a replica (``READONLY``).
+    Right after a failover the old master is still a master for a few seconds, until the
+    sentinels reconfigure it: with ``min-replicas-to-write`` it refuses writes then, and a
+    connection kept to it would keep failing. Dropped, the next connection asks the
+    sentinels and reaches the new master.
+    """
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if str(exc).startswith("NOREPLICAS"):
+                await self.disconnect()
+            raise
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Connections to the master Sentinel names, bounded and blocking as the plain pool.
+
+    :class:`SentinelConnectionPool` asks the sentinels for the master's address before
+    each new connection and drops idle connections when the address changed; a connection
+    still open to a master that was demoted fails its next write (``READONLY``) and is
+    dropped. :class:`BlockingConnectionPool` adds the bound on connections and the bounded
+    wait for a free one.
+    """
 
 
 def redis_client(
@@ -47,37 +89,125 @@ def redis_client(
     max_connections: int = 32,
     connect_timeout: float | None = 5.0,
     command_timeout: float | None = 5.0,
+    sentinel_password: str | None = None,
 ) -> Redis:
     """A Redis client for the hub's stores and broker.
 
     Args:
-        url: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or
-            ``unix:///path/to/socket``.
+        url: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS),
+            ``unix:///path/to/socket``, or
+            ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``
+            (the master of ``service`` as the sentinels name it, followed across
+            failovers; see :mod:`wshub.hub.redis_url`).
         max_connections: connections in the pool at most; a command waits (at most
             ``command_timeout``) for a free one. The broker's subscriber holds one for good.
         connect_timeout: seconds to open a connection; ``None`` waits forever.
         command_timeout: seconds for one command, and to wait for a pooled connection;
             ``None`` waits forever (not advised: a stuck Redis would stall publishers).
+        sentinel_password: the sentinels' password (``requirepass`` in their
+            configuration); ``None``: they need none. Only with a sentinel URL.
 
     Raises:
         ValueError: ``url`` is not a Redis URL.
     """
     if max_connections < 1:
         raise ValueError("max_connections must be >= 1")
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=command_timeout,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=command_timeout,
-        retry=Retry(NoBackoff(), 0),
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "timeout": command_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": command_timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if not is_sentinel_url(url):
+        if sentinel_password is not None:
+            raise ValueError("sentinel_password: only for a redis+sentinel:// URL")
+        return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
+    parsed = SentinelURL.parse(url)
+    sentinels = Sentinel(
+        parsed.sentinels,
+        sentinel_kwargs={
+            "password": sentinel_password,
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": command_timeout,
+        },
+    )
+    pool = cast(Any, _BlockingSentinelPool)(  # untyped in redis-py
+        parsed.service,
+        sentinels,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        connection_class=_SentinelConnection,
+        check_connection=False,
+        **options,
     )
     return Redis(connection_pool=pool)
 
 
+async def on_old_master(client: Redis, connection: Any) -> bool:
+    """Whether ``connection`` (of ``client``'s pool) is open to a server the sentinels no
+    longer name as the master; always ``False`` without Sentinel.
+
+    A subscriber connection needs this check: after a failover the old master stays a
+    master for a few seconds, and a connection left on it hears nothing published on the
+    new one. Asks the sentinels (one command); when none answers, the connection is
+    kept (``False``): the master may well be fine.
+    """
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool) or connection is None:
+        return False
+    try:
+        master = await pool.sentinel_manager.discover_master(pool.service_name)
+    except RedisError:
+        raise_if_cancelled()
+        return False
+    return bool((connection.host, connection.port) != master)
+
+
+async def check_server(client: Redis, shown: str) -> None:
+    """Check that ``client`` reaches a Redis the hub can use (``shown`` names it).
+
+    Raises:
+        ValueError: the Redis runs in cluster mode (unsupported: docs/deployment.md), or
+            no sentinel knows the service of a sentinel URL.
+        ConnectionError: Redis (or every sentinel) does not answer.
+    """
+    pool = client.connection_pool
+    try:
+        info = await client.info("cluster")
+    except MasterNotFoundError as exc:
+        if isinstance(pool, SentinelConnectionPool) and await _sentinel_answers(pool):
+            raise ValueError(
+                f"no sentinel at {shown} monitors a master named {pool.service_name!r}"
+            ) from exc
+        raise ConnectionError(f"cannot reach any sentinel at {shown}: {exc}") from exc
+    except RedisError as exc:
+        raise ConnectionError(f"cannot reach Redis at {shown}: {exc}") from exc
+    if str(info.get("cluster_enabled", 0)) == "1":
+        raise ValueError(
+            f"the Redis at {shown} runs in cluster mode, which wshub does not support "
+            "(docs/deployment.md, Redis in production)"
+        )
+
+
+async def _sentinel_answers(pool: SentinelConnectionPool) -> bool:
+    """Whether one of the sentinels of ``pool`` answers (so a master's name is wrong)."""
+    for sentinel in pool.sentinel_manager.sentinels:
+        try:
+            await sentinel.ping()
+        except RedisError:
+            continue
+        return True
+    return False
+
+
 async def close_client(client: Redis) -> None:
-    """Close ``client`` and every connection of its pool."""
-    await client.connection_pool.disconnect()
+    """Close ``client`` and every connection of its pool (and of its sentinels)."""
+    pool = client.connection_pool
+    await pool.disconnect()
+    if isinstance(pool, SentinelConnectionPool):
+        await pool.sentinel_manager.aclose()
 
 
 def lua_script(*names: str) -> str:
@@ -92,6 +222,8 @@ def lua_script(*names: str) -> str:
 
 def describe_url(url: str) -> str:
     """``url`` without its credentials, for logs and messages."""
+    if is_sentinel_url(url):
+        return SentinelURL.parse(url).describe()
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return f"unix://{parts.path}"

@@ -28,6 +28,12 @@ How the recovery contract of docs/protocol.md survives Redis:
   candidate the node draws at random. Redis restarted without its data, a flushed
   database, an evicted hash: the next access makes a new epoch, so old positions fail to
   recover (``recovered: false``) instead of matching different publications.
+* A failover to a replica that had not yet received the last publications (replication is
+  asynchronous) loses publications the hub acknowledged, and the new master would give
+  their offsets to other publications. Each node remembers the last position it
+  acknowledged per channel; an append that finds the stream of that epoch below it
+  changes the channel's epoch (the stream is kept), so subscribers are told (116,
+  ``recovered: false``) instead of seeing one offset stand for two publications.
 * Recovery is decided on what the stream actually holds, not on counters: ``since``
   succeeds only if the entry right after the client's offset is there and young enough. A
   partially lost stream can therefore never produce a silent gap.
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,6 +84,10 @@ def _publication(entry: Sequence[Any]) -> StoredPublication:
 
 def _ttl(raw: bytes | None) -> float | None:
     return float(raw) if raw else None
+
+
+#: Channels whose last acknowledged position a node remembers (the least recent forgotten).
+_ACKED_CHANNELS = 65536
 
 
 class RedisHistory:
@@ -124,6 +135,9 @@ class RedisHistory:
         self._sweep = register(lua_script("history", "history_sweep"))
         self._health = Availability(logger, "history")
         self._closed = False
+        # The last position this node acknowledged per channel (most recent last), so that
+        # a stream found below it (Redis lost acknowledged publications) changes its epoch.
+        self._acked: OrderedDict[str, Position] = OrderedDict()
 
     def _keys(self, channel: str) -> list[str]:
         prefix = self._prefix
@@ -167,8 +181,15 @@ class RedisHistory:
             repr(self._dedupe_window),
             self._dedupe_ms,
         ]
+        acked = self._acked.get(channel)
+        args += ["", "0"] if acked is None else [acked.epoch, str(acked.offset)]
         appended, offset, epoch, when = await self._run(self._append, keys, args)
         position = Position(int(offset), epoch.decode())
+        if acked is None or acked.epoch != position.epoch or acked.offset < position.offset:
+            self._acked[channel] = position  # (a duplicate's older position is not kept)
+        self._acked.move_to_end(channel)
+        if len(self._acked) > _ACKED_CHANNELS:
+            self._acked.popitem(last=False)
         if not appended:
             return AppendResult(position, None)
         return AppendResult(position, StoredPublication(position.offset, float(when), data, info))

@@ -1,9 +1,16 @@
 -- HistoryStore.append. KEYS[4] (optional): the dedupe key. ARGV[5] size, ARGV[6] ttl
 -- ('' = none), ARGV[7] data, ARGV[8] info, ARGV[9] '1' when there is an info, ARGV[10] dedupe
--- window in seconds, ARGV[11] the same in milliseconds.
+-- window in seconds, ARGV[11] the same in milliseconds, ARGV[12] and ARGV[13] the epoch and
+-- offset the node last acknowledged on this channel ('' and 0: none).
 -- Returns {appended 1|0, offset, epoch, time}.
 local size, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local epoch = open_stream()
+if ARGV[12] == epoch and tonumber(redis.call('HGET', meta, 'top')) < tonumber(ARGV[13]) then
+  -- Redis lost publications the hub acknowledged (a failover to a replica that had not
+  -- received them): a new epoch, so that their offsets are not given to others silently.
+  epoch = ARGV[2]
+  redis.call('HSET', meta, 'epoch', epoch)
+end
 local dedupe = KEYS[4]
 if dedupe then
   local seen = redis.call('GET', dedupe)
