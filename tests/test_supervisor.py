@@ -255,13 +255,21 @@ time.sleep(2 if first else 0)
 raise SystemExit(3)
 """
 
+# Ready, then deaf to SIGTERM.
+STUBBORN_WORKER = f"""
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print({READY_PREFIX!r} + "x", flush=True)
+time.sleep(600)
+"""
+
 SUPERVISE = """
 import logging, sys
 from wshub.supervisor import Supervisor
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 worker = [sys.executable, "-c", *sys.argv[1:]]
-supervisor = Supervisor(worker, workers=1, restart_delay=0.05, max_restart_delay=0.2)
-sys.exit(supervisor.run())
+options = dict(restart_delay=0.05, max_restart_delay=0.2, stop_timeout=0.5)
+sys.exit(Supervisor(worker, workers=1, **options).run())
 """
 
 
@@ -287,6 +295,35 @@ def test_a_crash_loop_backs_off(tmp_path: Path) -> None:
     assert process.returncode == 1  # its last worker had exited with 3
     assert out.startswith("wshub: 1 workers") and out.endswith(f"{READY_PREFIX}x\n")
     assert "Traceback" not in err
+
+
+def test_a_worker_that_ignores_sigterm_is_killed() -> None:
+    """A worker still running stop_timeout after SIGTERM is killed; the exit status says so."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISE, STUBBORN_WORKER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("wshub: 1 workers (pids ")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert re.search(r"worker 0 \(pid \d+\) did not stop: killed", err)
+
+
+def test_a_worker_whose_supervisor_is_gone_does_not_serve() -> None:
+    """--worker-of a process that is not its parent: the worker exits at once, with 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wshub", "serve", "--port", "0", "--ephemeral", "--worker-of", "1"],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_the_supervisor_needs_a_worker() -> None:
@@ -349,7 +386,9 @@ def test_the_config_file_refuses_them_too(
     assert err.startswith(f"wshub: error: {expected}") and err.count("\n") == 1
 
 
-def test_redis_on_the_command_line_lets_a_file_have_workers(tmp_path: Path) -> None:
+def test_redis_on_the_command_line_lets_a_file_have_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A file with workers = 2 runs with --redis: the check is made on the final settings;
     --workers wins over the file, and config show prints the field."""
     path = tmp_path / "wshub.toml"
@@ -362,3 +401,9 @@ def test_redis_on_the_command_line_lets_a_file_have_workers(tmp_path: Path) -> N
     one = parse(["serve", "--config", str(path), "--redis", "redis://h:1/0", "--workers", "1"])
     assert serve_config(one).workers == 1
     assert serve_config(parse(["serve"])).workers == 1
+    capsys.readouterr()
+    assert main(["config", "show", "--redis", "redis://h:1/0", "--workers", "3"]) == 0
+    assert "\nworkers = 3\n" in capsys.readouterr().out
+    assert main(["config", "init", str(tmp_path / "new.toml")]) == 0
+    assert "\nworkers = 1\n" in (tmp_path / "new.toml").read_text()
+    assert load_file(tmp_path / "new.toml").workers == 1
