@@ -44,13 +44,13 @@ class Supervised:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         return {int(child) for child in children}
 
-    async def nodes(self) -> list[dict[str, object]]:
+    async def nodes(self, key: str = API_KEY) -> list[dict[str, object]]:
         """``GET /api/nodes``: one report per live worker (each worker is a node)."""
 
         def call() -> list[dict[str, object]]:
             request = urllib.request.Request(
                 f"http://127.0.0.1:{self.port}/api/nodes",
-                headers={"Authorization": f"Bearer {API_KEY}"},
+                headers={"Authorization": f"Bearer {key}"},
             )
             with urllib.request.urlopen(request, timeout=30) as response:
                 nodes: list[dict[str, object]] = orjson.loads(response.read())["nodes"]
@@ -59,19 +59,19 @@ class Supervised:
         return await asyncio.to_thread(call)
 
 
-def environment(**extra: str) -> dict[str, str]:
+def environment(api_key: str | None = API_KEY) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSHUB_")}
-    return {**env, "WSHUB_API_KEY": API_KEY, **extra}
+    return env if api_key is None else {**env, "WSHUB_API_KEY": api_key}
 
 
 @asynccontextmanager
-async def supervised(*args: str) -> AsyncIterator[Supervised]:
+async def supervised(*args: str, api_key: str | None = API_KEY) -> AsyncIterator[Supervised]:
     """``python -m wshub serve --port 0 ARGS`` until it says where the hub is."""
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "wshub", "serve", "--port", "0", "--no-ticker", *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=environment(),
+        env=environment(api_key),
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -171,10 +171,23 @@ async def test_workers_are_one_hub_that_survives_a_worker_killed(redis: RedisSer
 @pytest.mark.redis
 @pytest.mark.asyncio(loop_factories=["asyncio"])
 async def test_workers_stop_when_the_supervisor_is_killed(redis: RedisServer) -> None:
-    """SIGKILL of the supervisor leaves no worker behind: the kernel tells each one."""
-    async with supervised("--workers", "2", "--redis", redis.url, "--no-console") as served:
+    """SIGKILL of the supervisor leaves no worker behind: the kernel tells each one. (And
+    the demo's made-up API key, printed once, is every worker's.)"""
+    async with supervised("--workers", "2", "--redis", redis.url, api_key=None) as served:
         workers = served.workers()
         assert len(workers) == 2
+        shown = re.search(
+            r"^wshub: API key of the console and the HTTP API: (\S+)$", served.lines[1]
+        )
+        assert shown is not None
+        # Both workers accept it: a node lists itself first, and the kernel gives fresh
+        # connections to either worker.
+        answered = set()
+        for _ in range(64):
+            answered.add((await served.nodes(shown.group(1)))[0]["node"])
+            if len(answered) == 2:
+                break
+        assert len(answered) == 2
         served.process.kill()
         await served.process.wait()
         # Orphans are reparented: wait until neither runs any more.
