@@ -356,13 +356,18 @@ def test_the_supervisor_needs_a_worker() -> None:
         (["--reuse-port"], "wshub: error: listen.reuse_port: sharing the port needs a shared"),
         (["--workers", "0"], "argument --workers: must be an integer >= 1, got '0'"),
         (["--workers", "-1"], "argument --workers: must be an integer >= 1, got '-1'"),
+        (
+            ["--workers", "2", "--redis", "redis://127.0.0.1:1/0", "--host", "192.0.2.1"],
+            "wshub: error: cannot listen on 192.0.2.1:0: the address is not one of this machine's",
+        ),
         (["--workers", "two"], "argument --workers: must be an integer >= 1, got 'two'"),
     ],
 )
 def test_serve_refuses_processes_that_would_split(
     args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Several workers or --reuse-port without Redis, or a bad count: one line, exit 2."""
+    """Several workers or --reuse-port without Redis, a bad count, or an address the
+    supervisor cannot hold a port on: one line, exit 2."""
     with pytest.raises(SystemExit) as info:
         main(["serve", "--port", "0", *args])
     assert info.value.code == 2
