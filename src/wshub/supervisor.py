@@ -16,7 +16,7 @@ What the supervisor does:
 * **Restart**: a worker that dies later is restarted after a delay that doubles with each
   quick death in a row (``restart_delay`` up to ``max_restart_delay``), so that a crash loop
   does not spin; a worker that ran for ``stable_time`` starts again from the first delay.
-  Each death and restart is logged (logger ``wshub.supervisor``).
+  Each death and restart is logged (logger ``wshub.server``, as the rest of ``serve``).
 * **SIGTERM, SIGINT**: sent on to every worker, which closes its connections as a lone
   ``wshub serve`` does; a worker still running ``stop_timeout`` seconds later is killed.
   The supervisor exits with 0 when every worker exited with 0 (or, still starting, was
@@ -47,7 +47,7 @@ from types import FrameType
 
 __all__ = ["READY_PREFIX", "Supervisor", "prepare_worker", "reserve_port"]
 
-logger = logging.getLogger("wshub.supervisor")
+logger = logging.getLogger("wshub.server")
 
 #: The line a worker prints once it listens; the supervisor waits for it from each worker.
 READY_PREFIX = "wshub: hub on "
