@@ -728,7 +728,8 @@ def _supervise(args: argparse.Namespace, settings: ServeConfig) -> int:
     """Run ``settings.workers`` copies of this command on one port (:mod:`wshub.supervisor`).
 
     Each worker runs this command line again, plus ``--workers 1``, ``--reuse-port`` and the
-    port: one picked here when ``--port 0``, held by a socket that accepts nothing.
+    port: one picked here when ``--port 0``, held by a socket that accepts nothing. A worker
+    still running ``drain_timeout`` + 20 s after SIGTERM (50 s by default) is killed.
     """
     listen = settings.hub.listen
     with contextlib.ExitStack() as stack:
@@ -748,7 +749,14 @@ def _supervise(args: argparse.Namespace, settings: ServeConfig) -> int:
             key = secrets.token_urlsafe(18)
             env = config.environment(WSHUB_API_KEY=key)
             announce.append(f"wshub: API key of the console and the HTTP API: {key}")
-        supervisor = Supervisor(command, workers=settings.workers, env=env, announce=announce)
+        # A worker's SIGTERM is a drain: give it drain_timeout, and its closing handshakes.
+        supervisor = Supervisor(
+            command,
+            workers=settings.workers,
+            env=env,
+            announce=announce,
+            stop_timeout=listen.drain_timeout + 20.0,
+        )
         return supervisor.run()
 
 

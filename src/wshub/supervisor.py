@@ -17,13 +17,14 @@ What the supervisor does:
   quick death in a row (``restart_delay`` up to ``max_restart_delay``), so that a crash loop
   does not spin; a worker that ran for ``stable_time`` starts again from the first delay.
   Each death and restart is logged (logger ``wshub.server``, as the rest of ``serve``).
-* **SIGTERM, SIGINT**: sent on to every worker, which closes its connections as a lone
-  ``wshub serve`` does; a worker still running ``stop_timeout`` seconds later is killed.
+* **SIGTERM, SIGINT**: sent on to every worker, which drains (SIGTERM) or closes its
+  connections at once (SIGINT) as a lone ``wshub serve`` does; a worker still running
+  ``stop_timeout`` seconds later is killed.
   The supervisor exits with 0 when every worker exited with 0 (or, still starting, was
   ended by that signal), else 1.
-* **SIGHUP**: a rolling restart. The workers get SIGTERM one after the other, each once the
-  previous one's replacement is ready, so that the port is served throughout; the new
-  workers read the config file again.
+* **SIGHUP**: a rolling restart. The workers get SIGTERM (a drain) one after the other,
+  each once the previous one's replacement is ready, so that the port is served
+  throughout; the new workers read the config file again.
 * **SIGKILL of the supervisor**: each worker asked the kernel for a SIGTERM when its parent
   dies (:func:`prepare_worker`), so none is left behind.
 """
@@ -134,8 +135,7 @@ class Supervisor:
         env: the workers' environment (default: the supervisor's).
         announce: lines printed once every worker is ready, before the first worker's banner.
         stop_timeout: seconds the workers get to exit after SIGTERM/SIGINT before they are
-            killed (the default, 60, is more than a worker's own shutdown needs: two
-            ``close_timeout`` of 10 s).
+            killed (``wshub serve`` gives its workers' ``drain_timeout`` plus 20 s).
         restart_delay: seconds before the first restart of a worker that died.
         max_restart_delay: the longest delay between restarts in a crash loop.
         stable_time: seconds a worker must have run for its next death to count as the
