@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "wshub.cli": 7,
     "wshub.commands": 7,  # the subcommands of wshub.cli that are clients of a server
     "wshub.__main__": 7,
+    "wshub.supervisor": 7,  # wshub serve --workers: starts and watches worker processes
 }
 
 # Modules that do I/O, run threads or processes, or schedule work: never in the sans-I/O core.

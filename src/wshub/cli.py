@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -63,6 +64,7 @@ from wshub.hub.config_file import dump_toml, field_docs, read_file
 from wshub.hub.metrics import METRICS_ACCESS
 from wshub.hub.server import HubServer, start_hub
 from wshub.log import LEVELS, LOG_FORMATS, configure_logging
+from wshub.supervisor import Supervisor, prepare_worker, reserve_port
 
 __all__ = ["ServeConfig", "build_parser", "main", "serve_config"]
 
@@ -113,6 +115,14 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0-65535, got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int:
+    """An argparse type for a number of worker processes: an integer >= 1."""
+    value = int(text) if text.strip().lstrip("+-").isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
 
 
@@ -260,6 +270,16 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="set SO_REUSEPORT, so that several processes can listen on the port",
     )
     serve.add_argument("--backlog", type=int, default=given, help="listen backlog (default 1024)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=given,
+        metavar="N",
+        help="run N worker processes on the port under one supervisor; more than 1 needs "
+        "--redis (default 1: this process serves)",
+    )
+    # Set by the supervisor on the command line of each worker it starts (never by hand).
+    serve.add_argument("--worker-of", type=int, default=given, help=argparse.SUPPRESS)
     drain = serve.add_argument_group(
         "shutdown (SIGTERM drains, SIGINT or a second signal stops at once with 1001)"
     )
@@ -393,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wshub`` with ``argv`` (default: the command line); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a worker runs again
     configure_logging(args.log_level, args.log_format)
     try:
         status: int = args.func(args)
@@ -437,6 +458,13 @@ class ServeConfig:
         board: serve the shared whiteboard at ``/board`` (``board = false``, ``--no-board``).
         console: serve the operator console at ``/console`` (``console = false``,
             ``--no-console``); it shows nothing without the API key.
+        workers: processes serving the port (``workers``, ``--workers``): 1 serves in
+            this process; more start a supervisor and that many workers sharing the port
+            with ``SO_REUSEPORT`` (:mod:`wshub.supervisor`), which needs Redis storage.
+
+    Raises:
+        ConfigError: ``workers`` is not an integer >= 1, or the processes would split into
+            separate hubs (several workers, or ``listen.reuse_port``, without Redis).
     """
 
     hub: HubConfig
@@ -445,15 +473,20 @@ class ServeConfig:
     ticker_rate: float = 20.0
     board: bool = True
     console: bool = True
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        ConfigError.check(_check_workers(self.workers) or _check_shared_state(self))
 
     def apps(self) -> dict[str, Any]:
-        """The app settings as they are written in a file (top-level keys)."""
+        """The top-level settings as they are written in a file: the apps and ``workers``."""
         return {
             "chat": self.chat,
             "ticker": self.ticker,
             "ticker_rate": self.ticker_rate,
             "board": self.board,
             "console": self.console,
+            "workers": self.workers,
         }
 
 
@@ -467,12 +500,39 @@ def _check_rate(rate: object) -> list[str]:
     return []
 
 
+def _check_workers(workers: object) -> list[str]:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        return [f"workers: must be an integer >= 1, got {workers!r}"]
+    return []
+
+
+def _check_shared_state(settings: ServeConfig) -> list[str]:
+    """Processes that share a port must share one hub through Redis: without it each would
+    be a hub of its own, and a publication would reach only the subscribers of one."""
+    if isinstance(settings.hub.storage, RedisStorage):
+        return []
+    why = "each process would be a separate hub: use Redis storage (--redis URL)"
+    if settings.workers > 1:
+        return [f"workers: {settings.workers} workers need a shared broker, {why}"]
+    if settings.hub.listen.reuse_port:
+        return [f"listen.reuse_port: sharing the port needs a shared broker, {why}"]
+    return []
+
+
 def load_file(path: str | Path) -> ServeConfig:
-    """The :class:`ServeConfig` of a config file: a :class:`HubConfig` and ``chat``.
+    """The :class:`ServeConfig` of a config file: a :class:`HubConfig` and the top-level
+    settings (the apps, ``workers``).
 
     Raises:
         ConfigError: every problem of the file, one line each, naming the field.
     """
+    hub, top = _read_serve_file(path)
+    return ServeConfig(hub, **top)
+
+
+def _read_serve_file(path: str | Path) -> tuple[HubConfig, dict[str, Any]]:
+    """The hub of a config file and its top-level settings, each checked on its own: whether
+    they fit together is checked once the command line has had its say (``--redis``)."""
     data = read_file(path)
     switches = {name: data.pop(name, True) for name in _APP_SWITCHES}
     errors = [
@@ -482,12 +542,14 @@ def load_file(path: str | Path) -> ServeConfig:
     ]
     rate = data.pop("ticker_rate", 20.0)
     errors.extend(_check_rate(rate))
+    workers = data.pop("workers", 1)
+    errors.extend(_check_workers(workers))
     try:
         hub = HubConfig.parse(data)
     except ConfigError as exc:
         errors.extend(exc.errors)
     ConfigError.check(errors)
-    return ServeConfig(hub, ticker_rate=float(rate), **switches)
+    return hub, {"ticker_rate": float(rate), "workers": workers, **switches}
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
@@ -498,8 +560,9 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         ConfigError: the file or an option is invalid (the message names the field).
     """
     given = vars(args)
-    base = load_file(args.config) if args.config else ServeConfig(demo_config())
-    hub = base.hub
+    hub, top = _read_serve_file(args.config) if args.config else (demo_config(), {})
+    defaults = {item.name: item.default for item in dataclasses.fields(ServeConfig)}
+    base = {**defaults, **top}
     sections: dict[str, dict[str, Any]] = {"listen": {}, "auth": {}, "api": {}, "tls": {}}
     for name in ("host", "port", "path", "origins", "reuse_port", "backlog"):
         if name in given:
@@ -545,11 +608,14 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         changes["metrics"] = dataclasses.replace(hub.metrics, access=given["metrics"])
     if "dedupe_window" in given:
         changes["dedupe_window"] = given["dedupe_window"]
-    rate = given.get("ticker_rate", base.ticker_rate)
+    rate = given.get("ticker_rate", base["ticker_rate"])
     ConfigError.check(_check_rate(rate))
     # --no-NAME turns off an app the file (or the demo) turns on; no flag turns one on.
-    switches = {name: getattr(base, name) and f"no_{name}" not in given for name in _APP_SWITCHES}
-    return ServeConfig(dataclasses.replace(hub, **changes), ticker_rate=rate, **switches)
+    switches = {name: base[name] and f"no_{name}" not in given for name in _APP_SWITCHES}
+    workers = given.get("workers", base["workers"])
+    return ServeConfig(
+        dataclasses.replace(hub, **changes), ticker_rate=rate, workers=workers, **switches
+    )
 
 
 def _storage_option(given: dict[str, Any]) -> SQLiteStorage | MemoryStorage | RedisStorage | None:
@@ -584,6 +650,8 @@ _STARTING_FILE_HEADER = """\
 # the demo pages: chat at /, live prices at /ticker (with a simulated feed of ticker_rate
 # ticks per second) and the whiteboard at /board. Off here: their namespaces (chat, ticker,
 # board, as in `wshub config show` without --config) are not all declared below.
+# workers: how many processes serve the port; more than 1 needs kind = "redis" in [storage]
+# (docs/deployment.md, "Several workers").
 """
 
 
@@ -637,6 +705,11 @@ def _config_show(args: argparse.Namespace) -> int:
 
 def _serve_command(args: argparse.Namespace) -> int:
     settings = serve_config(args)
+    if "worker_of" in args:
+        if not prepare_worker(args.worker_of):
+            return 0  # the supervisor died before this worker could ask to follow it
+    elif settings.workers > 1:
+        return _supervise(args, settings)
     shown_key = None
     if not args.config and settings.console and settings.hub.api.api_key is None:
         # The demo's console (and its HTTP API) need a key: one for this run, printed once
@@ -649,6 +722,42 @@ def _serve_command(args: argparse.Namespace) -> int:
     feed_rate = None if not settings.ticker or redis else settings.ticker_rate
     run(_serve(settings, feed_rate=feed_rate, shown_key=shown_key))
     return 0
+
+
+def _supervise(args: argparse.Namespace, settings: ServeConfig) -> int:
+    """Run ``settings.workers`` copies of this command on one port (:mod:`wshub.supervisor`).
+
+    Each worker runs this command line again, plus ``--workers 1``, ``--reuse-port`` and the
+    port: one picked here when ``--port 0``, held by a socket that accepts nothing. A worker
+    still running ``drain_timeout`` + 20 s after SIGTERM (50 s by default) is killed.
+    """
+    listen = settings.hub.listen
+    with contextlib.ExitStack() as stack:
+        port = listen.port
+        if port == 0:
+            try:
+                reserved = stack.enter_context(reserve_port(listen.host))
+            except OSError as exc:
+                raise ValueError(_listen_error(listen.host, port, exc)) from exc
+            port = reserved.getsockname()[1]
+        command = [sys.executable, "-m", "wshub", *args.argv]
+        command += ["--workers", "1", "--reuse-port", "--port", str(port)]
+        command += ["--worker-of", str(os.getpid())]
+        env, announce = None, []
+        if not args.config and settings.console and settings.hub.api.api_key is None:
+            # As a lone demo does, with one key for every worker: through their environment.
+            key = secrets.token_urlsafe(18)
+            env = config.environment(WSHUB_API_KEY=key)
+            announce.append(f"wshub: API key of the console and the HTTP API: {key}")
+        # A worker's SIGTERM is a drain: give it drain_timeout, and its closing handshakes.
+        supervisor = Supervisor(
+            command,
+            workers=settings.workers,
+            env=env,
+            announce=announce,
+            stop_timeout=listen.drain_timeout + 20.0,
+        )
+        return supervisor.run()
 
 
 def _feed_command(args: argparse.Namespace) -> int:

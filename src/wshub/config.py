@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["env_flag", "env_str"]
+__all__ = ["env_flag", "env_str", "environment"]
 
 
 def env_flag(name: str, default: bool = False) -> bool:
@@ -19,6 +19,11 @@ def env_str(name: str, default: str | None = None) -> str | None:
     """Read a string setting such as ``WSHUB_SECRET``; empty counts as unset."""
     value = os.environ.get(name)
     return value if value else default
+
+
+def environment(**changes: str) -> dict[str, str]:
+    """This process's environment with ``changes``: the environment of a child process."""
+    return {**os.environ, **changes}
 
 
 #: ``WSHUB_NO_UVLOOP=1`` keeps asyncio's own event loop even when uvloop is installed.
