@@ -582,6 +582,30 @@ async def test_send_prepared_many_batches_shared_frames_and_counts_once() -> Non
                 await ws.close()
 
 
+async def test_send_prepared_many_counts_each_server_apart() -> None:
+    """Connections of two counting servers in one call: each server counts its own."""
+    async with (
+        loopback_server(echo, compression=None, count_traffic=True) as one,
+        loopback_server(echo, compression=None, count_traffic=True) as two,
+    ):
+        clients = [await connect(server_url(s), compression=None) for s in (one, two, one)]
+        try:
+            for ws in clients:
+                await ws.send("ready")
+                assert await wait_for(ws.recv()) == "ready"
+            before = (one.stats.messages_sent, two.stats.messages_sent)
+            first, *rest = one.connections
+            conns = [first, *two.connections, *rest]
+            assert send_prepared_many(conns, PreparedMessage("both")) == []
+            for ws in clients:
+                assert await wait_for(ws.recv()) == "both"
+            assert one.stats.messages_sent - before[0] == 2
+            assert two.stats.messages_sent - before[1] == 1
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
 async def test_send_prepared_many_leaves_a_connection_above_its_limit_to_the_caller() -> None:
     """A connection whose write buffer is above write_limit is neither written nor closed:
     its index comes back, and the connections that keep up get the message."""

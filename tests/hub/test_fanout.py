@@ -9,7 +9,10 @@ from typing import Any
 import orjson
 
 import wshub
-from wshub.protocol import Frame, Opcode
+from wshub.hub._fanout import Fanout
+from wshub.hub._outbox import EVT, POS
+from wshub.hub.backends import MemoryBroker
+from wshub.protocol import Frame, Opcode, PreparedMessage
 from wshub.testing import RawClient
 
 from .conftest import MakeClient, demo_hub, start_demo_hub
@@ -209,3 +212,50 @@ async def pub_offsets(raw: RawClient, count: int) -> list[int]:
         if push.get("push") == "pub":
             offsets.append(push["offset"])
     return offsets
+
+
+class RecordingSubscriber:
+    """A Subscriber that records what it is fed."""
+
+    def __init__(self, key: str) -> None:
+        self.channel = "room"
+        self.key = key
+        self.active = True
+        self.fed: list[tuple[int, int, str, str, PreparedMessage | None]] = []
+
+    def feed(
+        self,
+        kind: int,
+        offset: int,
+        epoch: str,
+        message: str,
+        prepared: PreparedMessage | None = None,
+    ) -> None:
+        self.fed.append((kind, offset, epoch, message, prepared))
+
+
+async def test_a_fanout_without_feed_many_feeds_each_subscriber() -> None:
+    """Fanout's default feeds every subscriber through its own ``feed``, in order, with one
+    PreparedMessage per publication shared by all of them."""
+    tasks: list[asyncio.Task[Any]] = []
+    broker = MemoryBroker()
+    try:
+        fanout: Fanout[RecordingSubscriber] = Fanout(
+            broker, spawn=lambda coro: tasks.append(asyncio.ensure_future(coro))
+        )
+        subs = [RecordingSubscriber(key) for key in "ab"]
+        for sub in subs:
+            assert await fanout.add(sub)
+        await fanout.publish("room", POS, 1, "e", b'{"n":1}')
+        await fanout.publish("room", EVT, 0, "e", b'{"join":1}')
+        for sub in subs:
+            assert [(k, o, m) for k, o, _, m, _ in sub.fed] == [
+                (POS, 1, '{"n":1}'),
+                (EVT, 0, '{"join":1}'),
+            ]
+        assert subs[0].fed[0][4] is subs[1].fed[0][4] is not None
+        for sub in subs:
+            fanout.remove(sub)
+        await asyncio.gather(*tasks)
+    finally:
+        await broker.close()
