@@ -29,6 +29,7 @@ from wshub import (
     connect,
     serve,
 )
+from wshub.aio import send_prepared_many
 from wshub.protocol import Frame, Opcode, PreparedMessage
 from wshub.testing import (
     RawClient,
@@ -545,6 +546,86 @@ async def test_send_prepared_nowait_shares_frames_and_compression() -> None:
                 closed[0].send_prepared_nowait(prepared)
         finally:
             for ws in clients:
+                await ws.close()
+
+
+async def test_send_prepared_many_batches_shared_frames_and_counts_once() -> None:
+    """send_prepared_many writes each open connection the frame it can share (plain,
+    deflate-shared, or its own compression), two in one iteration in order, counts the
+    traffic (count_traffic) exactly once per message, and returns the index of a closed
+    connection for the caller to deal with."""
+    async with loopback_server(echo, compression="deflate-shared", count_traffic=True) as (server):
+        clients = [
+            await connect(server_url(server), compression=compression)
+            for compression in (None, "deflate", "deflate-shared", None)
+        ]
+        try:
+            for ws in clients:
+                await ws.send("ready")
+                assert await wait_for(ws.recv()) == "ready"
+            conns = list(server.connections)
+            await clients[3].close()
+            while all(conn.open for conn in conns):
+                await asyncio.sleep(0)
+            closed = [i for i, conn in enumerate(conns) if not conn.open]
+            sent_before = server.stats.messages_sent
+            first, second = PreparedMessage("news " * 50), PreparedMessage(b"\x00\x01")
+            assert send_prepared_many(conns, first) == closed
+            assert send_prepared_many(conns, second) == closed
+            for ws in clients[:3]:
+                assert await wait_for(ws.recv()) == "news " * 50
+                assert await wait_for(ws.recv()) == b"\x00\x01"
+            assert server.stats.messages_sent - sent_before == 6
+            assert send_prepared_many([], first) == []
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
+async def test_send_prepared_many_counts_each_server_apart() -> None:
+    """Connections of two counting servers in one call: each server counts its own."""
+    async with (
+        loopback_server(echo, compression=None, count_traffic=True) as one,
+        loopback_server(echo, compression=None, count_traffic=True) as two,
+    ):
+        clients = [await connect(server_url(s), compression=None) for s in (one, two, one)]
+        try:
+            for ws in clients:
+                await ws.send("ready")
+                assert await wait_for(ws.recv()) == "ready"
+            before = (one.stats.messages_sent, two.stats.messages_sent)
+            first, *rest = one.connections
+            conns = [first, *two.connections, *rest]
+            assert send_prepared_many(conns, PreparedMessage("both")) == []
+            for ws in clients:
+                assert await wait_for(ws.recv()) == "both"
+            assert one.stats.messages_sent - before[0] == 2
+            assert two.stats.messages_sent - before[1] == 1
+        finally:
+            for ws in clients:
+                await ws.close()
+
+
+async def test_send_prepared_many_leaves_a_connection_above_its_limit_to_the_caller() -> None:
+    """A connection whose write buffer is above write_limit is neither written nor closed:
+    its index comes back, and the connections that keep up get the message."""
+    async with loopback_server(echo, compression=None, write_limit=4096, close_timeout=WAIT) as (
+        server
+    ):
+        raw, slow, fast = await _slow_consumer_setup(server, 2)
+        try:
+            chunk = PreparedMessage("m" * 8192)
+            while slow.writable:
+                slow.send_nowait(chunk.message)
+                await asyncio.sleep(0)
+            conns = [c for c in server.connections if c is not slow] + [slow]
+            assert send_prepared_many(conns, PreparedMessage("after")) == [2]
+            assert slow.open
+            for ws in fast:
+                assert await wait_for(ws.recv()) == "after"
+        finally:
+            raw.abort()
+            for ws in fast:
                 await ws.close()
 
 

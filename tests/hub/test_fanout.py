@@ -9,7 +9,10 @@ from typing import Any
 import orjson
 
 import wshub
-from wshub.protocol import Frame, Opcode
+from wshub.hub._fanout import Fanout
+from wshub.hub._outbox import EVT, POS
+from wshub.hub.backends import MemoryBroker
+from wshub.protocol import Frame, Opcode, PreparedMessage
 from wshub.testing import RawClient
 
 from .conftest import MakeClient, demo_hub, start_demo_hub
@@ -61,10 +64,16 @@ async def test_a_backlog_is_never_overtaken_by_a_shared_frame(make_client: MakeC
         assert len(fast_pubs) == 4
 
 
-async def raw_subscriber(port: int, offer: str | None) -> tuple[RawClient, str | None]:
-    """A raw connection (no compression unless ``offer``), connected and subscribed to
-    chat:room; returns it and the server's Sec-WebSocket-Extensions."""
-    raw = await RawClient.connect("127.0.0.1", port)
+async def raw_subscriber(
+    port: int, offer: str | None, rcvbuf: int | None = None
+) -> tuple[RawClient, str | None]:
+    """A raw connection (no compression unless ``offer``; ``SO_RCVBUF`` if ``rcvbuf``),
+    connected and subscribed to chat:room; returns it and the server's
+    Sec-WebSocket-Extensions."""
+    if rcvbuf is None:
+        raw = await RawClient.connect("127.0.0.1", port)
+    else:
+        raw = await RawClient.connect("127.0.0.1", port, rcvbuf=rcvbuf, limit=rcvbuf)
     headers = [("Sec-WebSocket-Protocol", "wshub.v1")]
     if offer is not None:
         headers.append(("Sec-WebSocket-Extensions", offer))
@@ -154,3 +163,99 @@ async def test_shared_compression_sends_one_compressed_frame_to_all() -> None:
             await raw.close()
     finally:
         await server.close()
+
+
+async def test_batched_fan_out_keeps_a_backlogged_subscriber_in_order() -> None:
+    """On real sockets the subscribers that keep up take the batched path while one that
+    stopped reading gets its pushes queued (never dropped, never overtaken by a later
+    shared frame); once it reads again it has every offset in order, as the others do, and
+    ``deliveries`` counts every push once."""
+    server = await start_demo_hub(
+        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, compression=None
+    )
+    try:
+        fast = [(await raw_subscriber(server.port, None))[0] for _ in range(2)]
+        slow, _ = await raw_subscriber(server.port, None, rcvbuf=4096)
+        slow.pause_reading()
+        subs = server.hub._fanout.subscribers("chat:room")
+        assert len(subs) == 3
+        before = server.hub.stats.deliveries
+        text = "x" * 16_384
+        readers = [asyncio.ensure_future(pub_offsets(raw, 0)) for raw in fast]
+        n = 0
+        while not any(s.session.queued_messages for s in subs):
+            n += 1
+            await server.hub.publish("chat:room", {"text": text})
+            await asyncio.sleep(0)
+            assert n < 200, "the paused subscriber never fell behind"
+        for _ in range(3):  # a few more, queued behind the backlog
+            n += 1
+            await server.hub.publish("chat:room", {"text": text})
+        for reader in readers:
+            reader.cancel()
+        slow.resume_reading()
+        assert await pub_offsets(slow, n) == list(range(1, n + 1))
+        for raw in fast:
+            assert await pub_offsets(raw, n) == list(range(1, n + 1))
+        assert server.hub.stats.deliveries - before == 3 * n
+        for raw in (*fast, slow):
+            await raw.close()
+    finally:
+        await server.close()
+
+
+async def pub_offsets(raw: RawClient, count: int) -> list[int]:
+    """The offsets of the next ``count`` publication pushes ``raw`` reads."""
+    offsets: list[int] = []
+    while len(offsets) < count:
+        push = orjson.loads(inflate(await raw.recv_frame(), None))
+        if push.get("push") == "pub":
+            offsets.append(push["offset"])
+    return offsets
+
+
+class RecordingSubscriber:
+    """A Subscriber that records what it is fed."""
+
+    def __init__(self, key: str) -> None:
+        self.channel = "room"
+        self.key = key
+        self.active = True
+        self.fed: list[tuple[int, int, str, str, PreparedMessage | None]] = []
+
+    def feed(
+        self,
+        kind: int,
+        offset: int,
+        epoch: str,
+        message: str,
+        prepared: PreparedMessage | None = None,
+    ) -> None:
+        self.fed.append((kind, offset, epoch, message, prepared))
+
+
+async def test_a_fanout_without_feed_many_feeds_each_subscriber() -> None:
+    """Fanout's default feeds every subscriber through its own ``feed``, in order, with one
+    PreparedMessage per publication shared by all of them."""
+    tasks: list[asyncio.Task[Any]] = []
+    broker = MemoryBroker()
+    try:
+        fanout: Fanout[RecordingSubscriber] = Fanout(
+            broker, spawn=lambda coro: tasks.append(asyncio.ensure_future(coro))
+        )
+        subs = [RecordingSubscriber(key) for key in "ab"]
+        for sub in subs:
+            assert await fanout.add(sub)
+        await fanout.publish("room", POS, 1, "e", b'{"n":1}')
+        await fanout.publish("room", EVT, 0, "e", b'{"join":1}')
+        for sub in subs:
+            assert [(k, o, m) for k, o, _, m, _ in sub.fed] == [
+                (POS, 1, '{"n":1}'),
+                (EVT, 0, '{"join":1}'),
+            ]
+        assert subs[0].fed[0][4] is subs[1].fed[0][4] is not None
+        for sub in subs:
+            fanout.remove(sub)
+        await asyncio.gather(*tasks)
+    finally:
+        await broker.close()

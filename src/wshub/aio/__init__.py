@@ -6,7 +6,7 @@ from .client import ClientConnection, Connect, connect
 from .connection import WebSocketConnection
 from .options import TransportOptions
 from .runner import run
-from .server import Server, ServerConnection, broadcast, serve
+from .server import Server, ServerConnection, broadcast, send_prepared_many, serve
 
 __all__ = [
     "ClientConnection",
@@ -18,5 +18,6 @@ __all__ = [
     "broadcast",
     "connect",
     "run",
+    "send_prepared_many",
     "serve",
 ]

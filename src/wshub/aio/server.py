@@ -12,7 +12,7 @@ from typing import Any
 
 from ..exceptions import ConnectionClosed, InvalidRequest
 from ..protocol.connection import Connection as Core
-from ..protocol.connection import Side, State, frame_message
+from ..protocol.connection import PreparedMessage, Side, State, frame_message
 from ..protocol.extensions.base import ServerExtensionFactory
 from ..protocol.extensions.permessage_deflate import server_deflate
 from ..protocol.http11 import Request, RequestParser, Response, parse_request_head
@@ -28,7 +28,14 @@ from .connection import (
 )
 from .options import TransportOptions
 
-__all__ = ["Server", "ServerConnection", "ServerStats", "broadcast", "serve"]
+__all__ = [
+    "Server",
+    "ServerConnection",
+    "ServerStats",
+    "broadcast",
+    "send_prepared_many",
+    "serve",
+]
 
 logger = logging.getLogger("wshub.server")
 
@@ -727,3 +734,67 @@ def broadcast(
             cork.clear()
         sent += 1
     return sent
+
+
+def send_prepared_many(
+    connections: Sequence[WebSocketConnection], prepared: PreparedMessage
+) -> list[int]:
+    """Send one prepared message to many connections in one loop, awaiting none of them.
+
+    The batched form of :meth:`~wshub.aio.connection.WebSocketConnection.send_prepared_nowait`
+    for a fan-out: each connection gets the frame of ``prepared`` it can share (see
+    :meth:`~wshub.protocol.Connection.prepared_frame`; one that cannot share frames and
+    compresses ``prepared.message`` for itself), corked until the end of this loop iteration
+    like :meth:`~wshub.aio.connection.WebSocketConnection.cork`, so one peer gets one
+    ``write`` per iteration however many fan-outs reach it. Nothing else is done per
+    connection: the server's ``messages_sent``/``bytes_sent`` (``--metrics``) are counted
+    once per run of connections sharing one server, not once per connection.
+
+    A connection that is not open, or whose write buffer is above its ``write_limit``, is
+    left alone and its index returned: the caller decides whether to queue the message for
+    it, skip it, or close it (``broadcast``'s ``slow_consumer`` policies are one choice).
+
+    Returns:
+        The indices in ``connections`` of those that did not take the message, ascending.
+    """
+    refused: list[int] = []
+    corked: list[WebSocketConnection] | None = None
+    stats: ServerStats | None = None
+    counted = 0
+    sent_bytes = 0
+    open_ = State.OPEN
+    counting = _CountingServerConnection
+    # This loop runs once per subscriber of a publication: locals, no method call on the
+    # common path but prepared_frame().
+    for index, conn in enumerate(connections):
+        core = conn._core
+        if core is None or core.state is not open_ or conn._write_paused or conn._lost:
+            refused.append(index)
+            continue
+        cork = conn._cork
+        if cork is None:
+            conn._cork = cork = []
+            if corked is None:
+                corked = corked_on(conn.loop)
+            corked.append(conn)
+        frame = core.prepared_frame(prepared)
+        if frame is None:
+            core.send(prepared.message)  # lands in the cork through _write
+        else:
+            if type(conn) is counting:
+                conn_stats = conn._stats
+                if conn_stats is not stats:
+                    if stats is not None:
+                        stats.messages_sent += counted
+                        stats.bytes_sent += sent_bytes
+                    stats, counted, sent_bytes = conn_stats, 0, 0
+                counted += 1
+                sent_bytes += len(frame)
+            cork.append(frame)
+        if len(cork) >= CORK_MAX_FRAMES:
+            conn.transport.write(b"".join(cork))  # type: ignore[union-attr]
+            cork.clear()
+    if stats is not None:
+        stats.messages_sent += counted
+        stats.bytes_sent += sent_bytes
+    return refused

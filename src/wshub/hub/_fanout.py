@@ -30,7 +30,14 @@ from wshub.hub._outbox import POS
 from wshub.hub.backends import Broker
 from wshub.protocol import PreparedMessage
 
-__all__ = ["REORDER_MAX_HELD", "REORDER_WINDOW", "Fanout", "Subscriber", "envelope"]
+__all__ = [
+    "REORDER_MAX_HELD",
+    "REORDER_WINDOW",
+    "Fanout",
+    "FeedMany",
+    "Subscriber",
+    "envelope",
+]
 
 #: Seconds a publication that arrived ahead of its predecessor waits for it.
 REORDER_WINDOW = 0.1
@@ -71,6 +78,18 @@ class Subscriber(Protocol):
 
 S = TypeVar("S", bound=Subscriber)
 
+#: Feeds one publication to many subscribers at once: ``(subscribers, kind, offset, epoch,
+#: message, prepared)``; the same as calling each one's ``feed``, in their order.
+FeedMany = Callable[[list[S], int, int, str, str, PreparedMessage], None]
+
+
+def feed_each(
+    subs: list[S], kind: int, offset: int, epoch: str, message: str, prepared: PreparedMessage
+) -> None:
+    """The default :data:`FeedMany`: each subscriber's ``feed``."""
+    for sub in subs:
+        sub.feed(kind, offset, epoch, message, prepared)
+
 
 def envelope(kind: int, offset: int, epoch: str, push: bytes) -> bytes:
     """Wrap an encoded push for the broker."""
@@ -81,10 +100,21 @@ class _Channel(Generic[S]):
     """The local subscribers of one channel, whether the broker delivers it here, and the
     broker's last position for it (to put cross-node publications back in offset order)."""
 
-    __slots__ = ("broker_active", "epoch", "flush_handle", "held", "lock", "name", "offset", "subs")
+    __slots__ = (
+        "broker_active",
+        "epoch",
+        "feed_many",
+        "flush_handle",
+        "held",
+        "lock",
+        "name",
+        "offset",
+        "subs",
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, feed_many: FeedMany[S]) -> None:
         self.name = name
+        self.feed_many = feed_many
         self.subs: dict[str, S] = {}
         self.lock = asyncio.Lock()
         self.broker_active = False
@@ -95,9 +125,9 @@ class _Channel(Generic[S]):
 
     def fan_out(self, args: _Args) -> None:
         kind, offset, epoch, message = args
-        prepared = PreparedMessage(message)
-        for sub in list(self.subs.values()):
-            sub.feed(kind, offset, epoch, message, prepared)
+        self.feed_many(
+            list(self.subs.values()), kind, offset, epoch, message, PreparedMessage(message)
+        )
 
     def cancel_flush(self) -> None:
         if self.flush_handle is not None:
@@ -146,12 +176,19 @@ class Fanout(Generic[S]):
         broker: the broker between nodes; a channel is subscribed there while it has local
             subscribers.
         spawn: runs a coroutine in the background (the owner keeps track of it).
+        feed_many: gives one publication to all the local subscribers of a channel; by
+            default each one's ``feed`` (the hub batches the writes of those that keep up).
     """
 
     def __init__(
-        self, broker: Broker, *, spawn: Callable[[Coroutine[Any, Any, Any]], None]
+        self,
+        broker: Broker,
+        *,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        feed_many: FeedMany[S] = feed_each,
     ) -> None:
         self.broker = broker
+        self._feed_many = feed_many
         self._spawn = spawn
         self._channels: dict[str, _Channel[S]] = {}
         self._deliver_cb = self.deliver
@@ -175,7 +212,7 @@ class Fanout(Generic[S]):
         while True:
             state = self._channels.get(name)
             if state is None:
-                state = self._channels[name] = _Channel(name)
+                state = self._channels[name] = _Channel(name, self._feed_many)
             async with state.lock:
                 if self._channels.get(name) is not state:
                     continue  # torn down while we waited: use the new one

@@ -131,7 +131,9 @@ class Hub:
         self.broker = broker
         self.presence_store = presence
         self._expire_interval = expire_interval
-        self._fanout: Fanout[SessionSubscription] = Fanout(broker, spawn=self.spawn)
+        self._fanout: Fanout[SessionSubscription] = Fanout(
+            broker, spawn=self.spawn, feed_many=SessionSubscription.feed_many
+        )
         self._publish_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sessions: set[Session] = set()
         self._users: dict[str, int] = {}

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from wshub.aio.connection import WebSocketConnection
 from wshub.exceptions import AuthError, HubError, InvalidState, WSHubError
 from wshub.hub._outbox import Outbox
 from wshub.hub.auth import Identity
@@ -128,11 +129,15 @@ class Session:
         client_id: the id sent in the ``connect`` reply and in ``info``.
         state: the current :class:`SessionState`.
         identity: who the connection is, once connected.
+        direct: the peer, when it is a ``wshub.aio`` connection that fan-outs write to in
+            one batch (``SessionSubscription.feed_many``); else ``None``.
+        outbox: what waits because the connection does not keep up.
     """
 
     def __init__(self, hub: SessionHost, peer: Peer) -> None:
         self.hub = hub
         self.peer = peer
+        self.direct = peer if isinstance(peer, WebSocketConnection) else None
         self.client_id = uuid.uuid4().hex
         self.state = SessionState.AWAITING_CONNECT
         self.identity: Identity | None = None
@@ -148,7 +153,7 @@ class Session:
         )
         self._bad_in_row = 0
         self._limited_in_row = 0
-        self._outbox = Outbox(
+        self.outbox = self._outbox = Outbox(
             max_pending_replies=limits.max_pending_replies,
             max_queued_size=limits.max_queued_size,
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from wshub.aio import WebSocketConnection, send_prepared_many
 from wshub.hub._outbox import POS, ChannelQueue
 from wshub.hub.channels import NamespaceOptions
 from wshub.hub.wire import Position
@@ -72,6 +74,60 @@ class SessionSubscription:
                 return
             self.epoch, self.offset = epoch, offset
         self.session.enqueue(self, kind, message, prepared)
+
+    @staticmethod
+    def feed_many(
+        subs: Iterable[SessionSubscription],
+        kind: int,
+        offset: int,
+        epoch: str,
+        message: str,
+        prepared: PreparedMessage,
+    ) -> None:
+        """Feed one publication to a channel's subscriptions: :meth:`feed`
+        for each of them, batched.
+
+        A live subscription whose session is connected, has nothing queued and talks through a
+        ``wshub.aio`` connection is collected, after its duplicate check; the collected
+        connections get ``prepared``'s shared frame in one :func:`wshub.aio.send_prepared_many`
+        loop and the hub's ``deliveries`` is counted once. The rest (buffering before go-live, a
+        backlog, a connection above its write limit, another kind of peer) go through
+        :meth:`Session.enqueue` one by one, exactly as :meth:`feed` does:
+        the same order, duplicates and slow-consumer policies.
+        """
+        direct: list[WebSocketConnection] = []
+        taken: list[SessionSubscription] = []
+        slow: list[SessionSubscription] = []
+        positioned = kind == POS
+        from wshub.hub.session import SessionState  # session.py imports this module
+
+        closing = SessionState.CLOSING
+        for sub in subs:
+            if not sub.live:
+                sub.feed(kind, offset, epoch, message, prepared)
+                continue
+            if positioned:
+                if epoch == sub.epoch and offset <= sub.offset:
+                    continue
+                sub.epoch = epoch
+                sub.offset = offset
+            session = sub.session
+            if session.state >= closing:
+                continue
+            conn = session.direct
+            if conn is None or session.outbox.pending:
+                slow.append(sub)
+            else:
+                direct.append(conn)
+                taken.append(sub)
+        if direct:
+            refused = send_prepared_many(direct, prepared)
+            if refused:
+                # Closed, or above the write limit: the session's own path queues or cleans up.
+                slow.extend(taken[i] for i in refused)
+            taken[0].session.hub.stats.deliveries += len(direct) - len(refused)
+        for sub in slow:
+            sub.session.enqueue(sub, kind, message, prepared)
 
     def go_live(self, position: Position) -> None:
         """Start delivering after ``position``, releasing what arrived meanwhile in order."""
