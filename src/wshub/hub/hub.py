@@ -460,8 +460,19 @@ class Hub:
             logger.exception("leaving %s failed", sub.channel)
 
     async def _event(self, push: EventPush) -> None:
-        if not self._closed:
+        """Fan out a ``join`` or ``leave``; lost (not raised) while the broker is unavailable.
+
+        The broker logs the outage once, when it starts and when it ends; presence catches
+        up by itself once Redis is back (docs/hub.md, "When Redis fails").
+        """
+        if self._closed:
+            return
+        try:
             await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
+        except HubError as exc:
+            if not exc.temporary:
+                raise
+            logger.debug("%s of %s lost: the broker is unavailable", push.kind, push.channel)
 
     # --- reading -------------------------------------------------------------------------
 

@@ -224,7 +224,8 @@ class Session:
             self.close(DisconnectCode.BAD_COMMANDS)
 
     def _send_error(self, command_id: int, exc: HubError) -> None:
-        self._send(ErrorReply(command_id, ErrorCode(exc.code), exc.message).serialize())
+        reply = ErrorReply(command_id, ErrorCode(exc.code), exc.message, exc.temporary)
+        self._send(reply.serialize())
 
     async def _dispatch(self, command: Command) -> None:
         if isinstance(command, PingCommand):

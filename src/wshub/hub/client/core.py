@@ -383,7 +383,9 @@ class HubClient(HubCommands):
             self.reconnects += 1
         # Subscriptions first (a publish may need one), then the unanswered requests, in
         # the order they were made. Subscriptions made meanwhile are picked up by the loop.
-        while todo := [sub for sub in self._subs.values() if not sub.active]:
+        # A subscription the hub refused for now (temporary error) is retried on its own
+        # timer: it does not hold up the connection.
+        while todo := [sub for sub in self._subs.values() if sub.waiting]:
             if not ws.open:
                 raise ConnectionClosedError(ws.close_code or 1006, "")
             waits = [self._send_subscribe(ws, sub).future for sub in todo]
@@ -458,13 +460,28 @@ class HubClient(HubCommands):
                         OnLost.RESOLVE,
                     )
                 return
-            if isinstance(result, WSHubError):
+            if isinstance(result, HubError) and result.temporary:
+                self._retry_subscribe(ws, sub, result)
+            elif isinstance(result, WSHubError):
                 del self._subs[sub.channel]
                 sub.end(result)
             else:
                 sub.subscribed(result, since)
 
         return self._send_now(ws, build, sub.read_reply, OnLost.RESOLVE, handle)
+
+    def _retry_subscribe(self, ws: ClientConnection, sub: Subscription, error: HubError) -> None:
+        """The hub refused ``sub`` for now (its broker is unavailable): subscribe again on
+        this connection after a bounded, jittered backoff delay (a new connection asks at
+        once); the subscription keeps its position, so it recovers what it missed."""
+        b = self._backoff
+        delay = sub.retry_later(error, Backoff(initial=b.initial, max_delay=b.max_delay))
+
+        def again() -> None:
+            if self._subs.get(sub.channel) is sub and self._ws is ws and ws.open:
+                self._send_subscribe(ws, sub)
+
+        sub.call_later(delay, again)
 
     def _check_usable(self) -> None:
         if self._state is ClientState.IDLE:
