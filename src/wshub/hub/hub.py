@@ -158,7 +158,9 @@ class Hub:
 
     async def _expire_loop(self) -> None:
         assert self._expire_interval is not None
-        while True:
+        # The closed check, not only close()'s cancel, ends the loop: a store's command can
+        # swallow the cancellation (redis-py on Python 3.11), and close() waits for this task.
+        while not self._closed:
             await asyncio.sleep(self._expire_interval)
             try:
                 await self.expire()
