@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from wshub.aio import connect
 from wshub.exceptions import HubError
 from wshub.hub import ChannelRegistry, NamespaceOptions
-from wshub.hub.backends.redis import RedisPresence
+from wshub.hub.backends.redis import RedisHistory, RedisPresence
 from wshub.hub.backends.redis.connection import close_client, redis_client
 from wshub.hub.client import ClientState, HubClient, Subscription
 from wshub.hub.server import HubServer
@@ -59,8 +60,9 @@ async def node(url: str) -> AsyncIterator[HubServer]:
 
 
 async def until(predicate: Callable[[], bool]) -> None:
-    while not predicate():
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(60):  # fails instead of hanging
+        while not predicate():
+            await asyncio.sleep(0.01)
 
 
 async def publish_until_accepted(server: HubServer, data: object, message_id: str) -> int:
@@ -77,7 +79,15 @@ async def publish_until_accepted(server: HubServer, data: object, message_id: st
 
 
 async def read(sub: Subscription, count: int) -> list[tuple[int, object]]:
-    return [((pub := await sub.get()).offset, pub.data) for _ in range(count)]
+    got: list[tuple[int, object]] = []
+    try:
+        async with asyncio.timeout(30):  # a missing publication fails instead of hanging
+            while len(got) < count:
+                pub = await sub.get()
+                got.append((pub.offset, pub.data))
+    except TimeoutError:
+        pytest.fail(f"{len(got)} of {count} publications, the last ones: {got[-5:]}")
+    return got
 
 
 def kill_connection(client: HubClient) -> None:
@@ -296,3 +306,106 @@ async def test_a_live_push_in_a_new_epoch_after_a_lost_one_fetches_the_epoch_fro
             assert await read(sub, 2) == [(1, "new1"), (2, "new2")]
             stats = sub.statistics()
             assert stats.repaired == 2 and stats.buffered == 0  # from history, not twice
+
+
+# -- 4. publishing through a short outage -------------------------------------------------------
+
+
+async def test_publishes_during_a_short_outage_are_retried_and_neither_lost_nor_doubled(
+    proxy: tuple[RedisProxy, contextlib.ExitStack, RedisServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two clients publish without pause while Redis goes away for 2 s: the publishes refused
+    for now are retried with their message ids; afterwards each subscriber has every
+    acknowledged publication exactly once, in order, at the offset its publisher was told."""
+    relay, _, first = proxy
+    options: dict[str, Any] = {"backoff_initial": 0.02, "max_delay": 0.2, "compression": None}
+    async with node(relay.url) as server, contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(HubClient(server.url(), **options)) for _ in range(5)
+        ]
+        subs = [await client.subscribe("room:x") for client in clients]  # 2 publish as well
+        acks: list[tuple[int, object]] = []
+        stop = asyncio.Event()
+
+        async def publish(client: HubClient, k: int) -> None:
+            n = 0
+            while not stop.is_set():
+                data = [k, n]
+                acks.append((await client.publish("room:x", data, message_id=f"{k}-{n}"), data))
+                n += 1
+
+        with caplog.at_level(logging.DEBUG, logger="wshub.hub.client"):
+            publishers = [asyncio.create_task(publish(c, k)) for k, c in enumerate(clients[:2])]
+            await until(lambda: len(acks) >= 20)
+            down(relay)
+            await asyncio.sleep(2.0)  # the outage (what it does is checked below)
+            during = len(acks)
+            relay.point_to(first.port)
+            await until(lambda: len(acks) >= during + 20)
+            stop.set()
+            await asyncio.gather(*publishers)
+        assert "publish to room:x refused for now" in caplog.text
+        acks.sort(key=lambda ack: ack[0])
+        assert [offset for offset, _ in acks] == list(range(1, len(acks) + 1))
+        for sub in subs:
+            assert await read(sub, len(acks)) == acks
+        end = await server.hub.publish("room:x", "end")
+        for sub in subs:
+            assert await read(sub, 1) == [(end.position.offset, "end")]  # nothing twice
+            assert sub.statistics().buffered == 0
+        stored, _ = await server.hub.history("room:x", limit=1000)
+        assert [p.offset for p in stored] == list(range(1, len(acks) + 2))
+
+
+async def test_a_publish_redis_stored_but_whose_reply_was_lost_is_not_made_twice(
+    proxy: tuple[RedisProxy, contextlib.ExitStack, RedisServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The history script ran, its reply never came back: the hub answers "refused for now",
+    the client sends the publish again with its message id, and gets the first offset."""
+    relay, _, first = proxy
+    options: dict[str, Any] = {"backoff_initial": 0.02, "max_delay": 0.2, "compression": None}
+    async with (
+        node(relay.url) as server,
+        HubClient(server.url(), **options) as subscriber,
+        HubClient(server.url(), **options) as publisher,
+    ):
+        sub = await subscriber.subscribe("room:x")
+        await publisher.subscribe("room:x")
+        assert await publisher.publish("room:x", "first") == 1  # the script is loaded now
+        direct = RedisHistory(first.url, prefix=PREFIX)  # Redis itself, not through the relay
+        try:
+            with caplog.at_level(logging.WARNING):
+                relay.lose_replies()
+                publishing = asyncio.create_task(
+                    publisher.publish("room:x", "once", message_id="m1")
+                )
+                await until(lambda: "history: Redis unavailable" in caplog.text)
+            assert (await direct.position("room:x")).offset == 2  # the script ran
+            relay.lose_replies(False)
+            assert await publishing == 2
+            assert (await direct.position("room:x")).offset == 2  # the retry made nothing
+        finally:
+            await direct.close()
+        await server.hub.publish("room:x", "next")
+        assert await read(sub, 3) == [(1, "first"), (2, "once"), (3, "next")]
+        assert sub.statistics().buffered == 0
+
+
+async def test_a_publish_refused_for_longer_than_publish_retry_time_raises(
+    proxy: tuple[RedisProxy, contextlib.ExitStack, RedisServer],
+) -> None:
+    relay, _, _ = proxy
+    async with node(relay.url) as server:
+        client = HubClient(
+            server.url(), backoff_initial=0.02, max_delay=0.05, publish_retry_time=0.3
+        )
+        async with client:
+            await client.subscribe("room:x")
+            down(relay)
+            with pytest.raises(HubError) as refused:
+                await client.publish("room:x", "lost", message_id="m1")
+            assert refused.value.code == 100 and refused.value.temporary
+        with pytest.raises(ValueError, match="publish_retry_time"):
+            HubClient(server.url(), publish_retry_time=-1)
