@@ -19,16 +19,17 @@ import pytest
 
 from wshub.aio import connect
 from wshub.exceptions import HubError
-from wshub.hub import ChannelRegistry, NamespaceOptions
+from wshub.hub import ChannelRegistry, Hub, NamespaceOptions
 from wshub.hub.backends.redis import RedisHistory, RedisPresence
 from wshub.hub.backends.redis.connection import close_client, redis_client
 from wshub.hub.client import ClientState, HubClient, Subscription
-from wshub.hub.server import HubServer
+from wshub.hub.server import HubServer, start_hub
 from wshub.hub.wire import SUBPROTOCOL, ErrorReply, parse_message
 from wshub.testing import RedisServer, redis_server
 
 from .backends.redis.outage_node import down, redis_node
 from .backends.redis.redis_proxy import RedisProxy, redis_proxy
+from .conftest import API_KEY, http
 
 pytestmark = pytest.mark.redis
 
@@ -409,3 +410,33 @@ async def test_a_publish_refused_for_longer_than_publish_retry_time_raises(
             assert refused.value.code == 100 and refused.value.temporary
         with pytest.raises(ValueError, match="publish_retry_time"):
             HubClient(server.url(), publish_retry_time=-1)
+
+
+# -- 5. the HTTP API during an outage -----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def with_api(hub: Hub) -> AsyncIterator[HubServer]:
+    async with await start_hub("127.0.0.1", 0, hub=hub, compression=None, api_key=API_KEY) as s:
+        yield s
+
+
+async def test_the_http_api_answers_503_with_retry_after_while_redis_is_down(
+    proxy: tuple[RedisProxy, contextlib.ExitStack, RedisServer],
+) -> None:
+    """Not a 500: the caller is told to try again (same message_id: not made twice)."""
+    relay, _, first = proxy
+    body = {"channel": "room:x", "data": "once", "message_id": "h1"}
+    async with redis_node(relay.url, REGISTRY, (), prefix=PREFIX, start=with_api) as server:
+        down(relay)
+        status, headers, reply = await http(server, "POST", "/api/publish", body)
+        assert status == 503 and headers["Retry-After"] == "1"
+        assert reply == {"error": {"code": 100, "message": "internal error", "temporary": True}}
+        status, _, _ = await http(server, "POST", "/api/publish", {"channel": "nope:x", "data": 1})
+        assert status == 400  # a permanent refusal is unchanged
+        relay.point_to(first.port)
+        while (answer := await http(server, "POST", "/api/publish", body))[0] == 503:
+            await asyncio.sleep(0.05)
+        assert answer[0] == 200 and answer[2]["offset"] == 1
+        status, _, again = await http(server, "POST", "/api/publish", body)
+        assert status == 200 and again["offset"] == 1
