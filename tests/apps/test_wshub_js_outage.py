@@ -116,3 +116,47 @@ async def test_a_new_epoch_is_delivered_from_its_first_publication(browser: Any)
                 assert await js(page, "log.resets.length") == 1
                 assert chat.hub_server is not None
                 await chat.hub_server.close()  # while Redis still runs
+
+
+PUBLISHER = """
+(window.acks = [], window.stop = false, window.publishing = (async () => {
+  for (let n = 0; !window.stop; n++) {
+    acks.push([await client.publish("room:x", n, { messageId: "js-" + n }), n]);
+  }
+})(), 0)
+"""
+
+
+async def test_publishes_refused_during_a_short_outage_are_retried_with_their_ids(
+    browser: Any,
+) -> None:
+    """The page publishes without pause while Redis is away for 2 s: the publishes refused
+    for now are sent again with their message ids; every one is acknowledged once, at the
+    offset it was stored at, and delivered once, in order."""
+    with redis_server() as first:
+        async with (
+            redis_proxy(first.port) as relay,
+            chat_on(relay) as chat,
+            harness(browser, chat, meta={"nick": "Ada"}) as page,
+        ):
+            await until(page, "client.state === 'connected'")
+            await js(page, "window.subscribe('room:x')")
+            await js(page, PUBLISHER)
+            await until(page, "acks.length >= 10")
+            down(relay)
+            before = await js(page, "acks.length")
+            await asyncio.sleep(2.0)  # the outage
+            during = await js(page, "acks.length")
+            assert during - before <= 1  # at most the one in flight when Redis went away
+            relay.point_to(first.port)
+            await until(page, f"acks.length >= {during + 10}")
+            await js(page, "(window.stop = true, window.publishing)")
+            acks = [tuple(ack) for ack in await js(page, "acks")]
+            assert acks == [(n + 1, n) for n in range(len(acks))]
+            await until(page, f"log.pubs.length >= {len(acks)}")
+            pubs = await js(page, "log.pubs")
+            assert [(p["offset"], p["data"]) for p in pubs] == acks
+            stored, _ = await chat.hub.history("room:x", limit=1000)
+            assert [p.offset for p in stored] == [offset for offset, _ in acks]
+            assert chat.hub_server is not None
+            await chat.hub_server.close()  # while Redis still runs

@@ -10,7 +10,8 @@
 //      delivered. After a reconnect it subscribes again with `since` = that position, and the
 //      hub replies with exactly the publications that were missed (protocol §4.2, §5.1).
 //   4. A publish keeps its `message_id` until the hub acknowledges it; if the connection drops
-//      first, the same command is sent again after the reconnect and the hub deduplicates it.
+//      first, the same command is sent again after the reconnect and the hub deduplicates it;
+//      if the hub refuses it for now (its Redis is down), it is sent again after a backoff.
 //
 // Usage:
 //
@@ -372,6 +373,9 @@ export class HubClient extends EventTarget {
    * @param {*} [options.meta] self-declared info sent in `connect` (e.g. {nick: "Alice"})
    * @param {number} [options.minReconnectDelay=500] first backoff delay, milliseconds
    * @param {number} [options.maxReconnectDelay=20000] longest backoff delay, milliseconds
+   * @param {number} [options.publishRetryTime=30000] milliseconds a publish the hub refuses
+   *   for now (a temporary error: its Redis is down) keeps being sent again, with the same
+   *   message id and the reconnect backoff; then its promise rejects. Infinity: no limit
    * @param {number} [options.pingInterval=25000] milliseconds between application pings that
    *   detect a dead connection (browsers cannot send WebSocket pings); 0 disables
    * @param {number} [options.pingTimeout=10000] milliseconds to wait for the ping's reply
@@ -385,6 +389,7 @@ export class HubClient extends EventTarget {
     this.meta = options.meta;
     this.minReconnectDelay = options.minReconnectDelay ?? 500;
     this.maxReconnectDelay = options.maxReconnectDelay ?? 20000;
+    this.publishRetryTime = options.publishRetryTime ?? 30000;
     this.pingInterval = options.pingInterval ?? 25000;
     this.pingTimeout = options.pingTimeout ?? 10000;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -701,8 +706,7 @@ export class HubClient extends EventTarget {
   _retrySubscribe(ws, sub, resubscribed, error) {
     const attempt = sub._retries;
     sub._retries = Math.min(attempt + 1, 30);
-    const base = Math.min(this.maxReconnectDelay, this.minReconnectDelay * 2 ** attempt);
-    const delay = base / 2 + (Math.random() * base) / 2;
+    const delay = this._temporaryDelay(attempt);
     this._dispatch("retrying", { channel: sub.channel, code: error.code, delay });
     clearTimeout(sub._retry);
     sub._retry = setTimeout(() => {
@@ -760,8 +764,28 @@ export class HubClient extends EventTarget {
     }
     const messageId = options.messageId ?? newMessageId();
     const command = { cmd: "publish", channel, data, message_id: messageId };
-    const result = await this._request(command, true);
-    return result.offset;
+    // Refused for now (the hub's Redis is down): sent again with the same message id, so
+    // that a publish the hub stored before failing is not made twice (protocol §6).
+    const deadline = Date.now() + this.publishRetryTime;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const result = await this._request(command, true);
+        return result.offset;
+      } catch (error) {
+        if (!error.temporary) throw error;
+        const delay = this._temporaryDelay(attempt);
+        if (Date.now() + delay > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  /** The delay before retrying a command refused for now for the attempt-th time: the
+   * reconnect backoff, drawn between half and all of the step (jitter). */
+  _temporaryDelay(attempt) {
+    const step = this.minReconnectDelay * 2 ** Math.min(attempt, 30);
+    const base = Math.min(this.maxReconnectDelay, step);
+    return base / 2 + (Math.random() * base) / 2;
   }
 
   /**
