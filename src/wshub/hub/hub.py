@@ -158,9 +158,7 @@ class Hub:
 
     async def _expire_loop(self) -> None:
         assert self._expire_interval is not None
-        # The closed check, not only close()'s cancel, ends the loop: a store's command can
-        # swallow the cancellation (redis-py on Python 3.11), and close() waits for this task.
-        while not self._closed:
+        while not self._closed:  # not cancel() alone: redis-py may swallow it (Python 3.11)
             await asyncio.sleep(self._expire_interval)
             try:
                 await self.expire()
@@ -462,19 +460,14 @@ class Hub:
             logger.exception("leaving %s failed", sub.channel)
 
     async def _event(self, push: EventPush) -> None:
-        """Fan out a ``join`` or ``leave``; lost (not raised) while the broker is unavailable.
-
-        The broker logs the outage once, when it starts and when it ends; presence catches
-        up by itself once Redis is back (docs/hub.md, "When Redis fails").
-        """
-        if self._closed:
-            return
+        """Fan out a ``join`` or ``leave``; lost, not raised, while the broker is down (it
+        logs the outage once; presence catches up after it, docs/hub.md)."""
         try:
-            await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
+            if not self._closed:
+                await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
         except HubError as exc:
             if not exc.temporary:
                 raise
-            logger.debug("%s of %s lost: the broker is unavailable", push.kind, push.channel)
 
     # --- reading -------------------------------------------------------------------------
 
