@@ -460,13 +460,11 @@ class Hub:
             logger.exception("leaving %s failed", sub.channel)
 
     async def _event(self, push: EventPush) -> None:
-        """Fan out a ``join`` or ``leave``; lost, not raised, while the broker is down (it
-        logs the outage once; presence catches up after it, docs/hub.md)."""
         try:
             if not self._closed:
                 await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
         except HubError as exc:
-            if not exc.temporary:
+            if not exc.temporary:  # lost while the broker is down; presence catches up
                 raise
 
     # --- reading -------------------------------------------------------------------------

@@ -223,9 +223,8 @@ class Session:
         if self._bad_in_row >= self._limits.max_bad_commands:
             self.close(DisconnectCode.BAD_COMMANDS)
 
-    def _send_error(self, command_id: int, exc: HubError) -> None:
-        reply = ErrorReply(command_id, ErrorCode(exc.code), exc.message, exc.temporary)
-        self._send(reply.serialize())
+    def _send_error(self, id: int, e: HubError) -> None:
+        self._send(ErrorReply(id, ErrorCode(e.code), e.message, e.temporary).serialize())
 
     async def _dispatch(self, command: Command) -> None:
         if isinstance(command, PingCommand):
