@@ -173,13 +173,18 @@ class HubError(WSHubError):
     Attributes:
         code: the hub error code (see docs/protocol.md).
         message: a short, safe explanation.
+        temporary: the refusal is due to a passing condition (the broker or Redis is
+            unavailable): the same command may succeed later, and a client retries it.
     """
 
-    def __init__(self, code: int, message: str, *, channel: str | None = None) -> None:
-        super().__init__(f"{code}: {message}")
+    def __init__(
+        self, code: int, message: str, *, channel: str | None = None, temporary: bool = False
+    ) -> None:
+        super().__init__(f"{code}: {message}" + (" (temporary)" if temporary else ""))
         self.code = code
         self.message = message
         self.channel = channel
+        self.temporary = temporary
 
 
 class AuthError(HubError):

@@ -111,9 +111,10 @@ async def running_chat(**options: Any) -> AsyncIterator[ChatServer]:
     server, on the hub's port, next to the WebSocket path ``/ws``.
     """
     chat = ChatServer()
-    options.setdefault("allow_anonymous", True)
-    options.setdefault("anonymous_permissions", DEMO_ANONYMOUS_PERMISSIONS)
-    options.setdefault("registry", demo_config().registry())  # the namespaces the chat uses
+    if "hub" not in options:  # a hub built by the caller has its own auth and namespaces
+        options.setdefault("allow_anonymous", True)
+        options.setdefault("anonymous_permissions", DEMO_ANONYMOUS_PERMISSIONS)
+        options.setdefault("registry", demo_config().registry())  # the chat's namespaces
     async with await start_hub(
         "127.0.0.1",
         0,

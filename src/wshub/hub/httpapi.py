@@ -9,7 +9,9 @@ refuses every call.
 Errors are JSON, ``{"error": {"code": <hub error code>, "message": "..."}}``, with the HTTP
 status that fits: 400 for bad input, 401 without a valid key, 404 for an unknown route or a
 feature the namespace does not have, 405 for a wrong method, 410 for a history position that
-is gone, 413 for a publication that is too large.
+is gone, 413 for a publication that is too large, 503 with ``Retry-After`` and
+``"temporary": true`` when the broker (Redis) is unavailable for now: the same call may
+succeed later (a publish with the same ``message_id`` is not made twice).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ logger = logging.getLogger("wshub.hub")
 
 #: Largest number of channels one broadcast may name.
 MAX_BROADCAST_CHANNELS = 1000
+#: Seconds a caller refused for now (503) is told to wait before trying again.
+RETRY_AFTER = 1
 
 _STATUS = {
     ErrorCode.BAD_REQUEST: 400,
@@ -50,13 +54,20 @@ class _Refused(Exception):
     """An API error: becomes a JSON error response."""
 
     def __init__(
-        self, status: int, code: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+        self,
+        status: int,
+        code: int,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        *,
+        temporary: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.temporary = temporary
 
 
 def _json(status: int, obj: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -66,10 +77,19 @@ def _json(status: int, obj: Any, headers: tuple[tuple[str, str], ...] = ()) -> R
 
 
 def error_response(
-    status: int, code: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+    status: int,
+    code: int,
+    message: str,
+    headers: tuple[tuple[str, str], ...] = (),
+    *,
+    temporary: bool = False,
 ) -> Response:
-    """An error in the API's JSON shape: ``{"error": {"code": ..., "message": ...}}``."""
-    return _json(status, {"error": {"code": int(code), "message": message}}, headers)
+    """An error in the API's JSON shape: ``{"error": {"code": ..., "message": ...}}``, with
+    ``"temporary": true`` added for a refusal that may pass (docs/protocol.md §6)."""
+    error: dict[str, Any] = {"code": int(code), "message": message}
+    if temporary:
+        error["temporary"] = True
+    return _json(status, {"error": error}, headers)
 
 
 def refuse_request(error: InvalidRequest) -> Response:
@@ -170,13 +190,18 @@ class HttpApi:
             return self._error(exc)
         except HubError as exc:
             code = ErrorCode(exc.code)
+            if exc.temporary:  # the broker is down for now: not the hub's failure
+                retry = (("Retry-After", str(RETRY_AFTER)),)
+                return self._error(_Refused(503, code, exc.message, retry, temporary=True))
             return self._error(_Refused(_STATUS.get(code, 500), code, exc.message))
         except Exception:
             logger.exception("HTTP API %s %s failed", request.method, path)
             return self._error(_Refused(500, ErrorCode.INTERNAL, ErrorCode.INTERNAL.message))
 
     def _error(self, exc: _Refused) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(
+            exc.status, exc.code, exc.message, exc.headers, temporary=exc.temporary
+        )
 
     def authorized(self, request: Request) -> bool:
         """Whether ``request`` carries the API key (``/metrics`` accepts it too)."""

@@ -158,7 +158,7 @@ class Hub:
 
     async def _expire_loop(self) -> None:
         assert self._expire_interval is not None
-        while True:
+        while not self._closed:  # not cancel() alone: redis-py may swallow it (Python 3.11)
             await asyncio.sleep(self._expire_interval)
             try:
                 await self.expire()
@@ -460,8 +460,12 @@ class Hub:
             logger.exception("leaving %s failed", sub.channel)
 
     async def _event(self, push: EventPush) -> None:
-        if not self._closed:
-            await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
+        try:
+            if not self._closed:
+                await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
+        except HubError as exc:
+            if not exc.temporary:  # lost while the broker is down; presence catches up
+                raise
 
     # --- reading -------------------------------------------------------------------------
 

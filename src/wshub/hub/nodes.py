@@ -191,11 +191,16 @@ class NodeDirectory:
             await self.hub.broker.unsubscribe(NODES_CHANNEL, self._receive_cb)
 
     async def _report_loop(self) -> None:
-        while True:
+        # close() clears ``_task`` before cancelling: checked after each report, it ends the
+        # loop even when the cancellation is lost inside the broker (redis-py on Python 3.11
+        # can swallow one that lands as a command is sent), which would hang close().
+        while self._task is asyncio.current_task():
             try:
                 await self.hub.broker.publish(NODES_CHANNEL, self.report().serialize())
             except Exception as exc:  # Redis down: the next report will tell
                 logger.debug("node report not published: %s", exc)
+            if self._task is not asyncio.current_task():
+                return
             await asyncio.sleep(self.report_interval)
 
     # --- reading -------------------------------------------------------------------------

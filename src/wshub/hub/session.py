@@ -223,8 +223,8 @@ class Session:
         if self._bad_in_row >= self._limits.max_bad_commands:
             self.close(DisconnectCode.BAD_COMMANDS)
 
-    def _send_error(self, command_id: int, exc: HubError) -> None:
-        self._send(ErrorReply(command_id, ErrorCode(exc.code), exc.message).serialize())
+    def _send_error(self, id: int, e: HubError) -> None:
+        self._send(ErrorReply(id, ErrorCode(e.code), e.message, e.temporary).serialize())
 
     async def _dispatch(self, command: Command) -> None:
         if isinstance(command, PingCommand):

@@ -10,14 +10,18 @@ Subscribing lives in the client itself, because it changes the client's own stat
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
 
-from wshub.exceptions import ProtocolError
+from wshub.exceptions import HubError, ProtocolError
+from wshub.hub.client.reconnect import Backoff
 from wshub.hub.client.requests import OnLost, Read, no_result
 from wshub.hub.client.values import HistoryPage, TokenSource
 from wshub.hub.wire import (
@@ -36,6 +40,8 @@ from wshub.hub.wire import (
 
 __all__ = ["HubCommands"]
 
+logger = logging.getLogger("wshub.hub.client")
+
 T = TypeVar("T")
 
 
@@ -45,6 +51,12 @@ class HubCommands:
     #: When the token expires (seconds since the Unix epoch), or ``None``.
     expires: float | None
     _token: TokenSource
+    #: Seconds a publish refused for now (a temporary error) is retried; ``None``: forever.
+    _publish_retry_time: float | None
+
+    def _temporary_backoff(self) -> Backoff:  # pragma: no cover - HubClient implements it
+        """A fresh backoff for the retries of a command the hub refused for now."""
+        raise NotImplementedError
 
     async def _call(
         self, build: Callable[[int], str], read: Read[T], on_lost: OnLost = OnLost.RETRY
@@ -64,7 +76,10 @@ class HubCommands:
 
         Exactly one publication is made even if the connection drops before the reply:
         the publish is resent with the same ``message_id`` after reconnecting, and the hub
-        answers a duplicate with the offset it assigned the first time.
+        answers a duplicate with the offset it assigned the first time. A publish the hub
+        refuses for now (a temporary error: its Redis is down) is sent again the same way
+        after a jittered backoff delay (``backoff_initial`` doubling to ``max_delay``), for
+        at most ``publish_retry_time`` seconds (30 by default) before the error is raised.
 
         Args:
             channel: ``namespace:name``; most namespaces need a subscription first.
@@ -73,15 +88,24 @@ class HubCommands:
                 a random one by default.
 
         Raises:
-            HubError: 107, 108, 110 (not subscribed), 111 (rate limited), 114 (too large).
+            HubError: 107, 108, 110 (not subscribed), 111 (rate limited), 114 (too large);
+                100 with ``temporary`` set when the hub kept refusing it for
+                ``publish_retry_time``.
             AuthError: no ``p`` permission (104).
             TypeError: ``data`` cannot be encoded as JSON.
             ProtocolError: the hub's reply carried no offset.
         """
         payload = orjson.dumps(data)
         mid = message_id if message_id is not None else uuid.uuid4().hex
-        result = await self._ask(
-            lambda id: PublishCommand(id, channel, payload, mid).serialize(), PublishResult.parse
+        # Refused for now (the hub's Redis is down), it is sent again with the same
+        # message_id: a publish the hub stored before failing is not made twice.
+        result = await self._retrying(
+            f"publish to {channel}",
+            lambda: self._ask(
+                lambda id: PublishCommand(id, channel, payload, mid).serialize(),
+                PublishResult.parse,
+            ),
+            self._publish_retry_time,
         )
         if result.position is None:
             raise ProtocolError(f"the reply to a publish to {channel} has no offset")
@@ -137,7 +161,33 @@ class HubCommands:
         )
 
     async def _fetch_history(self, channel: str, since: Position, limit: int) -> HistoryPage:
-        return await self.history(channel, since=since, limit=limit)
+        """:meth:`history` for filling a subscription's gap: retried for as long as the hub
+        refuses it for now (the subscription's task is cancelled if it ends meanwhile)."""
+        return await self._retrying(
+            f"history of {channel}", lambda: self.history(channel, since=since, limit=limit), None
+        )
+
+    async def _retrying(
+        self, what: str, call: Callable[[], Awaitable[T]], limit: float | None
+    ) -> T:
+        """``call()`` again after a jittered backoff delay while the hub refuses it for now
+        (a temporary error), for at most ``limit`` seconds (``None``: as long as it takes)."""
+        backoff: Backoff | None = None
+        deadline = 0.0
+        while True:
+            try:
+                return await call()
+            except HubError as exc:
+                if not exc.temporary:
+                    raise
+                if backoff is None:
+                    backoff = self._temporary_backoff()
+                    deadline = math.inf if limit is None else time.monotonic() + limit
+                delay = backoff.next_delay()
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.debug("%s refused for now, retrying: %s", what, exc)
+                await asyncio.sleep(delay)
 
     async def refresh(self, token: str) -> float | None:
         """Replace the connection's token (before it expires); returns the new expiry.

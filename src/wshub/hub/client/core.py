@@ -100,6 +100,10 @@ class HubClient(HubCommands):
         backoff_factor: growth of the bound per failed attempt in a row.
         rng: the random source of the jitter (a seeded :class:`random.Random` makes the
             delays reproducible); the :mod:`random` module's by default.
+        publish_retry_time: seconds :meth:`publish` keeps retrying a publication the hub
+            refuses for now (a temporary error, e.g. its Redis is down), with the same
+            ``message_id`` and jittered backoff delays; then the error is raised. ``None``
+            retries for as long as it takes.
         open_timeout: seconds to open the WebSocket connection and, again, to get the reply
             to ``connect``; ``None`` waits forever.
         ping_interval, ping_timeout, max_size, compression, ssl, additional_headers,
@@ -124,6 +128,7 @@ class HubClient(HubCommands):
         max_delay: float = 5.0,
         backoff_factor: float = 2.0,
         rng: random.Random | None = None,
+        publish_retry_time: float | None = 30.0,
         open_timeout: float | None = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -143,6 +148,9 @@ class HubClient(HubCommands):
             raise ValueError("queue_size must be at least 2")
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
+        if publish_retry_time is not None and publish_retry_time < 0:
+            raise ValueError("publish_retry_time must be >= 0")
+        self._publish_retry_time = publish_retry_time
         self._backoff = Backoff(
             initial=backoff_initial, max_delay=max_delay, factor=backoff_factor, rng=rng
         )
@@ -383,7 +391,9 @@ class HubClient(HubCommands):
             self.reconnects += 1
         # Subscriptions first (a publish may need one), then the unanswered requests, in
         # the order they were made. Subscriptions made meanwhile are picked up by the loop.
-        while todo := [sub for sub in self._subs.values() if not sub.active]:
+        # A subscription the hub refused for now (temporary error) is retried on its own
+        # timer: it does not hold up the connection.
+        while todo := [sub for sub in self._subs.values() if sub.waiting]:
             if not ws.open:
                 raise ConnectionClosedError(ws.close_code or 1006, "")
             waits = [self._send_subscribe(ws, sub).future for sub in todo]
@@ -458,13 +468,31 @@ class HubClient(HubCommands):
                         OnLost.RESOLVE,
                     )
                 return
-            if isinstance(result, WSHubError):
+            if isinstance(result, HubError) and result.temporary:
+                self._retry_subscribe(ws, sub, result)
+            elif isinstance(result, WSHubError):
                 del self._subs[sub.channel]
                 sub.end(result)
             else:
                 sub.subscribed(result, since)
 
         return self._send_now(ws, build, sub.read_reply, OnLost.RESOLVE, handle)
+
+    def _temporary_backoff(self) -> Backoff:
+        b = self._backoff
+        return Backoff(initial=b.initial, max_delay=b.max_delay, factor=b.factor)
+
+    def _retry_subscribe(self, ws: ClientConnection, sub: Subscription, error: HubError) -> None:
+        """The hub refused ``sub`` for now (its broker is unavailable): subscribe again on
+        this connection after a bounded, jittered backoff delay (a new connection asks at
+        once); the subscription keeps its position, so it recovers what it missed."""
+        delay = sub.retry_later(error, self._temporary_backoff())
+
+        def again() -> None:
+            if self._subs.get(sub.channel) is sub and self._ws is ws and ws.open:
+                self._send_subscribe(ws, sub)
+
+        sub.call_later(delay, again)
 
     def _check_usable(self) -> None:
         if self._state is ClientState.IDLE:

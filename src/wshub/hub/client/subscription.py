@@ -22,6 +22,7 @@ from typing import Any, TypeAlias
 
 from wshub.aio.connection import is_async_callable
 from wshub.exceptions import ConnectionClosed, HubError, InvalidState, ProtocolError, WSHubError
+from wshub.hub.client.reconnect import Backoff
 from wshub.hub.client.values import (
     MAX_PAGE,
     ChannelEvent,
@@ -105,6 +106,9 @@ class Subscription:
         self._room: asyncio.Future[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._accepted = self._repaired = self._skipped = 0
+        # A subscribe the hub refused for now: the backoff of its retries, the timer.
+        self._retry_backoff: Backoff | None = None
+        self._retry: asyncio.TimerHandle | None = None
         self._unrecovered_count = self._subscribes = 0
         if callback is not None and not self._inline:
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
@@ -133,6 +137,12 @@ class Subscription:
     def active(self) -> bool:
         """Whether the hub is delivering this subscription on the current connection."""
         return self._active
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a connection's handshake should subscribe it now: neither delivered nor
+        waiting to retry a temporary refusal."""
+        return not self._active and self._retry is None
 
     @property
     def ended(self) -> bool:
@@ -247,14 +257,43 @@ class Subscription:
         epoch = result.position.epoch
         return result, [Publication.from_wire(self.channel, epoch, p) for p in result.publications]
 
+    def retry_later(self, error: HubError, backoff: Backoff) -> float:
+        """The hub refused the subscribe for now (a temporary error, e.g. its broker is
+        down): returns the delay before the next try (``backoff`` is used from the first
+        refusal until the next success). The position is kept for the recovery."""
+        if self._retry_backoff is None:
+            self._retry_backoff = backoff
+            logger.warning("subscription to %s refused for now, retrying: %s", self.channel, error)
+        return self._retry_backoff.next_delay()
+
+    def call_later(self, delay: float, again: Callable[[], None]) -> None:
+        """Run ``again`` (subscribe again) after ``delay`` unless the connection is lost or
+        the subscription ends first."""
+
+        def fire() -> None:
+            self._retry = None
+            again()
+
+        self._cancel_retry()
+        self._retry = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
     def subscribed(self, reply: SubscribeReply, since: Position | None) -> None:
         """Apply a subscribe reply: recover from ``since`` or start at the channel's position."""
         result, publications = reply
+        if self._retry_backoff is not None:
+            self._retry_backoff = None
+            logger.info("subscription to %s restored", self.channel)
         self._active = True
         self._since = None
         self._subscribes += 1
         self.recoverable = result.recoverable
         offset, epoch = result.position.offset, result.position.epoch
+        restarted = False
         if since is not None:
             if result.recovered:
                 self.recovered = True
@@ -262,12 +301,16 @@ class Subscription:
                     self._position = since
             else:
                 self._lost_for_good()
+                restarted = since.epoch != epoch and self._restart_at(epoch)
         for pub in publications:
             self.offer(pub)
         position = self._position
         if self._repairing:
             if position is not None and position.epoch == epoch:
                 self._repair_target = max(self._repair_target, offset)
+        elif restarted and position == Position(0, epoch):
+            if offset > 0:
+                self._start_repair(offset)
         elif position is None or position.epoch != epoch or position.offset < offset:
             # Nothing up to ``offset`` is owed to us: a fresh subscription starts there.
             self._position = Position(offset, epoch)
@@ -292,7 +335,18 @@ class Subscription:
         elif epoch is not None:
             # The stream restarted (§5.1): whatever the old epoch still held is gone.
             self._lost_for_good()
+            if self._restart_at(pub.epoch) and pub.offset > 1:
+                self._start_repair(pub.offset)
+                return
         self._accept(pub)
+
+    def _restart_at(self, epoch: str) -> bool:
+        """After a 116 for a new epoch: resume from that epoch's start, so that its first
+        publications, still in history, are fetched (with ``fill_gaps`` and history)."""
+        if not (self._fill_gaps and self.recoverable):
+            return False
+        self._position = Position(0, epoch)
+        return True
 
     def _accept(self, pub: Publication) -> None:
         if self._inline:
@@ -422,6 +476,7 @@ class Subscription:
     def suspend(self) -> None:
         """The connection was lost: the hub no longer delivers until the next subscribe."""
         self._active = False
+        self._cancel_retry()  # the next connection subscribes it at once
 
     async def wait_live(self) -> None:
         """Wait for the first successful subscribe.
@@ -446,6 +501,7 @@ class Subscription:
         self._ended = True
         self._active = False
         self._error = error
+        self._cancel_retry()
         self._stop_repair()
         if not self._live.done():
             # Never live: subscribe() raises the error, nobody else needs to hear of it.

@@ -83,7 +83,8 @@ def hub_error(error: ErrorReply | UnsubscribePush, channel: str | None = None) -
     permissions, else :class:`HubError`."""
     message = error.message if isinstance(error, ErrorReply) else ""
     cls = AuthError if error.code in _AUTH_CODES else HubError
-    return cls(int(error.code), message or error.code.message, channel=channel)
+    temporary = isinstance(error, ErrorReply) and error.temporary
+    return cls(int(error.code), message or error.code.message, channel=channel, temporary=temporary)
 
 
 def unrecoverable(channel: str) -> HubError:

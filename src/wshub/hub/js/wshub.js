@@ -10,7 +10,8 @@
 //      delivered. After a reconnect it subscribes again with `since` = that position, and the
 //      hub replies with exactly the publications that were missed (protocol §4.2, §5.1).
 //   4. A publish keeps its `message_id` until the hub acknowledges it; if the connection drops
-//      first, the same command is sent again after the reconnect and the hub deduplicates it.
+//      first, the same command is sent again after the reconnect and the hub deduplicates it;
+//      if the hub refuses it for now (its Redis is down), it is sent again after a backoff.
 //
 // Usage:
 //
@@ -68,11 +69,14 @@ export class HubError extends Error {
   /**
    * @param {number} code the hub's error code, or 0 for a client-side failure
    * @param {string} message a short text
+   * @param {boolean} [temporary=false] a passing refusal (the hub's broker is down): the
+   *   same command may succeed later (protocol §6, "Temporary errors")
    */
-  constructor(code, message) {
+  constructor(code, message, temporary = false) {
     super(message);
     this.name = "HubError";
     this.code = code;
+    this.temporary = temporary;
   }
 }
 
@@ -117,6 +121,9 @@ export class Subscription {
     this._generation = 0;
     // The first subscribe's Promise callbacks, until it settles.
     this._first = null;
+    // A subscribe the hub refused for now (a temporary error): refusals in a row, the timer.
+    this._retries = 0;
+    this._retry = null;
   }
 
   /** Publish in this channel; see HubClient.publish. */
@@ -161,11 +168,15 @@ export class Subscription {
     if (result.recovered === false) {
       this._call("onReset", { channel: this.channel, reason: "unrecovered" });
     }
-    for (const pub of result.publications || []) {
+    // A new epoch (the hub's store came back empty): its publications so far are owed to
+    // us, from its first one; they are read from history before the live ones (§6).
+    const restart = result.recovered === false && last && last.epoch !== result.epoch &&
+      this._fromStart(result.epoch);
+    for (const pub of restart ? [] : result.publications || []) {
       if (!fresh && pub.offset <= last.offset) continue; // already delivered
       this._deliver({ ...pub, channel: this.channel, epoch: result.epoch });
     }
-    this.position = { offset: result.offset, epoch: result.epoch };
+    if (!restart) this.position = { offset: result.offset, epoch: result.epoch };
     this._call("onSubscribe", {
       channel: this.channel,
       epoch: result.epoch,
@@ -174,12 +185,50 @@ export class Subscription {
       recovered: result.recovered,
       resubscribed,
     });
+    if (restart) {
+      this._catchUp(result.offset);
+      return;
+    }
+    this._busy = false;
+    this._drain();
+  }
+
+  /** Start over at the beginning of `epoch`, if history can give what it holds. */
+  _fromStart(epoch) {
+    if (!this.recoverable || this.options.fillGaps === false) return false;
+    this.position = { offset: 0, epoch };
+    return true;
+  }
+
+  /** Read from history what follows the position, up to offset `target`, then go live. */
+  async _catchUp(target) {
+    const generation = this._generation;
+    const stale = () => this.state !== "subscribed" || generation !== this._generation;
+    try {
+      while (this.position.offset < target) {
+        const since = this.position;
+        const limit = Math.min(target - since.offset, 1000);
+        const result = await this.client.history(this.channel, { since, limit });
+        if (stale()) return; // the connection was lost meanwhile: the resubscribe recovers
+        for (const missed of result.publications) {
+          if (missed.offset === this.position.offset + 1 && missed.offset <= target) {
+            this._deliver({ ...missed, channel: this.channel, epoch: result.epoch });
+          }
+        }
+        if (this.position === since) break; // nothing usable: the next publication resyncs
+      }
+    } catch (error) {
+      if (stale()) return;
+      this.client._report(error); // e.g. trimmed: the gap stays, carry on live
+    }
     this._busy = false;
     this._drain();
   }
 
   /** The connection was lost: the next subscribe will carry `since`. */
   _lost() {
+    clearTimeout(this._retry); // the next connection subscribes at once
+    this._retry = null;
     if (this.state === "subscribed") this.state = "subscribing";
     this._generation += 1;
     this._busy = false;
@@ -243,12 +292,15 @@ export class Subscription {
     const generation = this._generation;
     const stale = () => this.state !== "subscribed" || generation !== this._generation;
     const options = {};
-    if (reason === "gap") {
+    if (reason === "epoch") {
+      this._call("onReset", { channel: this.channel, reason });
+      if (!this._fromStart(pub.epoch)) this.position = null;
+    }
+    if (this.position) {
+      // A gap, or a new epoch read from its start.
       options.since = this.position;
       options.limit = Math.min(pub.offset - this.position.offset - 1, 1000);
     } else {
-      this._call("onReset", { channel: this.channel, reason });
-      this.position = null;
       options.limit = this.options.recent || 0;
     }
     try {
@@ -304,6 +356,8 @@ export class Subscription {
  *   "recovered"    {channel, recovered, missed}: after a reconnect, for each subscription.
  *                  recovered false: publications were lost; the subscription's onReset ran
  *                  and the app should reload its view of the channel
+ *   "retrying"     {channel, code, delay}: the hub refused a subscribe for now (its broker
+ *                  is down, a temporary error): it is sent again after `delay` ms
  *   "disconnected" {code, reason}: the WebSocket closed
  *   "error"        {error}: an error nobody was waiting for (a callback threw, a refused
  *                  token, a failed resubscribe)
@@ -319,6 +373,9 @@ export class HubClient extends EventTarget {
    * @param {*} [options.meta] self-declared info sent in `connect` (e.g. {nick: "Alice"})
    * @param {number} [options.minReconnectDelay=500] first backoff delay, milliseconds
    * @param {number} [options.maxReconnectDelay=20000] longest backoff delay, milliseconds
+   * @param {number} [options.publishRetryTime=30000] milliseconds a publish the hub refuses
+   *   for now (a temporary error: its Redis is down) keeps being sent again, with the same
+   *   message id and the reconnect backoff; then its promise rejects. Infinity: no limit
    * @param {number} [options.pingInterval=25000] milliseconds between application pings that
    *   detect a dead connection (browsers cannot send WebSocket pings); 0 disables
    * @param {number} [options.pingTimeout=10000] milliseconds to wait for the ping's reply
@@ -332,6 +389,7 @@ export class HubClient extends EventTarget {
     this.meta = options.meta;
     this.minReconnectDelay = options.minReconnectDelay ?? 500;
     this.maxReconnectDelay = options.maxReconnectDelay ?? 20000;
+    this.publishRetryTime = options.publishRetryTime ?? 30000;
     this.pingInterval = options.pingInterval ?? 25000;
     this.pingTimeout = options.pingTimeout ?? 10000;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -608,6 +666,7 @@ export class HubClient extends EventTarget {
     this._send(ws, sub._command()).then(
       (result) => {
         if (ws !== this._ws || this._subs.get(sub.channel) !== sub) return;
+        sub._retries = 0;
         sub._subscribed(result, resubscribed);
         if (resubscribed) {
           this._dispatch("recovered", {
@@ -623,6 +682,10 @@ export class HubClient extends EventTarget {
       },
       (error) => {
         if (error instanceof DisconnectedError) return; // resubscribed after the reconnect
+        if (error.temporary && this._subs.get(sub.channel) === sub) {
+          this._retrySubscribe(ws, sub, resubscribed, error);
+          return;
+        }
         if (this._subs.get(sub.channel) === sub) this._subs.delete(sub.channel);
         sub.state = "unsubscribed";
         if (sub._first) {
@@ -634,6 +697,24 @@ export class HubClient extends EventTarget {
         }
       },
     );
+  }
+
+  /**
+   * The hub refused the subscribe for now (its broker is down): keep the subscription and
+   * its position, and ask again on this connection after a bounded, jittered backoff delay.
+   */
+  _retrySubscribe(ws, sub, resubscribed, error) {
+    const attempt = sub._retries;
+    sub._retries = Math.min(attempt + 1, 30);
+    const delay = this._temporaryDelay(attempt);
+    this._dispatch("retrying", { channel: sub.channel, code: error.code, delay });
+    clearTimeout(sub._retry);
+    sub._retry = setTimeout(() => {
+      sub._retry = null;
+      if (ws === this._ws && this.state === State.CONNECTED && this._subs.get(sub.channel) === sub) {
+        this._sendSubscribe(sub, resubscribed);
+      }
+    }, delay);
   }
 
   /**
@@ -683,8 +764,28 @@ export class HubClient extends EventTarget {
     }
     const messageId = options.messageId ?? newMessageId();
     const command = { cmd: "publish", channel, data, message_id: messageId };
-    const result = await this._request(command, true);
-    return result.offset;
+    // Refused for now (the hub's Redis is down): sent again with the same message id, so
+    // that a publish the hub stored before failing is not made twice (protocol §6).
+    const deadline = Date.now() + this.publishRetryTime;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const result = await this._request(command, true);
+        return result.offset;
+      } catch (error) {
+        if (!error.temporary) throw error;
+        const delay = this._temporaryDelay(attempt);
+        if (Date.now() + delay > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  /** The delay before retrying a command refused for now for the attempt-th time: the
+   * reconnect backoff, drawn between half and all of the step (jitter). */
+  _temporaryDelay(attempt) {
+    const step = this.minReconnectDelay * 2 ** Math.min(attempt, 30);
+    const base = Math.min(this.maxReconnectDelay, step);
+    return base / 2 + (Math.random() * base) / 2;
   }
 
   /**
@@ -770,7 +871,10 @@ export class HubClient extends EventTarget {
       const entry = this._pending.get(message.id);
       if (!entry) return;
       this._pending.delete(message.id);
-      if (message.error) entry.reject(new HubError(message.error.code, message.error.message));
+      if (message.error) {
+        const { code, message: text, temporary } = message.error;
+        entry.reject(new HubError(code, text, temporary === true));
+      }
       else entry.resolve(message.result);
     } else if (message.error) {
       this._report(new HubError(message.error.code, message.error.message));

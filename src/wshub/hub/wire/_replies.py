@@ -275,14 +275,25 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class ErrorReply:
-    """An error reply to command ``id`` (``None`` when the hub could not read the id)."""
+    """An error reply to command ``id`` (``None`` when the hub could not read the id).
+
+    ``temporary`` marks a refusal due to a passing condition (the broker or Redis is
+    unavailable): the command may succeed if sent again later (docs/protocol.md §6). It is
+    sent only when true.
+    """
 
     id: int | None
     code: ErrorCode
     message: str = ""
+    temporary: bool = False
 
     def serialize(self) -> str:
-        error = {"code": int(self.code), "message": self.message or self.code.message}
+        error: dict[str, Any] = {
+            "code": int(self.code),
+            "message": self.message or self.code.message,
+        }
+        if self.temporary:
+            error["temporary"] = True
         return orjson.dumps({"id": self.id, "error": error}).decode()
 
 
@@ -424,5 +435,6 @@ def parse_message(message: str | bytes) -> ServerMessage:
         error = obj["error"]
         if not isinstance(error, dict) or (id is not None and not isinstance(id, int)):
             raise ValueError("not a wshub.v1 message: error")
-        return ErrorReply(id, _code(error), str(error.get("message", "")))
+        temporary = error.get("temporary") is True
+        return ErrorReply(id, _code(error), str(error.get("message", "")), temporary)
     return Reply(_need(obj, "id", int), _need(obj, "result", dict))

@@ -3,7 +3,9 @@
 The hub's Redis clients connect to the relay, never to Redis directly, so a test can drop
 every connection (:meth:`RedisProxy.cut`), make Redis unreachable (:meth:`RedisProxy.point_to`
 ``None``), point the same address at a fresh redis-server (a restart that lost the data), or
-keep connections open but silent (:meth:`RedisProxy.freeze`, a half-open link).
+keep connections open but silent (:meth:`RedisProxy.freeze`, a half-open link), or relay
+the commands but lose Redis's replies (:meth:`RedisProxy.lose_replies`: a command ran, its
+client never heard of it).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class RedisProxy:
     def __init__(self, port: int | None) -> None:
         self.port = port
         self.accepted = 0
+        self._deaf = False
         self._links: set[_Link] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -60,6 +63,11 @@ class RedisProxy:
         for link in self._links:
             link.freeze()
 
+    def lose_replies(self, lost: bool = True) -> None:
+        """Relay commands to Redis but drop its replies, on every connection (Redis runs
+        the commands, their clients time out); ``False`` relays the replies again."""
+        self._deaf = lost
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         if self.port is None:
@@ -74,7 +82,7 @@ class RedisProxy:
         self._links.add(link)
         pumps = [
             asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
+            asyncio.create_task(self._pump(up_reader, writer, replies=True)),
         ]
         self._tasks.update(pumps)
         try:
@@ -86,10 +94,13 @@ class RedisProxy:
                 pump.cancel()
                 self._tasks.discard(pump)
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, replies: bool = False
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if replies and self._deaf:
+                    continue
                 writer.write(data)
                 await writer.drain()
 

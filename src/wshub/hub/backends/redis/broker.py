@@ -43,7 +43,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from wshub.exceptions import HubError, InvalidState
+from wshub.exceptions import InvalidState
 from wshub.hub.backends.base import DEFAULT_PREFIX, BrokerCallback
 from wshub.hub.backends.redis.connection import (
     Availability,
@@ -51,8 +51,8 @@ from wshub.hub.backends.redis.connection import (
     on_old_master,
     raise_if_cancelled,
     redis_client,
+    unavailable,
 )
-from wshub.hub.wire import ErrorCode
 
 __all__ = ["BrokerStatistics", "RedisBroker"]
 
@@ -215,7 +215,7 @@ class RedisBroker:
         except TimeoutError as exc:
             await self.unsubscribe(channel, callback)
             logger.warning("subscribing to %s timed out", channel)
-            raise HubError(ErrorCode.INTERNAL, ErrorCode.INTERNAL.message) from exc
+            raise unavailable() from exc
         except asyncio.CancelledError:
             await self.unsubscribe(channel, callback)  # the caller never saw it subscribed
             raise
@@ -248,15 +248,19 @@ class RedisBroker:
     async def _send(self, command: str, key: bytes) -> None:
         """Send (UN)SUBSCRIBE on the current connection; the reconnection covers a failure."""
         pubsub = self._pubsub
-        if pubsub is None:
-            return  # the next connection subscribes to what is wanted then
+        connection = None if pubsub is None else pubsub.connection
+        if pubsub is None or connection is None or not connection.is_connected:
+            # Lost (the reader is reconnecting): reconnecting here as well would race it
+            # on the same connection. The next connection subscribes to what is wanted then.
+            return
         self._inflight[key] = self._inflight.get(key, 0) + 1
         try:
             if command == "SUBSCRIBE":
                 await pubsub.subscribe(key)
             else:
                 await pubsub.unsubscribe(key)
-        except RedisError as exc:
+        except (RedisError, RuntimeError) as exc:
+            # RuntimeError: the connection broke and the reader is reading it again.
             raise_if_cancelled()
             logger.debug("%s failed, the reader reconnects: %s", command, exc)
 

@@ -49,6 +49,7 @@ __all__ = [
     "on_old_master",
     "raise_if_cancelled",
     "redis_client",
+    "unavailable",
 ]
 
 
@@ -232,6 +233,12 @@ def describe_url(url: str) -> str:
     return f"{parts.scheme}://{host}:{port}{parts.path}"
 
 
+def unavailable() -> HubError:
+    """The error for a command refused because Redis is unavailable: code 100, temporary
+    (the client retries it; docs/protocol.md §6)."""
+    return HubError(ErrorCode.INTERNAL, ErrorCode.INTERNAL.message, temporary=True)
+
+
 def raise_if_cancelled() -> None:
     """Raise :class:`asyncio.CancelledError` if the current task is being cancelled.
 
@@ -246,7 +253,7 @@ def raise_if_cancelled() -> None:
 
 
 class Availability:
-    """Turns Redis failures into error 100 and logs only when Redis comes and goes.
+    """Turns Redis failures into a temporary error 100 and logs only when Redis comes and goes.
 
     During an outage every command fails; logging each failure would flood the log, so
     only the first failure (warning) and the first success after it (info) are logged.
@@ -281,7 +288,7 @@ class Availability:
             self._logger.warning("%s: Redis unavailable: %s", self._what, exc)
         else:
             self._logger.debug("%s: Redis still unavailable: %s", self._what, exc)
-        return HubError(ErrorCode.INTERNAL, ErrorCode.INTERNAL.message)
+        return unavailable()
 
     def succeeded(self) -> None:
         """Record a success."""

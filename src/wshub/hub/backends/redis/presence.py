@@ -13,7 +13,13 @@ of its own clients every ``heartbeat_interval`` seconds, so:
 * a Redis that restarted empty is filled again by the next heartbeat of every node;
 * an ``add`` that fails (Redis briefly unreachable) is logged and repaired by the next
   heartbeat instead of failing the subscription, which has already been confirmed to the
-  client when the hub adds its presence.
+  client when the hub adds its presence;
+* a ``remove`` that fails is kept and sent again by the heartbeat once Redis answers, so a
+  client that left during an outage disappears as soon as Redis is back (not only after
+  ``ttl``, which a Redis restarted from disk would otherwise wait for).
+
+Failures are logged once per outage: a warning when the first command fails, an info after
+the first real round trip to Redis that succeeds again.
 
 The Lua scripts are ``lua/presence*.lua``. Redis 7.4 has per-field expiry (``HEXPIRE``);
 the expiry kept in the value works from Redis 6.2 on and lets :meth:`~RedisPresence.get`
@@ -90,6 +96,8 @@ class RedisPresence:
         self._get = register(lua_script("presence", "presence_get"))
         # This node's entries, rewritten by the heartbeat: channel -> client -> info JSON.
         self._local: dict[str, dict[str, bytes]] = {}
+        # Removals that failed (Redis unavailable), sent again by the heartbeat.
+        self._removals: dict[str, set[str]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._health = Availability(logger, "presence")
         self._closed = False
@@ -105,8 +113,8 @@ class RedisPresence:
         self._check_open()
         encoded = info.encode()
         self._local.setdefault(channel, {})[info.client] = encoded
-        if self._heartbeat is None:
-            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        self._forget_removal(channel, info.client)
+        self._start_heartbeat()
         try:
             await self._add([self._key(channel)], [info.client, encoded, self._ttl_ms])
         except RedisError as exc:
@@ -124,8 +132,11 @@ class RedisPresence:
         try:
             removed = await self._remove([self._key(channel)], [client])
         except RedisError as exc:
-            # No longer rewritten, the entry expires on its own within ttl.
+            # No longer rewritten, the entry expires within ttl; the heartbeat removes it as
+            # soon as Redis answers again.
             self._health.failed(exc)
+            self._removals.setdefault(channel, set()).add(client)
+            self._start_heartbeat()
             return was_local
         self._health.succeeded()
         return bool(removed)
@@ -140,11 +151,25 @@ class RedisPresence:
         entries = sorted(zip(live[0::2], live[1::2], strict=True), key=lambda e: int(e[0]))
         return [_info(raw) for _, raw in entries]
 
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    def _forget_removal(self, channel: str, client: str) -> None:
+        pending = self._removals.get(channel)
+        if pending is not None:
+            pending.discard(client)
+            if not pending:
+                del self._removals[channel]
+
     async def refresh(self) -> None:
-        """Rewrite this node's entries now (what the heartbeat does).
+        """Rewrite this node's entries and send the removals that failed (the heartbeat).
+
+        With nothing to write, Redis is asked only while it was unavailable (a ``PING``):
+        recovery is reported after a real round trip, never assumed.
 
         Raises:
-            HubError: Redis failed (code 100).
+            HubError: Redis failed (code 100, temporary).
         """
         self._check_open()
         entries = [
@@ -152,14 +177,29 @@ class RedisPresence:
             for channel, clients in self._local.items()
             for client, raw in clients.items()
         ]
+        removals = [
+            (channel, client) for channel, clients in self._removals.items() for client in clients
+        ]
+        if not entries and not removals and self._health.up:
+            return
         try:
+            if not entries and not removals:
+                await self._client.ping()
             for start in range(0, len(entries), _BATCH):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for channel, client, raw in entries[start : start + _BATCH]:
                         await self._add([self._key(channel)], [client, raw, self._ttl_ms], pipe)
                     await pipe.execute()
+            for start in range(0, len(removals), _BATCH):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for channel, client in removals[start : start + _BATCH]:
+                        await self._remove([self._key(channel)], [client], pipe)
+                    await pipe.execute()
         except RedisError as exc:
             raise self._health.failed(exc) from exc
+        for channel, client in removals:
+            if client not in self._local.get(channel, ()):
+                self._forget_removal(channel, client)
         self._health.succeeded()
 
     async def _beat(self) -> None:
@@ -187,5 +227,6 @@ class RedisPresence:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         self._local.clear()
+        self._removals.clear()
         if self._owns_client:
             await close_client(self._client)
