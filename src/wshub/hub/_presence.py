@@ -15,11 +15,15 @@ reaches the subscribers of every node.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
-from wshub.hub.wire import ClientInfo, PresenceDiffPush
+from wshub.exceptions import HubError
+from wshub.hub._outbox import EVT
+from wshub.hub.stats import HubStats
+from wshub.hub.wire import ClientInfo, EventPush, PresenceDiffPush
 
-__all__ = ["DiffBatcher"]
+__all__ = ["DiffBatcher", "JoinLeave"]
 
 
 class _Pending:
@@ -80,3 +84,68 @@ class DiffBatcher:
         for pending in self._pending.values():
             pending.handle.cancel()
         self._pending.clear()
+
+
+class JoinLeave:
+    """What a hub node tells subscribers when a client joins or leaves a channel: a ``join``
+    or ``leave`` push at once (``join_leave_interval=None``), or the change batched into
+    the channel's next ``presence_diff``.
+
+    Args:
+        publish: the fan-out's publish (``channel, kind, offset, epoch, push``): sends an
+            encoded push to every node's subscribers of a channel.
+        spawn: runs a coroutine in the background (the hub keeps track of it).
+        stats: the node's counters (``join_leave_pushes``, ``presence_diffs``).
+    """
+
+    def __init__(
+        self,
+        publish: Callable[[str, int, int, str, bytes], Coroutine[Any, Any, None]],
+        *,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        stats: HubStats,
+    ) -> None:
+        self._publish = publish
+        self._spawn = spawn
+        self._stats = stats
+        self._diffs = DiffBatcher(self._send_diff)
+        self._closed = False
+
+    async def announce(
+        self,
+        kind: Literal["join", "leave"],
+        channel: str,
+        info: ClientInfo,
+        interval: float | None,
+    ) -> None:
+        """``info`` joined or left ``channel`` (nothing once closed)."""
+        if self._closed:
+            return
+        if interval is None:
+            self._stats.join_leave_pushes += 1
+            await self._send(channel, EventPush(kind, channel, info).serialize())
+        elif kind == "join":
+            self._diffs.join(channel, info, interval)
+        else:
+            self._diffs.leave(channel, info, interval)
+
+    def flush(self, channel: str) -> None:
+        """Send the pending diff of ``channel`` now."""
+        self._diffs.flush(channel)
+
+    def _send_diff(self, diff: PresenceDiffPush) -> None:
+        self._stats.presence_diffs += 1
+        self._spawn(self._send(diff.channel, diff.serialize()))
+
+    async def _send(self, channel: str, push: bytes) -> None:
+        try:
+            if not self._closed:
+                await self._publish(channel, EVT, 0, "-", push)
+        except HubError as exc:
+            if not exc.temporary:  # lost while the broker is down; presence catches up
+                raise
+
+    def close(self) -> None:
+        """Send nothing more; pending diffs are dropped."""
+        self._closed = True
+        self._diffs.close()

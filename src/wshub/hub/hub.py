@@ -28,15 +28,15 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from wshub.exceptions import HubError, InvalidState
 from wshub.hub._drain import drain_sessions
 from wshub.hub._fanout import Fanout
-from wshub.hub._outbox import EPH, EVT, POS
-from wshub.hub._presence import DiffBatcher
+from wshub.hub._outbox import EPH, POS
+from wshub.hub._presence import JoinLeave
 from wshub.hub.auth import Authenticator
 from wshub.hub.backends import (
     AppendResult,
@@ -57,9 +57,7 @@ from wshub.hub.wire import (
     DisconnectCode,
     EphemeralPush,
     ErrorCode,
-    EventPush,
     Position,
-    PresenceDiffPush,
     PublicationPush,
     StoredPublication,
     SubscribeResult,
@@ -136,7 +134,7 @@ class Hub:
         self._fanout: Fanout[SessionSubscription] = Fanout(
             broker, spawn=self.spawn, feed_many=SessionSubscription.feed_many
         )
-        self._diffs = DiffBatcher(self._send_diff)
+        self._join_leave = JoinLeave(self._fanout.publish, spawn=self.spawn, stats=self.stats)
         self._publish_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sessions: set[Session] = set()
         self._users: dict[str, int] = {}
@@ -180,7 +178,7 @@ class Hub:
         if self._closed:
             return
         self._closed = True
-        self._diffs.close()
+        self._join_leave.close()
         if self._expirer is not None:
             self._expirer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -448,7 +446,7 @@ class Hub:
                 await self.presence_store.remove(sub.channel, info.client)
                 return
         if options.join_leave:
-            await self._join_leave("join", sub, info)
+            await self._join_leave.announce("join", sub.channel, info, options.join_leave_interval)
 
     async def announce_leave(self, sub: SessionSubscription) -> None:
         """Presence and ``leave`` for a subscription that ended (session host). Never raises."""
@@ -459,41 +457,14 @@ class Hub:
             if options.presence:
                 removed = await self.presence_store.remove(sub.channel, info.client)
             if options.join_leave and removed:
-                await self._join_leave("leave", sub, info)
+                interval = options.join_leave_interval
+                await self._join_leave.announce("leave", sub.channel, info, interval)
         except Exception:
             logger.exception("leaving %s failed", sub.channel)
 
-    async def _join_leave(
-        self, kind: Literal["join", "leave"], sub: SessionSubscription, info: ClientInfo
-    ) -> None:
-        """A ``join``/``leave`` push now, or the change batched into the next diff."""
-        if self._closed:
-            return
-        interval = sub.options.join_leave_interval
-        if interval is None:
-            self.stats.join_leave_pushes += 1
-            await self._publish_event(sub.channel, EventPush(kind, sub.channel, info).serialize())
-        elif kind == "join":
-            self._diffs.join(sub.channel, info, interval)
-        else:
-            self._diffs.leave(sub.channel, info, interval)
-
     def flush_presence(self, channel: str) -> None:
         """Send the pending ``presence_diff`` of ``channel`` now, not at its interval's end."""
-        self._diffs.flush(channel)
-
-    def _send_diff(self, diff: PresenceDiffPush) -> None:
-        if not self._closed:
-            self.stats.presence_diffs += 1
-            self.spawn(self._publish_event(diff.channel, diff.serialize()))
-
-    async def _publish_event(self, channel: str, push: bytes) -> None:
-        try:
-            if not self._closed:
-                await self._fanout.publish(channel, EVT, 0, "-", push)
-        except HubError as exc:
-            if not exc.temporary:  # lost while the broker is down; presence catches up
-                raise
+        self._join_leave.flush(channel)
 
     # --- reading -------------------------------------------------------------------------
 
