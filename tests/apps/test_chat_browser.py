@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import json
 from typing import Any
@@ -11,6 +13,7 @@ from playwright.async_api import expect
 
 from wshub.hub import HubLimits
 from wshub.hub.auth import make_token
+from wshub.hub.client import HubClient
 
 from .conftest import WAIT_MS, ChatServer, Errors, running_chat, wait_until
 
@@ -488,3 +491,23 @@ async def test_chromium_reads_a_shared_compression_fan_out(
             await expect(messages(page)).to_have_count(3, timeout=WAIT_MS)
             assert await texts(page) == [text.strip() for text in sent]
     assert page_errors.seen == []
+
+
+# -- presence diffs -------------------------------------------------------------------------
+
+
+async def test_member_list_follows_presence_diffs(open_user: Any, chat_server: ChatServer) -> None:
+    """Bots joining and leaving together arrive in presence diffs; the list follows them."""
+    async with open_user("Ada") as ada, contextlib.AsyncExitStack() as stack:
+        await expect_online(ada, "Ada")
+        bots = [
+            await stack.enter_async_context(HubClient(chat_server.ws_url, meta={"nick": f"Bot{i}"}))
+            for i in range(6)
+        ]
+        await asyncio.gather(*(bot.subscribe("chat:lobby") for bot in bots))
+        await expect_online(ada, "Ada", *(f"Bot{i}" for i in range(6)))
+        await asyncio.gather(*(bot.close() for bot in bots[:3]))
+        await expect_online(ada, "Ada", "Bot3", "Bot4", "Bot5")
+        hub = chat_server.hub_server
+        assert hub is not None
+        assert hub.hub.stats.presence_diffs >= 2 and hub.hub.stats.join_leave_pushes == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 
 from wshub.hub.auth import make_token
+from wshub.hub.client import HubClient
 
 from .conftest import WAIT_MS, ChatServer, running_chat
 
@@ -285,3 +288,37 @@ async def test_get_token_is_asked_again_after_a_refusal(browser: Any) -> None:
         await until(page, "client.state === 'connected'")
         assert await js(page, "client.user") == "alice"
         assert await js(page, "window.tokenCalls()") == 2
+
+
+async def test_presence_diffs_call_on_join_and_on_leave_per_client(
+    page: Any, chat_server: ChatServer
+) -> None:
+    """Clients that join in one presence_diff each reach onJoin, those that leave onLeave;
+    the list kept from them equals the hub's presence."""
+    await js(
+        page,
+        """(async () => {
+          window.members = new Map();
+          window.kinds = [];
+          await client.subscribe('chat:big', {
+            onJoin: (info, push) => { members.set(info.client, info); kinds.push(push.push); },
+            onLeave: (info, push) => { members.delete(info.client); kinds.push(push.push); },
+          });
+        })()""",
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        bots = [
+            await stack.enter_async_context(HubClient(chat_server.ws_url, meta={"nick": f"B{i}"}))
+            for i in range(5)
+        ]
+        await asyncio.gather(*(bot.subscribe("chat:big") for bot in bots))
+        await until(page, "members.size === 6")
+        await asyncio.gather(*(bot.close() for bot in bots[:2]))
+        await until(page, "members.size === 4")
+        hub = chat_server.hub_server
+        assert hub is not None
+        present = {info.client for info in await hub.hub.presence("chat:big")}
+        assert set(await js(page, "[...members.keys()]")) == present
+        assert {bot.client_id for bot in bots[2:]} < present
+        kinds = await js(page, "kinds")
+        assert set(kinds) == {"presence_diff"} and len(kinds) == 8

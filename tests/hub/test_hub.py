@@ -39,7 +39,13 @@ def slow_registry() -> ChannelRegistry:
     return registry(
         d=NamespaceOptions(history_size=100, queue_size=3),
         o=NamespaceOptions(history_size=100, queue_size=3, slow_consumer="drop-oldest"),
-        l=NamespaceOptions(history_size=100, queue_size=3, slow_consumer="latest", join_leave=True),
+        l=NamespaceOptions(
+            history_size=100,
+            queue_size=3,
+            slow_consumer="latest",
+            join_leave=True,
+            join_leave_interval=None,
+        ),
     )
 
 
@@ -401,8 +407,16 @@ async def test_two_nodes_share_broker_history_and_presence(make_client: MakeClie
         assert offsets(alice, "chat:a") == [1]
         assert len(await one.presence("chat:a")) == 2
         last = alice.pubs("chat:a")[-1]
+        one.flush_presence("chat:a")  # the diffs of node one reach node two's subscribers
+        await bob.peer.wait_until(lambda: len(bob.peer.pushes("presence_diff", "chat:a")) == 1)
+        (joined,) = bob.peer.pushes("presence_diff", "chat:a")[0]["joins"]
+        assert joined["client"] == alice.session.client_id
         await alice.lost()
-        assert bob.peer.pushes("leave", "chat:a")[0]["info"]["client"] == alice.session.client_id
+        one.flush_presence("chat:a")
+        diffs = lambda: bob.peer.pushes("presence_diff", "chat:a")  # noqa: E731
+        await bob.peer.wait_until(lambda: any(diff["leaves"] for diff in diffs()))
+        (leaves,) = [diff["leaves"] for diff in diffs() if diff["leaves"]]
+        assert leaves[0]["client"] == alice.session.client_id
         await one.publish("chat:a", "missed")
         back = await make_client(two)
         result = await back.ok(
@@ -682,3 +696,95 @@ def test_no_module_reaches_into_private_attributes(module: str) -> None:
 def test_modules_stay_small(module: str) -> None:
     """A newcomer can hold each in their head: well under 600 lines."""
     assert len((HUB_SRC / module).read_text().splitlines()) < 560
+
+
+# --- presence diffs ---------------------------------------------------------------------------
+
+
+def diff_registry(interval: float | None = 3600.0) -> ChannelRegistry:
+    """``room``: presence with join/leave batched over ``interval`` (an hour: only an explicit
+    flush sends a diff, so that a test decides what one batch holds)."""
+    room = NamespaceOptions(presence=True, join_leave=True, join_leave_interval=interval)
+    return registry(room=room)
+
+
+def clients_of(infos: list[dict[str, Any]]) -> set[str]:
+    return {info["client"] for info in infos}
+
+
+async def test_joins_of_one_interval_are_one_diff_per_subscriber(make_client: MakeClient) -> None:
+    """n clients join: each member gets one presence_diff listing all of them (n pushes in
+    all, not n(n+1)/2), a join and leave in one interval cancel out, and the diffs agree with
+    the presence query."""
+    async with demo_hub(registry=diff_registry(), auth=EVERYTHING, expire_interval=None) as hub:
+        members = [await make_client(hub) for _ in range(6)]
+        for member in members:
+            await member.ok("subscribe", channel="room:x")
+        gone = await make_client(hub)
+        await gone.ok("subscribe", channel="room:x")
+        await gone.lost()  # joined and left within the interval: in no diff
+        assert [m.peer.pushes(channel="room:x") for m in members] == [[]] * 6
+        hub.flush_presence("room:x")
+        await members[0].peer.wait_until(lambda: len(members[-1].peer.pushes()) == 1)
+        ids = {m.session.client_id for m in members}
+        for member in members:
+            (diff,) = member.peer.pushes("presence_diff", "room:x")
+            assert clients_of(diff["joins"]) == ids and diff["leaves"] == []
+        assert {info.client for info in await hub.presence("room:x")} == ids
+        assert (hub.stats.presence_diffs, hub.stats.join_leave_pushes) == (1, 0)
+        assert hub.stats.deliveries == 6
+        for member in members[:2]:
+            await member.lost()
+        hub.flush_presence("room:x")
+        await members[2].peer.wait_until(lambda: len(members[-1].peer.pushes()) == 2)
+        left = {m.session.client_id for m in members[:2]}
+        for member in members[2:]:
+            diff = member.peer.pushes("presence_diff", "room:x")[-1]
+            assert diff["joins"] == [] and clients_of(diff["leaves"]) == left
+        assert {info.client for info in await hub.presence("room:x")} == ids - left
+        assert hub.stats.presence_diffs == 2
+
+
+async def test_a_leave_and_rejoin_in_one_interval_sends_nothing(make_client: MakeClient) -> None:
+    """Unsubscribing and subscribing again within the interval is no change: no diff."""
+    async with demo_hub(registry=diff_registry(), auth=EVERYTHING, expire_interval=None) as hub:
+        watcher, flapper = await make_client(hub), await make_client(hub)
+        await watcher.ok("subscribe", channel="room:x")
+        await flapper.ok("subscribe", channel="room:x")
+        hub.flush_presence("room:x")
+        await watcher.peer.wait_until(lambda: len(watcher.peer.pushes()) == 1)
+        await flapper.ok("unsubscribe", channel="room:x")
+        await flapper.ok("subscribe", channel="room:x")
+        hub.flush_presence("room:x")
+        hub.flush_presence("room:x")  # nothing pending: a no-op
+        await hub.publish_ephemeral("room:x", "after")  # goes through the same broker path
+        await watcher.peer.wait_until(lambda: len(watcher.peer.pushes()) == 2)
+        assert [p["push"] for p in watcher.peer.pushes()] == ["presence_diff", "ephemeral"]
+        assert hub.stats.presence_diffs == 1
+        assert len(await hub.presence("room:x")) == 2
+
+
+async def test_the_interval_timer_sends_the_diff(make_client: MakeClient) -> None:
+    """Without a flush the diff goes when the interval ends."""
+    async with demo_hub(registry=diff_registry(0.01), auth=EVERYTHING, expire_interval=None) as hub:
+        watcher, joiner = await make_client(hub), await make_client(hub)
+        await watcher.ok("subscribe", channel="room:x")
+        await joiner.ok("subscribe", channel="room:x")
+        await watcher.peer.wait_until(
+            lambda: (
+                joiner.session.client_id
+                in {i["client"] for p in watcher.peer.pushes("presence_diff") for i in p["joins"]}
+            )
+        )
+        assert watcher.peer.pushes("join") == []
+
+
+async def test_pending_diffs_are_dropped_when_the_hub_closes(make_client: MakeClient) -> None:
+    """Closing the hub cancels the timers of pending diffs: nothing is sent after close."""
+    hub = demo_hub(registry=diff_registry(0.01), auth=EVERYTHING, expire_interval=None)
+    client = await make_client(hub)
+    await client.ok("subscribe", channel="room:x")
+    await hub.close()
+    await asyncio.sleep(0.03)
+    assert hub.stats.presence_diffs == 0
+    assert client.peer.pushes("presence_diff") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -274,9 +275,16 @@ async def test_refresh_revokes_channels(make_client: MakeClient) -> None:
 # --- subscribe / unsubscribe ---------------------------------------------------------------
 
 
+def per_event_registry() -> ChannelRegistry:
+    """``chat`` with one join or leave push per event (``join_leave_interval=None``)."""
+    chat = NamespaceOptions(history_size=100, presence=True, join_leave=True)
+    return ChannelRegistry({"chat": dataclasses.replace(chat, join_leave_interval=None)})
+
+
 async def test_subscribe_reply_and_own_join(make_client: MakeClient) -> None:
-    """The subscribe reply gives the position; the client's own join follows it."""
-    async with make_hub() as hub:
+    """The subscribe reply gives the position; the client's own join follows it (pushed
+    per event with ``join_leave_interval=None``)."""
+    async with make_hub(registry=per_event_registry()) as hub:
         client = await make_client(hub, meta={"nick": "A"})
         result = await client.ok("subscribe", channel="chat:a")
         assert result["channel"] == "chat:a"
@@ -334,11 +342,16 @@ async def test_unsubscribe(make_client: MakeClient) -> None:
         assert await client.error("unsubscribe", channel="bad") == 107
         await client.ok("subscribe", channel="chat:a")
         await other.ok("subscribe", channel="chat:a")
+        hub.flush_presence("chat:a")  # the joins
         await client.ok("unsubscribe", channel="chat:a")
         count = len(client.peer.sent)
         await hub.publish("chat:a", "after")
         assert len(client.peer.sent) == count
-        assert other.peer.pushes("leave", "chat:a")[0]["info"]["client"] == client.session.client_id
+        hub.flush_presence("chat:a")
+        await other.peer.wait_until(lambda: len(other.peer.pushes("presence_diff")) == 2)
+        diff = other.peer.pushes("presence_diff", "chat:a")[-1]
+        assert diff["leaves"] == [{"client": client.session.client_id, "user": ""}]
+        assert diff["joins"] == []
 
 
 # --- publish -------------------------------------------------------------------------------
@@ -560,7 +573,7 @@ async def test_internal_error_is_100_without_detail(make_client: MakeClient) -> 
 
 async def test_connection_lost_cleans_presence_and_sends_leave(make_client: MakeClient) -> None:
     """A dead connection leaves every channel: presence emptied, leave pushed, counters down."""
-    async with make_hub() as hub:
+    async with make_hub(registry=per_event_registry()) as hub:
         alice = await make_client(hub)
         bob = await make_client(hub)
         for channel in ("chat:a", "chat:b"):

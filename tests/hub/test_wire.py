@@ -29,6 +29,7 @@ from wshub.hub.wire import (
     PingCommand,
     Position,
     PresenceCommand,
+    PresenceDiffPush,
     PresenceResult,
     PublicationPush,
     PublishCommand,
@@ -272,6 +273,13 @@ def test_pushes_embed_raw_data() -> None:
         "channel": "chat:a",
         "info": {"client": "c", "user": ""},
     }
+    diff = PresenceDiffPush("chat:a", (ClientInfo("c", "", {"n": 1}),), (ClientInfo("d", "u"),))
+    assert orjson.loads(diff.serialize()) == {
+        "push": "presence_diff",
+        "channel": "chat:a",
+        "joins": [{"client": "c", "user": "", "meta": {"n": 1}}],
+        "leaves": [{"client": "d", "user": "u"}],
+    }
     assert orjson.loads(UnsubscribePush("chat:a", ErrorCode.PERMISSION_DENIED).serialize()) == {
         "push": "unsubscribe",
         "channel": "chat:a",
@@ -313,6 +321,8 @@ def test_results_round_trip(result: Any) -> None:
         EphemeralPush("chat:a", b'{"typing":true}', b'{"client":"c1","user":""}'),
         EphemeralPush("chat:a", b"1"),
         EventPush("leave", "chat:a", ClientInfo("c1", "u")),
+        PresenceDiffPush("chat:a", (ClientInfo("c1", "u"), ClientInfo("c2", "")), ()),
+        PresenceDiffPush("chat:a", (), (ClientInfo("c1", "u", [1]),)),
         UnsubscribePush("chat:a", ErrorCode.PERMISSION_DENIED),
     ],
     ids=lambda p: type(p).__name__,
@@ -341,6 +351,11 @@ def test_error_replies_round_trip() -> None:
         '{"push": "pub", "channel": "c:a", "epoch": "e", "offset": 1, "time": 0}',
         '{"push": "ephemeral", "channel": "c:a"}',
         '{"push": "join", "channel": "c:a", "info": []}',
+        '{"push": "presence_diff", "channel": "c:a", "joins": [], "leaves": []}',
+        '{"push": "presence_diff", "channel": "c:a", "joins": {}, "leaves": []}',
+        '{"push": "presence_diff", "channel": "c:a", "joins": [{"client": "c"}], "leaves": []}',
+        '{"push": "presence_diff", "channel": "c:a", "joins": [{"client": "c", "user": ""}], '
+        '"leaves": [{"client": "c", "user": ""}]}',
         '{"push": "later", "channel": "c:a"}',
         '{"push": "pub", "channel": 3}',
         '{"push": "pub", "channel": "c:a", "epoch": "e", "offset": "1", "time": 0, "data": 1}',

@@ -35,7 +35,8 @@ import orjson
 from wshub.exceptions import HubError, InvalidState
 from wshub.hub._drain import drain_sessions
 from wshub.hub._fanout import Fanout
-from wshub.hub._outbox import EPH, EVT, POS
+from wshub.hub._outbox import EPH, POS
+from wshub.hub._presence import JoinLeave
 from wshub.hub.auth import Authenticator
 from wshub.hub.backends import (
     AppendResult,
@@ -56,7 +57,6 @@ from wshub.hub.wire import (
     DisconnectCode,
     EphemeralPush,
     ErrorCode,
-    EventPush,
     Position,
     PublicationPush,
     StoredPublication,
@@ -134,6 +134,7 @@ class Hub:
         self._fanout: Fanout[SessionSubscription] = Fanout(
             broker, spawn=self.spawn, feed_many=SessionSubscription.feed_many
         )
+        self._join_leave = JoinLeave(self._fanout.publish, spawn=self.spawn, stats=self.stats)
         self._publish_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sessions: set[Session] = set()
         self._users: dict[str, int] = {}
@@ -177,6 +178,7 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        self._join_leave.close()
         if self._expirer is not None:
             self._expirer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -444,7 +446,7 @@ class Hub:
                 await self.presence_store.remove(sub.channel, info.client)
                 return
         if options.join_leave:
-            await self._event(EventPush("join", sub.channel, info))
+            await self._join_leave.announce("join", sub.channel, info, options.join_leave_interval)
 
     async def announce_leave(self, sub: SessionSubscription) -> None:
         """Presence and ``leave`` for a subscription that ended (session host). Never raises."""
@@ -455,17 +457,14 @@ class Hub:
             if options.presence:
                 removed = await self.presence_store.remove(sub.channel, info.client)
             if options.join_leave and removed:
-                await self._event(EventPush("leave", sub.channel, info))
+                interval = options.join_leave_interval
+                await self._join_leave.announce("leave", sub.channel, info, interval)
         except Exception:
             logger.exception("leaving %s failed", sub.channel)
 
-    async def _event(self, push: EventPush) -> None:
-        try:
-            if not self._closed:
-                await self._fanout.publish(push.channel, EVT, 0, "-", push.serialize())
-        except HubError as exc:
-            if not exc.temporary:  # lost while the broker is down; presence catches up
-                raise
+    def flush_presence(self, channel: str) -> None:
+        """Send the pending ``presence_diff`` of ``channel`` now, not at its interval's end."""
+        self._join_leave.flush(channel)
 
     # --- reading -------------------------------------------------------------------------
 

@@ -86,6 +86,16 @@ _HUB_METRICS: Mapping[str, tuple[str, str, str]] = {
         "wshub_hub_deliveries",
         "Pushes handed to subscribers' connections (one per recipient).",
     ),
+    "join_leave_pushes": (
+        "counter",
+        "wshub_hub_join_leave_pushes",
+        "join and leave pushes sent by this node (join_leave_interval none).",
+    ),
+    "presence_diffs": (
+        "counter",
+        "wshub_hub_presence_diffs",
+        "presence_diff pushes sent by this node (one per channel and interval at most).",
+    ),
     "duplicates": (
         "counter",
         "wshub_hub_duplicate_publishes",

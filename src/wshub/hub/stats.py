@@ -24,6 +24,10 @@ class HubStats:
         ephemeral: ephemeral publications accepted.
         deliveries: pushes handed to a subscriber's connection (one per recipient: written
             at once or queued in its outbox), publications and events alike.
+        join_leave_pushes: ``join`` and ``leave`` pushes sent by this node (namespaces with
+            ``join_leave_interval = none``; each goes to every subscriber of the channel).
+        presence_diffs: ``presence_diff`` pushes sent by this node (at most one per channel
+            and ``join_leave_interval``; each goes to every subscriber of the channel).
         duplicates: publishes that were no-ops thanks to their ``message_id``.
         drops: messages dropped for slow subscribers (``drop-oldest``, ``latest``,
             ephemeral pushes).
@@ -41,6 +45,8 @@ class HubStats:
     publications: int = 0
     ephemeral: int = 0
     deliveries: int = 0
+    join_leave_pushes: int = 0
+    presence_diffs: int = 0
     duplicates: int = 0
     drops: int = 0
     slow_consumer_disconnects: int = 0

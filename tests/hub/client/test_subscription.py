@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -13,6 +14,7 @@ from wshub.exceptions import (
 )
 from wshub.hub.client import (
     ChannelEvent,
+    HubClient,
     Position,
     Publication,
     Subscription,
@@ -59,26 +61,34 @@ async def test_callbacks_plain_and_async(make_client: MakeClient) -> None:
 
 
 async def test_events_join_leave(make_client: MakeClient) -> None:
-    """on_event receives join and leave of other clients, with their info."""
+    """on_event receives join and leave of other clients, with their info, one event per
+    member of each presence_diff (bob and carol join in one diff: two join events)."""
     events: list[ChannelEvent] = []
-    left = asyncio.Event()
+    changed = asyncio.Event()
 
     def on_event(event: ChannelEvent) -> None:
         events.append(event)
-        if event.kind == "leave":
-            left.set()
+        changed.set()
+
+    def of(client: HubClient) -> list[tuple[str, ClientInfo | None]]:
+        return [(e.kind, e.info) for e in events if e.info and e.info.client == client.client_id]
+
+    async def until(predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            changed.clear()
+            await changed.wait()
 
     alice = await make_client()
     await alice.subscribe("chat:ev", on_event=on_event)
     bob = await make_client(meta={"nick": "Bob"})
-    await bob.subscribe("chat:ev")
+    carol = await make_client()
+    await asyncio.gather(bob.subscribe("chat:ev"), carol.subscribe("chat:ev"))
+    await until(lambda: bool(of(bob) and of(carol)))  # then their joins are in a diff
     await bob.unsubscribe("chat:ev")
-    await left.wait()
-    others = [(e.kind, e.info) for e in events if e.info and e.info.client == bob.client_id]
-    assert others == [
-        ("join", ClientInfo(bob.client_id or "", "", {"nick": "Bob"})),
-        ("leave", ClientInfo(bob.client_id or "", "", {"nick": "Bob"})),
-    ]
+    await until(lambda: len(of(bob)) == 2)
+    bob_info = ClientInfo(bob.client_id or "", "", {"nick": "Bob"})
+    assert of(bob) == [("join", bob_info), ("leave", bob_info)]
+    assert of(carol) == [("join", ClientInfo(carol.client_id or "", ""))]
 
 
 async def test_unsubscribe_ends_iteration(make_client: MakeClient) -> None:

@@ -33,6 +33,7 @@ from wshub.hub.wire import (
     PingCommand,
     Position,
     PresenceCommand,
+    PresenceDiffPush,
     PresenceResult,
     PublicationPush,
     PublishCommand,
@@ -52,6 +53,7 @@ from wshub.hub.wire import (
 
 BOB = ClientInfo("c-bob", "bob", {"nick": "Bob"})
 ALICE = ClientInfo("c-alice", "alice")
+CAROL = ClientInfo("c-carol", "")
 # Times a float holds exactly, so that seconds -> milliseconds -> seconds is the identity.
 STORED = StoredPublication(8, 1718000000.5, b'{"text":"hi"}', BOB.encode())
 SERVER_MADE = StoredPublication(9, 1718000001.25, b"null")
@@ -102,6 +104,12 @@ async def first_event(client: HubClient) -> ChannelEvent:
     events: asyncio.Queue[ChannelEvent] = asyncio.Queue()
     await client.subscribe("chat:a", on_event=events.put_nowait)
     return await events.get()
+
+
+async def diff_events(client: HubClient) -> list[ChannelEvent]:
+    events: asyncio.Queue[ChannelEvent] = asyncio.Queue()
+    await client.subscribe("chat:a", on_event=events.put_nowait)
+    return [await events.get() for _ in range(3)]
 
 
 async def raised(call: Awaitable[object]) -> tuple[type, int, str, str | None]:
@@ -260,6 +268,21 @@ ROWS = [
         first_event,
         ChannelEvent("leave", "chat:a", ALICE),
         "leave",
+    ),
+    Row(
+        PresenceDiffPush,
+        {
+            SubscribeCommand: subscribed(
+                PresenceDiffPush("chat:a", (BOB, CAROL), (ALICE,)).serialize()
+            )
+        },
+        diff_events,
+        [
+            ChannelEvent("leave", "chat:a", ALICE),
+            ChannelEvent("join", "chat:a", BOB),
+            ChannelEvent("join", "chat:a", CAROL),
+        ],
+        "presence_diff",
     ),
     Row(
         UnsubscribePush,

@@ -51,6 +51,7 @@ from wshub.hub.wire import (
     ErrorReply,
     EventPush,
     Position,
+    PresenceDiffPush,
     PublicationPush,
     Reply,
     UnknownPushError,
@@ -550,13 +551,17 @@ class HubClient(HubCommands):
         if not self._requests.reply(reply) and isinstance(reply, ErrorReply):
             logger.error("%s: the hub refused a command: %s", self.url, hub_error(reply))
 
-    def _push(self, push: EphemeralPush | EventPush | UnsubscribePush) -> None:
+    def _push(self, push: EphemeralPush | EventPush | PresenceDiffPush | UnsubscribePush) -> None:
         sub = self._subs.get(push.channel)
         if sub is None or not sub.active:
             return  # stale channels are ignored (§1)
         if isinstance(push, UnsubscribePush):
             del self._subs[sub.channel]
             sub.end(hub_error(push, sub.channel))
+        elif isinstance(push, PresenceDiffPush):
+            # One join or leave event per member: on_event works the same either way.
+            for event in ChannelEvent.from_diff(push):
+                sub.event(event)
         else:
             sub.event(ChannelEvent.from_wire(push))
 

@@ -27,6 +27,7 @@ from wshub.hub.wire import (
     EventPush,
     HistoryResult,
     Position,
+    PresenceDiffPush,
     StoredPublication,
     UnsubscribePush,
 )
@@ -189,6 +190,14 @@ class ChannelEvent:
             return cls(push.kind, push.channel, push.info)
         info = None if push.info is None else _decode_info(push.info)
         return cls("ephemeral", push.channel, info, orjson.loads(push.data))
+
+    @classmethod
+    def from_diff(cls, push: PresenceDiffPush) -> list[ChannelEvent]:
+        """The ``leave`` then ``join`` events of a ``presence_diff`` push, one per client
+        (a client is in one of them at most, so their order does not matter)."""
+        channel = push.channel
+        leaves = [cls("leave", channel, info) for info in push.leaves]
+        return leaves + [cls("join", channel, info) for info in push.joins]
 
 
 @dataclass(frozen=True, slots=True)

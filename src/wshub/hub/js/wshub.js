@@ -251,6 +251,12 @@ export class Subscription {
       case "leave":
         this._call("onLeave", push.info, push);
         break;
+      case "presence_diff":
+        // The net change of one interval (§5): one call per client, so a page written for
+        // join/leave pushes works unchanged; a client is in one list at most.
+        for (const info of push.leaves) this._call("onLeave", info, push);
+        for (const info of push.joins) this._call("onJoin", info, push);
+        break;
       default:
         break; // unknown push types are ignored (forward compatibility)
     }
@@ -636,8 +642,9 @@ export class HubClient extends EventTarget {
    * @param {number} [options.recent] publications to receive on a fresh start (0–1000)
    * @param {boolean} [options.fillGaps=true] fetch a gap between offsets with `history`
    * @param {(pub) => void} [options.onPublication] {channel, offset, epoch, time, data, info}
-   * @param {(info) => void} [options.onJoin] a client subscribed
-   * @param {(info) => void} [options.onLeave] a client left
+   * @param {(info, push) => void} [options.onJoin] a client subscribed (called for each
+   *   client of a `presence_diff` push, or per `join` push)
+   * @param {(info, push) => void} [options.onLeave] a client left (the same)
    * @param {(data, info) => void} [options.onEphemeral] an ephemeral publication
    * @param {(event) => void} [options.onSubscribe] after each (re)subscribe, after the
    *   publications it brought: {channel, epoch, offset, recoverable, recovered, resubscribed}

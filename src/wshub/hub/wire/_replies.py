@@ -6,8 +6,9 @@ and info stay raw JSON bytes (``orjson.Fragment`` when serialized): the hub enco
 publication once and embeds it as-is in every push and reply that carries it.
 
 Pushes that go through the broker (:class:`PublicationPush`, :class:`EphemeralPush`,
-:class:`EventPush`) serialize to ``bytes``; what a session sends itself (:class:`Reply`,
-:class:`ErrorReply`, :class:`UnsubscribePush`) to ``str``, a text message.
+:class:`EventPush`, :class:`PresenceDiffPush`) serialize to ``bytes``; what a session sends
+itself (:class:`Reply`, :class:`ErrorReply`, :class:`UnsubscribePush`) to ``str``, a text
+message.
 
 A client reads any message with :func:`parse_message`, then a reply's result with the
 ``parse()`` of the result type of the command it sent (:class:`ConnectResult`, ...).
@@ -31,6 +32,7 @@ __all__ = [
     "ErrorReply",
     "EventPush",
     "HistoryResult",
+    "PresenceDiffPush",
     "PresenceResult",
     "PublicationPush",
     "PublishResult",
@@ -356,6 +358,44 @@ class EventPush:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceDiffPush:
+    """``presence_diff``: who joined and who left a subscribed channel during one
+    ``join_leave_interval`` (docs/protocol.md §5).
+
+    A client is in ``joins`` or ``leaves`` at most once and never in both: a join and a
+    leave of the same client in one interval cancel out, so the diff is the net change.
+
+    Raises:
+        ValueError: both are empty, or a client is listed twice.
+    """
+
+    channel: str
+    joins: tuple[ClientInfo, ...]
+    leaves: tuple[ClientInfo, ...]
+
+    def __post_init__(self) -> None:
+        if not (self.joins or self.leaves):
+            raise ValueError("not a wshub.v1 message: empty presence_diff")
+        clients = {info.client for info in self.joins} | {info.client for info in self.leaves}
+        if len(clients) != len(self.joins) + len(self.leaves):
+            raise ValueError("not a wshub.v1 message: a client twice in presence_diff")
+
+    def serialize(self) -> bytes:
+        return orjson.dumps(
+            {
+                "push": "presence_diff",
+                "channel": self.channel,
+                "joins": [info.to_json() for info in self.joins],
+                "leaves": [info.to_json() for info in self.leaves],
+            }
+        )
+
+
+def _infos(obj: Mapping[str, Any], key: str) -> tuple[ClientInfo, ...]:
+    return tuple(ClientInfo.parse(info) for info in _need(obj, key, list))
+
+
+@dataclass(frozen=True, slots=True)
 class UnsubscribePush:
     """``unsubscribe``: the hub ended a subscription, for the reason ``code``."""
 
@@ -372,10 +412,10 @@ class UnsubscribePush:
         return orjson.dumps(obj).decode()
 
 
-Push: TypeAlias = PublicationPush | EphemeralPush | EventPush | UnsubscribePush
+Push: TypeAlias = PublicationPush | EphemeralPush | EventPush | PresenceDiffPush | UnsubscribePush
 ServerMessage: TypeAlias = Reply | ErrorReply | Push
 
-_PUSH_KINDS = frozenset({"ephemeral", "join", "leave", "unsubscribe"})  # and "pub"
+_PUSH_KINDS = frozenset({"ephemeral", "join", "leave", "presence_diff", "unsubscribe"})  # and "pub"
 
 
 def _parse_pub(obj: Mapping[str, Any]) -> PublicationPush:
@@ -400,6 +440,8 @@ def _parse_push(obj: Mapping[str, Any]) -> Push:
     if kind in ("join", "leave"):
         join_or_leave: Literal["join", "leave"] = "join" if kind == "join" else "leave"
         return EventPush(join_or_leave, channel, ClientInfo.parse(obj.get("info")))
+    if kind == "presence_diff":
+        return PresenceDiffPush(channel, _infos(obj, "joins"), _infos(obj, "leaves"))
     return UnsubscribePush(channel, _code(obj))
 
 

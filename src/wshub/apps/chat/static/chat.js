@@ -833,18 +833,31 @@ function hasPerson(room, key) {
   return false;
 }
 
+// A presence_diff push calls onJoin/onLeave once per client (a reconnect storm: hundreds in
+// one diff): the list is drawn once after all of them, not once per client.
+let presenceRenderQueued = false;
+
+function renderPresenceSoon(room) {
+  if (room !== app.current || presenceRenderQueued) return;
+  presenceRenderQueued = true;
+  queueMicrotask(() => {
+    presenceRenderQueued = false;
+    renderPresence();
+  });
+}
+
 function onJoin(room, info) {
   const isNew = !hasPerson(room, personKey(info));
   room.presence.set(info.client, info);
   if (isNew && personKey(info) !== ME && room.ready) activity(room, labelFor(info), "joined");
-  if (room === app.current) renderPresence();
+  renderPresenceSoon(room);
 }
 
 function onLeave(room, info) {
   room.presence.delete(info.client);
   stopShowingTyping(room, info.client);
   if (!hasPerson(room, personKey(info)) && personKey(info) !== ME) activity(room, labelFor(info), "left");
-  if (room === app.current) renderPresence();
+  renderPresenceSoon(room);
 }
 
 function activity(room, name, what) {
