@@ -5,8 +5,11 @@
 #                       executable_path (we never run `playwright install`, which downloads a
 #                       browser build of its own)
 #   redis-server        the Redis broker's contract tests start their own server on loopback
+#                       (redis-sentinel comes with it)
+#   haproxy             the load balancer of the chaos suite (make chaos), configured from
+#                       deploy/haproxy.cfg
 #
-# Idempotent and fast when both are present (no apt call at all). As root it installs what is
+# Idempotent and fast when all are present (no apt call at all). As root it installs what is
 # missing with apt-get (running `apt-get update` once first when apt does not know a package);
 # otherwise it prints the command to run and exits 1.
 #
@@ -16,9 +19,10 @@ set -euo pipefail
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-test-deps: chromium and redis-server are present"
+  echo "ensure-test-deps: chromium, redis-server and haproxy are present"
   exit 0
 fi
 
@@ -44,4 +48,5 @@ apt-get install -y -q "${missing[@]}"
 
 [ -x /usr/bin/chromium ] || { echo "ensure-test-deps: /usr/bin/chromium still missing" >&2; exit 1; }
 command -v redis-server >/dev/null 2>&1 || { echo "ensure-test-deps: redis-server still missing" >&2; exit 1; }
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { echo "ensure-test-deps: haproxy still missing" >&2; exit 1; }
 echo "ensure-test-deps: installed ${missing[*]}"
