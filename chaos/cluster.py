@@ -25,10 +25,22 @@ from typing import Any
 
 import orjson
 
-__all__ = ["API_KEY", "Cluster", "HAProxy", "Node", "RedisProcess", "Sentinels", "free_port"]
+__all__ = [
+    "API_KEY",
+    "BALANCERS",
+    "Balancer",
+    "Cluster",
+    "HAProxy",
+    "Nginx",
+    "Node",
+    "RedisProcess",
+    "Sentinels",
+    "free_port",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
 #: The HTTP API key of the suite's nodes (loopback only, made up for the run).
 API_KEY = "chaos-suite-api-key"
 #: The nodes' configuration: one namespace with history and presence, anonymous clients
@@ -60,6 +72,18 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _get(url: str) -> tuple[int, Any]:
+    """GET ``url`` with the suite's API key: status (0 if unreachable) and JSON body."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_KEY}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10.0) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (OSError, ValueError):
+        return 0, None
 
 
 def _redis_ping(port: int) -> bool:
@@ -277,16 +301,7 @@ class Node(_Process):
 
     def get(self, path: str) -> tuple[int, Any]:
         """GET ``path`` on this node directly (with the API key): status and JSON body."""
-        request = urllib.request.Request(
-            self.base + path, headers={"Authorization": f"Bearer {API_KEY}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10.0) as response:
-                return response.status, orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-        except (OSError, ValueError):
-            return 0, None
+        return _get(self.base + path)
 
     async def healthy(self) -> bool:
         status, _ = await asyncio.to_thread(self.get, "/healthz")
@@ -303,7 +318,26 @@ class Node(_Process):
         raise RuntimeError(f"{self.name} is not healthy\n{self.log_tail()}")
 
 
-class HAProxy(_Process):
+class Balancer(_Process):
+    """The load balancer in front of the nodes: where clients connect, and how the suite
+    cuts every client's connection."""
+
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def wait_up(self, names: set[str], timeout: float = 20.0) -> None:
+        """Wait until the balancer sends connections to the nodes ``names``."""
+        raise NotImplementedError
+
+    def cut_all(self, nodes: list[Node]) -> str:
+        """Cut every proxied connection (the clients see their connection drop)."""
+        raise NotImplementedError
+
+
+class HAProxy(Balancer):
     """haproxy in front of the nodes, its configuration made from ``deploy/haproxy.cfg``
     with the suite's ports, faster health checks, and a runtime API socket."""
 
@@ -312,16 +346,11 @@ class HAProxy(_Process):
         self.port = port
         self.socket = directory / "haproxy.sock"
         self.config = directory / "haproxy.cfg"
-        self.config.write_text(
-            haproxy_config(HAPROXY_TEMPLATE.read_text(), port, self.socket, nodes)
-        )
+        template = HAPROXY_TEMPLATE.read_text()
+        self.config.write_text(haproxy_config(template, port, self.socket, nodes))
 
     def command(self) -> list[str]:
         return ["haproxy", "-db", "-f", str(self.config)]
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
 
     def runtime(self, command: str) -> str:
         """One command of the runtime API (``shutdown sessions server wshub/node1``, ...)."""
@@ -355,6 +384,87 @@ class HAProxy(_Process):
             await asyncio.sleep(0.1)
         raise RuntimeError(f"haproxy does not see {sorted(names)} up\n{self.log_tail()}")
 
+    def cut_all(self, nodes: list[Node]) -> str:
+        for node in nodes:
+            self.runtime(f"shutdown sessions server wshub/{node.name}")
+        return "every client cut at haproxy (shutdown sessions)"
+
+
+class Nginx(Balancer):
+    """nginx in front of the nodes, its configuration made from ``deploy/nginx.conf`` with
+    the suite's ports and paths. Open-source nginx has no active health checks: a node is
+    known to be down when a connection to it fails."""
+
+    def __init__(self, directory: Path, port: int, nodes: list[Node]) -> None:
+        super().__init__("nginx", directory)
+        self.port = port
+        self.config = directory / "nginx.conf"
+        template = NGINX_TEMPLATE.read_text()
+        self.config.write_text(nginx_config(template, port, directory, nodes))
+
+    def command(self) -> list[str]:
+        return ["nginx", "-c", str(self.config), "-p", str(self.directory), "-g", "daemon off;"]
+
+    async def wait_up(self, names: set[str], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.running:
+                status, _ = await asyncio.to_thread(_get, f"http://127.0.0.1:{self.port}/healthz")
+                if status == 200:
+                    return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"nginx does not answer /healthz\n{self.log_tail()}")
+
+    def cut_all(self, nodes: list[Node]) -> str:
+        # A reload starts new workers; the old ones close their WebSockets after
+        # worker_shutdown_timeout (1 s in the suite's copy).
+        self.signal(signal.SIGHUP)
+        return "every client cut by an nginx reload (worker_shutdown_timeout 1s)"
+
+
+def nginx_config(template: str, port: int, directory: Path, nodes: list[Node]) -> str:
+    """``deploy/nginx.conf`` with the suite's port, nodes, paths in ``directory``, one worker
+    and a 1 s ``worker_shutdown_timeout``."""
+    temp = directory / "nginx-temp"
+    temp.mkdir(exist_ok=True)
+    lines = []
+    if os.geteuid() == 0:
+        lines.append("user root;  # the workers write in the suite's private directory")
+    for line in template.splitlines():
+        stripped = line.strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if stripped.startswith("server 127.0.0.1:"):
+            continue
+        if stripped.startswith("worker_processes "):
+            line = "worker_processes 1;"
+        elif stripped.startswith("pid "):
+            line = f"pid {directory / 'nginx.pid'};"
+        elif stripped.startswith("worker_shutdown_timeout "):
+            line = "worker_shutdown_timeout 1s;"
+        elif stripped.startswith("error_log "):
+            line = f"{indent}error_log {directory / 'nginx.log'} warn;"
+        elif stripped.startswith("listen "):
+            line = f"{indent}listen 127.0.0.1:{port};"
+        lines.append(line)
+        if stripped == "http {":
+            lines += [
+                f"{indent}    {name}_temp_path {temp / name};"
+                for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            ]
+        elif stripped == "least_conn;":
+            lines += [
+                f"{indent}server 127.0.0.1:{node.port} max_fails=1 fail_timeout=1s;"
+                for node in nodes
+            ]
+    text = "\n".join(lines) + "\n"
+    for needed in ("least_conn;", "proxy_set_header Upgrade", "proxy_next_upstream"):
+        if needed not in text:
+            raise ValueError(f"{NGINX_TEMPLATE} has no '{needed}'")
+    return text
+
+
+BALANCERS: dict[str, type[HAProxy] | type[Nginx]] = {"haproxy": HAProxy, "nginx": Nginx}
+
 
 def haproxy_config(template: str, port: int, runtime_socket: Path, nodes: list[Node]) -> str:
     """``deploy/haproxy.cfg`` with the suite's listening port, runtime socket, nodes, health
@@ -384,18 +494,20 @@ def haproxy_config(template: str, port: int, runtime_socket: Path, nodes: list[N
 
 @dataclass
 class Cluster:
-    """Redis, three nodes and haproxy, in one temporary directory."""
+    """Redis, three nodes and a load balancer (haproxy or nginx), in one temporary directory."""
 
     directory: Path
     redis: RedisProcess
     nodes: list[Node]
-    haproxy: HAProxy
+    balancer: Balancer
     sentinels: Sentinels | None = None
     replica: RedisProcess | None = None
     extra: list[_Process] = field(default_factory=list)
 
     @classmethod
-    def create(cls, directory: Path, *, nodes: int = 3, sentinel: bool = False) -> Cluster:
+    def create(
+        cls, directory: Path, *, nodes: int = 3, sentinel: bool = False, balancer: str = "haproxy"
+    ) -> Cluster:
         directory.mkdir(parents=True, exist_ok=True)
         redis = RedisProcess("redis", directory, free_port())
         replica = sentinels = None
@@ -405,8 +517,8 @@ class Cluster:
             sentinels = Sentinels(directory, redis.port)
             redis_url = sentinels.url
         node_list = [Node(f"node{i + 1}", directory, free_port(), redis_url) for i in range(nodes)]
-        haproxy = HAProxy(directory, free_port(), node_list)
-        return cls(directory, redis, node_list, haproxy, sentinels, replica)
+        front = BALANCERS[balancer](directory, free_port(), node_list)
+        return cls(directory, redis, node_list, front, sentinels, replica)
 
     async def start(self) -> None:
         self.redis.start()
@@ -420,13 +532,13 @@ class Cluster:
             node.start()
         for node in self.nodes:
             await node.wait_healthy()
-        self.haproxy.start()
-        await self.haproxy.wait_up({node.name for node in self.nodes})
+        self.balancer.start()
+        await self.balancer.wait_up({node.name for node in self.nodes})
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        self.haproxy.stop()
+        self.balancer.stop()
         if self.sentinels is not None:
             self.sentinels.stop()
         for process in (self.replica, self.redis):
@@ -437,7 +549,7 @@ class Cluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def logs(self) -> str:
-        processes: list[_Process] = [self.redis, *self.nodes, self.haproxy]
+        processes: list[_Process] = [self.redis, *self.nodes, self.balancer]
         return "\n".join(p.log_tail() for p in processes)
 
 
@@ -450,7 +562,8 @@ def environment() -> dict[str, str]:
 
     def version(command: list[str]) -> str:
         try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
+            done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            out = done.stdout or done.stderr  # nginx -v writes to standard error
         except OSError:
             return "?"
         return out.splitlines()[0].strip() if out else "?"
@@ -466,5 +579,6 @@ def environment() -> dict[str, str]:
         "python": sys.version.split()[0],
         "redis-server": version(["redis-server", "--version"]),
         "haproxy": version(["haproxy", "-v"]),
+        "nginx": version(["nginx", "-v"]),
         "cores": str(os.cpu_count()),
     }

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +28,7 @@ from chaos.workload import Workload, WorkloadSize
 __all__ = ["SCENARIOS", "Mode", "Outcome", "main"]
 
 HERE = Path(__file__).resolve().parent
+CONFIGS = {"haproxy": "haproxy.cfg", "nginx": "nginx.conf"}
 #: Presence entries of a node that died disappear within this (docs/hub.md: each node
 #: rewrites its own every 10 s, they expire after 30 s), plus a margin for the check.
 PRESENCE_EXPIRY = 30.0
@@ -78,7 +81,7 @@ class Outcome:
 async def _restart_node(cluster: Cluster, node: Node) -> None:
     node.start()
     await node.wait_healthy()
-    await cluster.haproxy.wait_up({node.name})
+    await cluster.balancer.wait_up({node.name})
 
 
 async def kill_node(cluster: Cluster, mode: Mode, outcome: Outcome) -> None:
@@ -133,13 +136,12 @@ async def sentinel_failover(cluster: Cluster, mode: Mode, outcome: Outcome) -> N
 
 
 async def cut_clients_while_redis_down(cluster: Cluster, mode: Mode, outcome: Outcome) -> None:
-    """(e) Redis down; haproxy cuts every client's connection; Redis back after a while."""
+    """(e) Redis down; the balancer cuts every client's connection; Redis back after a while."""
     for _ in range(mode.repeat):
         cluster.redis.kill9()
         await asyncio.sleep(0.5)
-        for node in cluster.nodes:
-            cluster.haproxy.runtime(f"shutdown sessions server wshub/{node.name}")
-        outcome.notes.append("kill -9 redis-server, then every client cut at haproxy")
+        how = cluster.balancer.cut_all(cluster.nodes)
+        outcome.notes.append(f"kill -9 redis-server, then {how}")
         await asyncio.sleep(mode.outage + 3.0)
         cluster.redis.start()
         await cluster.redis.wait_ready()
@@ -166,10 +168,12 @@ SCENARIOS = [
 # -- one scenario ----------------------------------------------------------------------------
 
 
-async def run_scenario(scenario: Scenario, mode: Mode, workdir: Path) -> Outcome:
+async def run_scenario(
+    scenario: Scenario, mode: Mode, workdir: Path, balancer: str = "haproxy"
+) -> Outcome:
     outcome = Outcome(scenario.key, scenario.title)
     start = time.monotonic()
-    cluster = Cluster.create(workdir / scenario.key, sentinel=scenario.sentinel)
+    cluster = Cluster.create(workdir / scenario.key, sentinel=scenario.sentinel, balancer=balancer)
     workload: Workload | None = None
     try:
         try:
@@ -181,7 +185,7 @@ async def run_scenario(scenario: Scenario, mode: Mode, workdir: Path) -> Outcome
                     f"{cluster.nodes[0].redis_url}"
                 ) from None
             raise
-        workload = Workload(cluster.haproxy.ws_url, scenario.key, mode.size)
+        workload = Workload(cluster.balancer.ws_url, scenario.key, mode.size)
         await workload.start()
         await asyncio.sleep(mode.warmup)
         await scenario.fault(cluster, mode, outcome)
@@ -321,7 +325,9 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def report(outcomes: list[Outcome], mode: Mode, env: dict[str, str], total: float) -> str:
+def report(
+    outcomes: list[Outcome], mode: Mode, env: dict[str, str], total: float, balancer: str
+) -> str:
     size = mode.size
     out = [
         f"# Chaos suite results ({mode.name} run)",
@@ -334,9 +340,10 @@ def report(outcomes: list[Outcome], mode: Mode, env: dict[str, str], total: floa
         table(outcomes),
         "",
         f"Each scenario: a fresh redis-server (AOF, `appendfsync always`), 3 `wshub serve`"
-        f" nodes on it, haproxy in front (deploy/haproxy.cfg); {size.subscribers} subscribers"
+        f" nodes on it, {balancer} in front (deploy/{CONFIGS[balancer]});"
+        f" {size.subscribers} subscribers"
         f" on {size.channels_per_subscriber} of {size.channels} channels each, {size.publishers}"
-        f" publishers at {size.rate:g} publications/s each, all `HubClient` through haproxy."
+        f" publishers at {size.rate:g} publications/s each, all `HubClient` through {balancer}."
         " *publications*: acknowledged publishes; *deliveries*: publications received, all"
         " subscriptions together; *explicit gaps*: acknowledged publications a subscriber"
         " was told it missed (error 116); *lost*: missing without that.",
@@ -368,20 +375,33 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated scenario keys, e.g. a,c (default: all)"
     )
     parser.add_argument("--results", type=Path, help="where to write the results (Markdown)")
+    parser.add_argument(
+        "--balancer",
+        choices=sorted(CONFIGS),
+        default="haproxy",
+        help="the load balancer in front of the nodes (default: haproxy)",
+    )
     args = parser.parse_args(argv)
     mode = SHORT if args.short else FULL
     keys = {k.strip() for k in args.only.split(",") if k.strip()}
     unknown = keys - {s.key for s in SCENARIOS}
     if unknown:
         parser.error(f"unknown scenario {', '.join(sorted(unknown))}")
-    results = args.results or (
-        HERE / "out" / "RESULTS-short.md" if args.short else HERE / "RESULTS.md"
-    )
+    if shutil.which(args.balancer) is None and not os.path.exists(f"/usr/sbin/{args.balancer}"):
+        parser.error(f"{args.balancer} is not installed (apt-get install {args.balancer})")
+    if args.results is not None:
+        results = args.results
+    elif args.short:
+        results = HERE / "out" / "RESULTS-short.md"
+    elif args.balancer != "haproxy" or keys:
+        results = HERE / "out" / f"RESULTS-{args.balancer}.md"  # not the published run
+    else:
+        results = HERE / "RESULTS.md"
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
-    return asyncio.run(_main(mode, keys, results))
+    return asyncio.run(_main(mode, keys, results, args.balancer))
 
 
-async def _main(mode: Mode, keys: set[str], results: Path) -> int:
+async def _main(mode: Mode, keys: set[str], results: Path, balancer: str) -> int:
     env = environment()
     start = time.monotonic()
     outcomes = []
@@ -390,12 +410,12 @@ async def _main(mode: Mode, keys: set[str], results: Path) -> int:
             if keys and scenario.key not in keys:
                 continue
             print(f"== ({scenario.key}) {scenario.title} ...", flush=True)
-            outcome = await run_scenario(scenario, mode, Path(workdir))
+            outcome = await run_scenario(scenario, mode, Path(workdir), balancer)
             print(f"   {outcome.verdict} in {outcome.duration:.0f} s", flush=True)
             for line in outcome.notes + outcome.problems[:10]:
                 print(f"   {line}", flush=True)
             outcomes.append(outcome)
-    text = report(outcomes, mode, env, time.monotonic() - start)
+    text = report(outcomes, mode, env, time.monotonic() - start, balancer)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(text)
     print()
