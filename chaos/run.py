@@ -49,7 +49,7 @@ class Mode:
     repeat: int  # faults per scenario (each on another node where it applies)
 
 
-FULL = Mode("full", WorkloadSize(4, 12, 2, 4, 5.0), warmup=5.0, settle=10.0, outage=4.0, repeat=2)
+FULL = Mode("full", WorkloadSize(4, 20, 2, 6, 5.0), warmup=5.0, settle=10.0, outage=4.0, repeat=2)
 SHORT = Mode("short", WorkloadSize(2, 4, 2, 2, 4.0), warmup=2.0, settle=4.0, outage=2.0, repeat=1)
 
 
