@@ -26,6 +26,7 @@ __all__ = [
     "SubscriptionReport",
     "check_subscription",
     "compare_histories",
+    "missing_from_history",
 ]
 
 
@@ -56,11 +57,18 @@ Event = Delivery | Gap
 
 @dataclass(slots=True)
 class SubscriptionReport:
-    """What one subscription got, against the acknowledgements of its channel."""
+    """What one subscription got, against the acknowledgements of its channel.
+
+    Attributes:
+        deliveries: publications received (duplicates included).
+        gaps: the gaps the subscriber was told about (error 116).
+        gapped: message ids of acknowledged publications inside those gaps.
+        lost, duplicated, out_of_order, offset_mismatch: message ids of each failure.
+    """
 
     deliveries: int = 0
     gaps: int = 0
-    gapped: int = 0
+    gapped: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
@@ -113,7 +121,7 @@ def check_subscription(events: Sequence[Event], acks: Iterable[Ack]) -> Subscrip
             if delivered.offset != ack.offset:
                 report.offset_mismatch.append(ack.message_id)
         elif _explained_by_gap(events, ack.offset):
-            report.gapped += 1
+            report.gapped.append(ack.message_id)
         else:
             report.lost.append(ack.message_id)
     return report
@@ -177,3 +185,18 @@ def compare_histories(histories: Mapping[str, Sequence[tuple[int, str]]]) -> lis
                 f" publications; missing {missing}, extra {extra})"
             )
     return problems
+
+
+def missing_from_history(
+    acks: Iterable[Ack], history: Iterable[tuple[int, str]], gapped: Sequence[set[str]]
+) -> list[str]:
+    """The acknowledged publications that ``history`` (``[(offset, message_id), ...]``) does
+    not hold at their acknowledged offset, except those that every subscription of the channel
+    (``gapped``: the message ids each one was told it missed) reported as a gap."""
+    stored = set(history)
+    excused = set.intersection(*gapped) if gapped else set()
+    return [
+        ack.message_id
+        for ack in acks
+        if (ack.offset, ack.message_id) not in stored and ack.message_id not in excused
+    ]
