@@ -124,7 +124,16 @@ async def sentinel_failover(cluster: Cluster, mode: Mode, outcome: Outcome) -> N
     """(d) ``SENTINEL FAILOVER``: the replica becomes the primary while clients publish."""
     sentinels, replica = cluster.sentinels, cluster.replica
     assert sentinels is not None and replica is not None
-    redis_command(sentinels.ports[0], "SENTINEL", "FAILOVER", sentinels.SERVICE)
+    # A sentinel learns of the replica from the primary's INFO (every 10 s): until then it
+    # answers -NOGOODSLAVE.
+    deadline = time.monotonic() + 30.0
+    while not redis_command(
+        sentinels.ports[0], "SENTINEL", "FAILOVER", sentinels.SERVICE
+    ).startswith(b"+OK"):
+        if time.monotonic() > deadline:
+            outcome.problems.append("the sentinels refused SENTINEL FAILOVER for 30 s")
+            return
+        await asyncio.sleep(0.5)
     deadline = time.monotonic() + 30.0
     while sentinels.primary_port() != replica.port:
         if time.monotonic() > deadline:
