@@ -26,13 +26,17 @@ PORT ?= 8765
 PYTEST_ARGS ?=
 # what ruff lints and formats: the Python folders (not docs/, whose examples are written for
 # reading, e.g. several short statements on one line)
-LINT_PATHS ?= $(wildcard src tests compliance benchmarks scripts fuzzing)
+LINT_PATHS ?= $(wildcard src tests compliance benchmarks scripts fuzzing chaos)
 # fuzzing (scripts/fuzz.sh, fuzzing/README.md): seconds per target for make fuzz, and for the
 # smoke run that CI does (6 targets x 8 s: about a minute in all)
 FUZZ_SECONDS ?= 180
 FUZZ_SMOKE_SECONDS ?= 8
 # which targets (default: every fuzzing/fuzz_*.py), e.g. make fuzz FUZZ_TARGETS='frames utf8'
 FUZZ_TARGETS ?=
+# the chaos suite (chaos/, docs/deployment.md): CHAOS=full writes chaos/RESULTS.md, CHAOS=short
+# is what CI runs; CHAOS_ARGS e.g. '--only a,c' for some scenarios
+CHAOS ?= full
+CHAOS_ARGS ?=
 
 BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
@@ -45,7 +49,8 @@ PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 export PY SHARED
 
 .PHONY: help run install install-test test deps lint typecheck coverage \
-	fuzz fuzz-smoke compliance compliance-quick bench bench-quick screenshots clean
+	fuzz fuzz-smoke compliance compliance-quick bench bench-quick chaos chaos-short screenshots \
+	clean
 
 help:
 	@echo "make run [PORT=8765]   install into $(VENV) and start 'wshub serve' on http://127.0.0.1:PORT/"
@@ -54,6 +59,8 @@ help:
 	@echo "make fuzz-smoke        each fuzz target for FUZZ_SMOKE_SECONDS (8 s): what CI runs"
 	@echo "make compliance        Autobahn|Testsuite, all 517 cases, our server and our client"
 	@echo "make compliance-quick  the same without 9.*, 12.*, 13.* (about a minute)"
+	@echo "make chaos             the chaos suite: 3 nodes, Redis, haproxy, faults; chaos/RESULTS.md"
+	@echo "make chaos-short       the same with fewer clients and publications (a few minutes; CI)"
 	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick       1-run smoke test of the benchmark"
 	@echo "make screenshots       the demo pages' screenshots in docs/images/ (scripts/screenshots.py)"
@@ -94,7 +101,7 @@ test: $(VENV)/.installed-test
 	@$(MAKE) typecheck
 	@$(MAKE) coverage
 
-# test dependencies that are not Python packages (chromium, redis-server)
+# test dependencies that are not Python packages (chromium, redis-server, haproxy)
 deps:
 	scripts/ensure-test-deps.sh
 
@@ -110,6 +117,7 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict benchmarks
 	$(BIN)/mypy --strict fuzzing
 	$(BIN)/mypy --strict scripts
+	$(BIN)/mypy --strict chaos
 
 coverage: $(VENV)/.installed-test
 	rm -f .coverage .coverage.*
@@ -149,6 +157,15 @@ bench: $(VENV)/.installed
 
 bench-quick: $(VENV)/.installed
 	scripts/bench.sh --quick
+
+# ---- the chaos suite (chaos/run.py; what it does and checks: docs/deployment.md) -------------
+
+chaos: $(VENV)/.installed-test
+	@$(MAKE) deps
+	$(PY) -m chaos $(if $(filter short,$(CHAOS)),--short,) $(CHAOS_ARGS)
+
+chaos-short:
+	@$(MAKE) chaos CHAOS=short
 
 # ---- screenshots of the demo pages for README.md and docs/ (a real `wshub serve`, chromium) ----
 

@@ -6,8 +6,10 @@
 #                       browser build of its own)
 #   redis-server        the Redis broker's contract tests start their own server on loopback
 #   redis-sentinel      the failover tests start three sentinels next to their servers
+#   haproxy             the load balancer of the chaos suite (make chaos), configured from
+#                       deploy/haproxy.cfg
 #
-# Idempotent and fast when both are present (no apt call at all). As root it installs what is
+# Idempotent and fast when all are present (no apt call at all). As root it installs what is
 # missing with apt-get (running `apt-get update` once first when apt does not know a package);
 # otherwise it prints the command to run and exits 1.
 #
@@ -18,9 +20,10 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || [ -x /usr/bin/redis-sentinel ] || missing+=(redis-sentinel)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-test-deps: chromium, redis-server and redis-sentinel are present"
+  echo "ensure-test-deps: chromium, redis-server, redis-sentinel and haproxy are present"
   exit 0
 fi
 
@@ -47,4 +50,5 @@ apt-get install -y -q "${missing[@]}"
 [ -x /usr/bin/chromium ] || { echo "ensure-test-deps: /usr/bin/chromium still missing" >&2; exit 1; }
 command -v redis-server >/dev/null 2>&1 || { echo "ensure-test-deps: redis-server still missing" >&2; exit 1; }
 command -v redis-sentinel >/dev/null 2>&1 || { echo "ensure-test-deps: redis-sentinel still missing" >&2; exit 1; }
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || { echo "ensure-test-deps: haproxy still missing" >&2; exit 1; }
 echo "ensure-test-deps: installed ${missing[*]}"
