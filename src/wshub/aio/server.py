@@ -218,13 +218,15 @@ class ServerConnection(WebSocketConnection):
             parsed = parse_request_head(data, max_request_size=settings.max_request_size)
             if parsed is not None:
                 request, end = parsed
+                # Keep the head as received (``data`` itself when nothing follows it):
+                # ``ws.request`` parses it again if it is ever read. The parsed headers
+                # cost about 2 KiB per connection; the head, a few hundred bytes.
+                head = data if end == len(data) else data[:end]
                 if settings.process_request is None:
-                    # Keep the head as received (``data`` itself when nothing follows it):
-                    # ``ws.request`` parses it again if it is ever read.
-                    self._request = data if end == len(data) else data[:end]
+                    self._request = head
                     self._upgrade(request, data[end:])
                     return
-                self._handle_request(request, data[end:])
+                self._handle_request(request, data[end:], head)
                 return
             self._parser = RequestParser(max_request_size=settings.max_request_size)
         try:
@@ -238,10 +240,13 @@ class ServerConnection(WebSocketConnection):
         self._parser = None
         self._handle_request(message, leftover)
 
-    def _handle_request(self, request: Request, leftover: bytes) -> None:
-        """Answer a complete request: through ``process_request`` if set, else upgrade it."""
+    def _handle_request(self, request: Request, leftover: bytes, head: bytes | None = None) -> None:
+        """Answer a complete request: through ``process_request`` if set, else upgrade it.
+
+        ``head``: the request's bytes as received, kept instead of ``request`` when given.
+        """
         settings = self._server._settings
-        self._request = request
+        self._request = request if head is None else head
         if settings.process_request is not None:
             if settings.process_request_async:
                 self._pause_reading(PAUSE_HANDSHAKE)

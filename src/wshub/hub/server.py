@@ -168,8 +168,10 @@ class HubServer:
             return
         session = self.hub.session(ws)
         try:
-            async for message in ws:
-                await session.handle(message)
+            # recv() rather than ``async for``: an async generator per connection costs
+            # about 700 bytes (the generator, its frame and the loop's weak reference).
+            while True:
+                await session.handle(await ws.recv())
         except ConnectionClosed:
             pass
         finally:
