@@ -24,9 +24,11 @@ Usage: ``python benchmarks/session_memory.py [--conns 10000] [--tracemalloc] [--
 from __future__ import annotations
 
 import argparse
+import cProfile
 import base64
 import gc
 import os
+import pstats
 import resource
 import signal
 import socket
@@ -112,13 +114,26 @@ def open_session(port: int, index: int) -> socket.socket:
     return sock
 
 
-def serve(snapshot_dir: str, trace: int) -> None:
-    """The child: ``wshub serve`` with a SIGUSR1 handler that dumps a tracemalloc snapshot."""
+def serve(snapshot_dir: str, trace: int, profile: bool = False) -> None:
+    """The child: ``wshub serve`` with a SIGUSR1 handler that dumps a tracemalloc snapshot
+    (and, with ``profile``, profiles between the first and the second signal)."""
     from wshub.cli import main
 
     if trace:
         tracemalloc.start(trace)
+    profiler = cProfile.Profile() if profile else None
     count = 0
+    gc_time = [0.0, 0.0, 0.0]  # seconds in collections of each generation
+    gc_start = 0.0
+
+    def gc_timer(phase: str, info: dict[str, int]) -> None:
+        nonlocal gc_start
+        if phase == "start":
+            gc_start = time.perf_counter()
+        else:
+            gc_time[info["generation"]] += time.perf_counter() - gc_start
+
+    gc.callbacks.append(gc_timer)
 
     def dump(signum: int, frame: object) -> None:
         nonlocal count
@@ -126,6 +141,13 @@ def serve(snapshot_dir: str, trace: int) -> None:
         path = Path(snapshot_dir) / f"snap{count}"
         if trace:
             tracemalloc.take_snapshot().dump(str(path))
+        if profiler is not None:
+            if count == 0:
+                profiler.enable()
+            else:
+                profiler.disable()
+                profiler.dump_stats(str(path.with_suffix(".prof")))
+        path.with_suffix(".gc").write_text(" ".join(map(str, gc_time)))
         path.with_suffix(".done").write_text(str(rss_kib(os.getpid())))
         count += 1
 
@@ -166,6 +188,9 @@ def main(argv: list[str]) -> int:
         metavar="FRAMES",
         help="trace the server's allocations, grouped by the innermost FRAMES frames (1)",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the server during the set-up"
+    )
     parser.add_argument("--top", type=int, default=25, help="allocation sites to show")
     args = parser.parse_args(argv)
     hard = raise_nofile()
@@ -180,7 +205,9 @@ def main(argv: list[str]) -> int:
         folder = Path(tmp)
         env = dict(os.environ, SESSION_MEMORY_PORT=str(port))
         code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        code += f"import session_memory as m; m.serve({tmp!r}, {args.tracemalloc!r})"
+        code += (
+            f"import session_memory as m; m.serve({tmp!r}, {args.tracemalloc!r}, {args.profile!r})"
+        )
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
         try:
             assert proc.stdout is not None
@@ -199,6 +226,13 @@ def main(argv: list[str]) -> int:
             print(f"RSS per connection: {(rss1 - rss0) / n:.2f} KiB ({rss0} -> {rss1} KiB)")
             print(f"server CPU per connect+subscribe: {(cpu1 - cpu0) / n * 1e6:.0f} us")
             print(f"wall rate (one connection at a time): {n / (t1 - t0):,.0f} /s")
+            gc0 = [float(x) for x in (folder / "snap0.gc").read_text().split()]
+            gc1 = [float(x) for x in (folder / "snap1.gc").read_text().split()]
+            spent = [(b - a) / n * 1e6 for a, b in zip(gc0, gc1, strict=True)]
+            print(
+                "of which garbage collection: "
+                + ", ".join(f"gen{g} {us:.1f} us" for g, us in enumerate(spent))
+            )
             if args.tracemalloc:
                 before = tracemalloc.Snapshot.load(str(folder / "snap0"))
                 after = tracemalloc.Snapshot.load(str(folder / "snap1"))
@@ -214,6 +248,9 @@ def main(argv: list[str]) -> int:
                     print(
                         f"  {stat.size_diff / n:8.1f} B  {stat.count_diff / n:6.2f} blocks  {where}"
                     )
+            if args.profile:
+                stats = pstats.Stats(str(folder / "snap1.prof"))
+                stats.sort_stats("tottime").print_stats(args.top)
             for sock in [warm, *socks]:
                 sock.close()
         finally:
