@@ -141,7 +141,8 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[Target]:
             out.append(Target(label, required, "no result", None))
             return
         r = a / b
-        got = f"{fmt(a)} vs {fmt(b)}: {r:.2f}{TIMES}"
+        show = ms if key.endswith("_us") else fmt
+        got = f"{show(a)} vs {show(b)}{' ms' if key.endswith('_us') else ''}: {r:.2f}{TIMES}"
         if mine.get(sid, {}).get("kept_up") is False:
             # a hub that fell behind has queueing latency: no latency or CPU target is met
             out.append(Target(label, required, got + " (wshub behind)", False))
@@ -194,7 +195,7 @@ def measured_commit(meta: dict[str, Any]) -> str:
     return "?" if found is None else found.group(1) + (found.group(2) or "")
 
 
-def render(results: dict[str, Any], source: str) -> str:
+def render(results: dict[str, Any], source: str, note: str | None = None) -> str:
     """The markdown page for one results.json."""
     meta: dict[str, Any] = results["meta"]
     summary: dict[str, dict[str, Any]] = results["summary"]
@@ -214,6 +215,7 @@ def render(results: dict[str, Any], source: str) -> str:
         "(`make hubbench-quick` for a smoke test); the harness's full tables are in "
         f"`{source}`.",
         "",
+        *([note, ""] if note else []),
         f"- run: {meta.get('date', '?')}, {mode}; each cell the median of {meta.get('reps', '?')} "
         f"run(s) of {meta.get('duration_s', '?')} s after {meta.get('warmup_s', '?')} s warm-up",
         f"- machine: {meta.get('machine', '?')}; {meta.get('pinning', '?')}; load average "
@@ -282,13 +284,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("results", type=Path, help="results.json written by shared/hubbench/run.py")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("HUB_RESULTS.md"))
+    parser.add_argument("--note", help="a paragraph shown under the title (e.g. which run this is)")
     args = parser.parse_args(argv)
     try:
         results = json.loads(args.results.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"hub_report: cannot read {args.results}: {exc}", file=sys.stderr)
         return 2
-    page = render(results, str(args.results.with_name("results.md")))
+    page = render(results, str(args.results.with_suffix(".md")), args.note)
     args.out.write_text(page, encoding="utf-8")
     print(f"wrote {args.out}")
     return 0

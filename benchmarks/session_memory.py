@@ -24,8 +24,8 @@ Usage: ``python benchmarks/session_memory.py [--conns 10000] [--tracemalloc] [--
 from __future__ import annotations
 
 import argparse
-import cProfile
 import base64
+import cProfile
 import gc
 import os
 import pstats
@@ -249,8 +249,8 @@ def main(argv: list[str]) -> int:
                         f"  {stat.size_diff / n:8.1f} B  {stat.count_diff / n:6.2f} blocks  {where}"
                     )
             if args.profile:
-                stats = pstats.Stats(str(folder / "snap1.prof"))
-                stats.sort_stats("tottime").print_stats(args.top)
+                profile = pstats.Stats(str(folder / "snap1.prof"))
+                profile.sort_stats("tottime").print_stats(args.top)
             for sock in [warm, *socks]:
                 sock.close()
         finally:

@@ -111,7 +111,7 @@ def test_page_has_the_table_in_hub_order_and_marks_failures(tmp_path: Path) -> N
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     out = tmp_path / "HUB.md"
-    assert hub_report.main([str(path), "--out", str(out)]) == 0
+    assert hub_report.main([str(path), "--out", str(out), "--note", "A note."]) == 0
     page = out.read_text()
     header = next(line for line in page.splitlines() if line.startswith("| scenario |"))
     assert header.split(" | ")[1:] == ["**wshub**", "centrifuge", "python-socketio |"]
@@ -121,6 +121,12 @@ def test_page_has_the_table_in_hub_order_and_marks_failures(tmp_path: Path) -> N
     assert "| 4.0 / 9.0 (72 %) |" in rows["| `room1000_fixed`: p50 / p99 ms (server CPU)"]
     assert rows["| `idle10k`: connect+subscribe/s"].endswith("| 6,500 | 5,000 | FAIL |")
     assert "python-socketio / `idle10k`: ['setup timeout']" in page
+    assert "\nA note.\n" in page
+    x = hub_report.TIMES
+    assert (
+        f"| `room1000_fixed` p99 latency | ≤ 1 {x} centrifuge | 9.0 vs 10 ms: 0.90{x} | met |"
+        in page
+    )
     assert "quick mode" in page and "wshub commit measured: abc1234;" in page
     assert "**centrifuge**:" in page and "no history" in page.lower()
 
