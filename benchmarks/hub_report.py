@@ -164,7 +164,7 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[Target]:
         )
     )
     ratio_target(
-        "set-up of a 1,000-member room, join/leave on (conn/s)",
+        "set-up of the `room1000_sat` room, join/leave on (conn/s)",
         "room1000_sat",
         "setup_conn_per_s",
         0.5,
@@ -225,6 +225,14 @@ def render(results: dict[str, Any], source: str, note: str | None = None) -> str
     ]
     versions: dict[str, str] = meta.get("versions", {})
     lines += [f"  - {name}: {versions.get(name, '?')}" for name in names]
+    busy = {
+        n: max((s.get("foreign_cpu_pct") or 0.0 for s in summary[n].values()), default=0.0)
+        for n in names
+    }
+    lines.append(
+        "- CPU used by other processes during the runs (the most in any scenario; more than a "
+        "few % makes a cell untrustworthy): " + ", ".join(f"{n} {busy[n]:.0f} %" for n in names)
+    )
     lines += ["", "Scenarios as run:", ""]
     lines += [f"- `{sid}`: {label}" for sid, label in labels.items()]
 

@@ -122,6 +122,7 @@ def test_page_has_the_table_in_hub_order_and_marks_failures(tmp_path: Path) -> N
     assert rows["| `idle10k`: connect+subscribe/s"].endswith("| 6,500 | 5,000 | FAIL |")
     assert "python-socketio / `idle10k`: ['setup timeout']" in page
     assert "\nA note.\n" in page
+    assert "the most in any scenario" in page and "wshub 0 %, centrifuge 0 %" in page
     x = hub_report.TIMES
     assert (
         f"| `room1000_fixed` p99 latency | ≤ 1 {x} centrifuge | 9.0 vs 10 ms: 0.90{x} | met |"
