@@ -129,9 +129,9 @@ def serve(snapshot_dir: str, trace: int, profile: bool = False) -> None:
     def gc_timer(phase: str, info: dict[str, int]) -> None:
         nonlocal gc_start
         if phase == "start":
-            gc_start = time.perf_counter()
+            gc_start = time.process_time()
         else:
-            gc_time[info["generation"]] += time.perf_counter() - gc_start
+            gc_time[info["generation"]] += time.process_time() - gc_start
 
     gc.callbacks.append(gc_timer)
 

@@ -258,16 +258,29 @@ class ServerConnection(WebSocketConnection):
                 logger.exception("process_request failed")
                 self._respond(Response.text(500, "Internal Server Error\n"))
                 return
+            if inspect.isawaitable(response):
+                # A plain hook that has to wait for this request returns an awaitable:
+                # only such requests pay for a Task (the hub's upgrades never do).
+                self._pause_reading(PAUSE_HANDSHAKE)
+                self._task = self._spawn(self._process_async(request, leftover, response))
+                return
             if response is not None:
-                self._respond(response)  # type: ignore[arg-type]
+                self._respond(response)
                 return
         self._upgrade(request, leftover)
 
-    async def _process_async(self, request: Request, leftover: bytes) -> None:
+    async def _process_async(
+        self,
+        request: Request,
+        leftover: bytes,
+        pending: Awaitable[Response | None] | None = None,
+    ) -> None:
         settings = self._server._settings
         assert settings.process_request is not None and self.transport is not None
         try:
-            response = await settings.process_request(self, request)  # type: ignore[misc]
+            if pending is None:
+                pending = settings.process_request(self, request)  # type: ignore[assignment]
+            response = await pending  # type: ignore[misc]
         except Exception:
             logger.exception("process_request failed")
             response = Response.text(500, "Internal Server Error\n")
