@@ -234,15 +234,20 @@ async def test_handlers_after_an_async_one_still_answer_and_upgrades_need_no_tas
     def plain(connection: Any, request: Request) -> Response | None:
         return Response.text(200, "plain\n") if request.path == "/plain" else None
 
+    async def later(connection: Any, request: Request) -> Response | None:
+        await asyncio.sleep(0)
+        return Response.text(200, "later\n") if request.path == "/later" else None
+
+    handlers = [maybe, plain, later]
     async with await start_demo_hub(
-        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, http_handlers=[maybe, plain]
+        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, http_handlers=handlers
     ) as server:
-        for path in ("/maybe", "/plain"):
+        for path in ("/maybe", "/plain", "/later"):
             status, _, body = await http(server, "GET", path, key=None)
             assert (status, body) == (200, f"{path[1:]}\n".encode())
         status, _, _ = await http(server, "GET", "/nowhere", key=None)
         assert status == 404
-        # an upgrade to the hub's path passes both handlers; only the first one awaits
+        # an upgrade to the hub's path passes every handler
         upgrade = Request("GET", server.path, Headers([("Upgrade", "websocket")]))
         pending = server.route(None, upgrade)
         assert inspect.isawaitable(pending)
