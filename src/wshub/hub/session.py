@@ -134,30 +134,10 @@ class Session:
         outbox: what waits because the connection does not keep up.
     """
 
-    # One per connection: no __dict__ (about 300 bytes less per connection). A new
-    # attribute must be added here; tests/hub/test_memory.py checks there is no __dict__.
-    __slots__ = (
-        "_bad_in_row",
-        "_cleanup_task",
-        "_commands",
-        "_connect_timer",
-        "_counted_user",
-        "_expiry_timer",
-        "_limited_in_row",
-        "_limits",
-        "_outbox",
-        "_publishes",
-        "_writer",
-        "client_id",
-        "hub",
-        "identity",
-        "info",
-        "info_bytes",
-        "max_buffered",
-        "peer",
-        "state",
-        "subscriptions",
-    )
+    __slots__ = ("_bad_in_row", "_cleanup_task", "_commands", "_connect_timer", "_counted_user",
+                 "_expiry_timer", "_limited_in_row", "_limits", "_outbox", "_publishes", "_writer",
+                 "client_id", "hub", "identity", "info", "info_bytes", "max_buffered", "peer",
+                 "state", "subscriptions")  # fmt: skip
 
     def __init__(self, hub: SessionHost, peer: Peer) -> None:
         self.hub = hub
