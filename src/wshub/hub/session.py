@@ -134,11 +134,6 @@ class Session:
         outbox: what waits because the connection does not keep up.
     """
 
-    __slots__ = ("_bad_in_row", "_cleanup_task", "_commands", "_connect_timer", "_counted_user",
-                 "_expiry_timer", "_limited_in_row", "_limits", "_outbox", "_publishes", "_writer",
-                 "client_id", "hub", "identity", "info", "info_bytes", "max_buffered", "peer",
-                 "state", "subscriptions")  # fmt: skip
-
     def __init__(self, hub: SessionHost, peer: Peer) -> None:
         self.hub = hub
         self.peer = peer
