@@ -11,7 +11,8 @@ MAKEFLAGS += --no-print-directory
 
 PYTHON ?= python3
 VENV ?= .venv
-SHARED ?= $(CURDIR)/../shared
+# (beside the checkout; from a git worktree one level further down, e.g. /work/wt/<name>)
+SHARED ?= $(firstword $(wildcard $(CURDIR)/../shared $(CURDIR)/../../shared) $(CURDIR)/../shared)
 # coverage thresholds (branch coverage): the whole package, and the sans-I/O core
 COV_FAIL_UNDER ?= 85
 PROTOCOL_COV_FAIL_UNDER ?= 95
@@ -22,6 +23,12 @@ NO_EXTENSIONS_ENV ?= WSHUB_NO_EXTENSIONS
 PROTOCOL_TESTS ?= tests/protocol
 # the port of `make run` (make run PORT=9000; 0 picks a free one, printed at start)
 PORT ?= 8765
+# make hubbench: where the hubs are installed (shared by every checkout on the machine: setup.sh
+# is idempotent and replaces only the wshub copy), the output folder, and extra run.py options,
+# e.g. make hubbench HUBBENCH_ARGS='--servers wshub,centrifuge --scenarios idle10k'
+HUBBENCH_WORK ?= /tmp/hubbench-work
+HUBBENCH_OUT ?= benchmarks/out/hubbench
+HUBBENCH_ARGS ?=
 # extra arguments for pytest, e.g. make test PYTEST_ARGS='-x -k frames'
 PYTEST_ARGS ?=
 # what ruff lints and formats: the Python folders (not docs/, whose examples are written for
@@ -49,8 +56,8 @@ PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 export PY SHARED
 
 .PHONY: help run install install-test test deps lint typecheck coverage \
-	fuzz fuzz-smoke compliance compliance-quick bench bench-quick chaos chaos-short screenshots \
-	clean
+	fuzz fuzz-smoke compliance compliance-quick bench bench-quick hubbench hubbench-quick \
+	chaos chaos-short screenshots clean
 
 help:
 	@echo "make run [PORT=8765]   install into $(VENV) and start 'wshub serve' on http://127.0.0.1:PORT/"
@@ -63,6 +70,8 @@ help:
 	@echo "make chaos-short       the same with fewer clients and publications (a few minutes; CI)"
 	@echo "make bench             benchmark against the peers, write benchmarks/RESULTS.md (~30 min)"
 	@echo "make bench-quick       1-run smoke test of the benchmark"
+	@echo "make hubbench          the hub against other hubs, write benchmarks/HUB_RESULTS.md (~20 min)"
+	@echo "make hubbench-quick    the same with smaller sizes and 1 run (~3 min): a smoke test"
 	@echo "make screenshots       the demo pages' screenshots in docs/images/ (scripts/screenshots.py)"
 	@echo "make clean             remove caches, coverage data and reports (keeps $(VENV))"
 	@echo "variables: PORT=$(PORT) VENV=$(VENV) SHARED=$(SHARED) COV_FAIL_UNDER=$(COV_FAIL_UNDER)" \
@@ -166,6 +175,18 @@ chaos: $(VENV)/.installed-test
 
 chaos-short:
 	@$(MAKE) chaos CHAOS=short
+
+# ---- hub benchmark ($(SHARED)/hubbench; results in benchmarks/HUB_RESULTS.md) -----------------
+# setup.sh copies this working tree (uncommitted changes included) into $(HUBBENCH_WORK) and
+# installs it there; the peers it installs once and then only checks.
+
+hubbench: $(VENV)/.installed
+	BENCH_WORK=$(HUBBENCH_WORK) $(SHARED)/hubbench/setup.sh $(CURDIR)
+	BENCH_WORK=$(HUBBENCH_WORK) python3 $(SHARED)/hubbench/run.py --out $(HUBBENCH_OUT) $(HUBBENCH_ARGS)
+	$(PY) benchmarks/hub_report.py $(HUBBENCH_OUT)/results.json
+
+hubbench-quick:
+	@$(MAKE) hubbench HUBBENCH_ARGS='--quick $(HUBBENCH_ARGS)'
 
 # ---- screenshots of the demo pages for README.md and docs/ (a real `wshub serve`, chromium) ----
 

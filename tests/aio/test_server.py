@@ -10,7 +10,7 @@ import asyncio
 import base64
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import pytest
@@ -261,7 +261,14 @@ async def route_async(connection: ServerConnection, req: Request) -> Response | 
     return route(connection, req)
 
 
-@pytest.mark.parametrize("process_request", [route, route_async], ids=["plain", "async"])
+def route_deferred(connection: ServerConnection, req: Request) -> Awaitable[Response | None]:
+    """A plain hook that returns an awaitable: the server waits for it (in a Task)."""
+    return route_async(connection, req)
+
+
+@pytest.mark.parametrize(
+    "process_request", [route, route_async, route_deferred], ids=["plain", "async", "deferred"]
+)
 async def test_process_request_serves_plain_http(process_request: Any) -> None:
     """A Response from process_request answers a plain GET on the WebSocket port."""
     async with loopback_server(echo, process_request=process_request) as server:
@@ -285,7 +292,9 @@ async def test_process_request_serves_plain_http(process_request: Any) -> None:
         assert response.body == body
 
 
-@pytest.mark.parametrize("process_request", [route, route_async], ids=["plain", "async"])
+@pytest.mark.parametrize(
+    "process_request", [route, route_async, route_deferred], ids=["plain", "async", "deferred"]
+)
 async def test_process_request_can_refuse_an_upgrade(process_request: Any) -> None:
     """A Response for an upgrade request is sent instead of the 101."""
     async with loopback_server(echo, process_request=process_request) as server:
@@ -298,7 +307,9 @@ async def test_process_request_can_refuse_an_upgrade(process_request: Any) -> No
         assert server.connections == set()
 
 
-@pytest.mark.parametrize("process_request", [route, route_async], ids=["plain", "async"])
+@pytest.mark.parametrize(
+    "process_request", [route, route_async, route_deferred], ids=["plain", "async", "deferred"]
+)
 async def test_process_request_returning_none_upgrades(process_request: Any) -> None:
     """``None`` from process_request lets the upgrade go on, with the request's headers."""
     async with (

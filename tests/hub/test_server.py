@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import uuid
 from pathlib import Path
@@ -18,6 +19,7 @@ from wshub.hub import make_token
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions
 from wshub.hub.js import client_source
 from wshub.hub.server import HubServer, start_hub
+from wshub.protocol.headers import Headers
 from wshub.protocol.http11 import Request, Response
 from wshub.testing import RedisServer, segments_sent
 
@@ -225,6 +227,44 @@ async def test_http_handlers_and_order() -> None:
         assert health["status"] == "ok"
         status, _, _ = await http(server, "GET", "/api/channels")
         assert status == 401  # no api_key configured: the API refuses everything
+
+
+async def test_handlers_after_an_async_one_still_answer_and_upgrades_need_no_task() -> None:
+    """A handler after one that awaited and answered nothing still gets its path; the hook
+    decides an upgrade to the WebSocket path at once, without a coroutine."""
+
+    async def maybe(connection: Any, request: Request) -> Response | None:
+        await asyncio.sleep(0)
+        return Response.text(200, "maybe\n") if request.path == "/maybe" else None
+
+    def plain(connection: Any, request: Request) -> Response | None:
+        return Response.text(200, "plain\n") if request.path == "/plain" else None
+
+    async def later(connection: Any, request: Request) -> Response | None:
+        await asyncio.sleep(0)
+        return Response.text(200, "later\n") if request.path == "/later" else None
+
+    handlers = [maybe, plain, later]
+    async with await start_demo_hub(
+        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, http_handlers=handlers
+    ) as server:
+        for path in ("/maybe", "/plain", "/later"):
+            status, _, body = await http(server, "GET", path, key=None)
+            assert (status, body) == (200, f"{path[1:]}\n".encode())
+        status, _, _ = await http(server, "GET", "/nowhere", key=None)
+        assert status == 404
+        # an upgrade to the hub's path passes every handler
+        upgrade = Request("GET", server.path, Headers([("Upgrade", "websocket")]))
+        pending = server.route(None, upgrade)
+        assert inspect.isawaitable(pending)
+        assert await pending is None
+        assert await server.process_request(None, upgrade) is None
+    async with await start_demo_hub(
+        "127.0.0.1", 0, ephemeral=True, allow_anonymous=True, http_handlers=[plain]
+    ) as server:
+        assert server.route(None, Request("GET", server.path, Headers())) is None
+        async with hub_connect(server) as ws:
+            assert (await Wire(ws).call("connect"))["result"]["client"]
 
 
 async def test_history_survives_restart_over_the_wire(tmp_path: Path) -> None:

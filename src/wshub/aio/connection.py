@@ -308,7 +308,10 @@ class WebSocketConnection(asyncio.Protocol):
         self.subprotocol: str | None = None
         self.latency = 0.0
         self._id: str | None = None
-        self._messages: deque[Message] | None = None
+        # Modern style: () until the first message arrives, then the deque recv() reads
+        # (an empty deque costs about 760 bytes, and most hub connections only ever get
+        # a couple of commands); None: the callback style, no recv().
+        self._messages: deque[Message] | tuple[()] | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._paused = 0  # PAUSE_* bits: why reading is paused
         self._write_paused = False
@@ -525,7 +528,7 @@ class WebSocketConnection(asyncio.Protocol):
         core.on_pong = self._on_pong
         cb = opts.callbacks
         if opts.modern:
-            self._messages = deque()
+            self._messages = ()
             core.on_message = self._queue_message
         elif cb.on_message is not None:
             core.on_message = (
@@ -588,7 +591,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _queue_message(self, message: Message) -> None:
         messages = self._messages
-        assert messages is not None
+        if type(messages) is not deque:
+            messages = self._messages = deque()
         messages.append(message)
         waiter = self._recv_waiter
         if waiter is not None:
@@ -607,12 +611,11 @@ class WebSocketConnection(asyncio.Protocol):
             ConnectionClosedError: it closed abnormally.
             InvalidState: the connection uses ``on_message`` callbacks instead.
         """
-        messages = self._messages
-        if messages is None:
+        if self._messages is None:
             if self._core is None or self._lost:
                 raise self._closed_exc()
             raise InvalidState("recv() is not available when on_message callbacks are used")
-        while not messages:
+        while not self._messages:
             if self._lost or (
                 self._core is not None
                 and self._core.state is not _OPEN
@@ -627,7 +630,11 @@ class WebSocketConnection(asyncio.Protocol):
             finally:
                 if self._recv_waiter is waiter:
                     self._recv_waiter = None
+        messages = self._messages
+        assert type(messages) is deque
         message = messages.popleft()
+        if not messages:
+            self._messages = ()  # an idle connection keeps no deque
         if self._paused & PAUSE_QUEUE and len(messages) <= (self._opts.max_queue or 0) // 4:
             self._resume_reading(PAUSE_QUEUE)
         return message

@@ -218,13 +218,15 @@ class ServerConnection(WebSocketConnection):
             parsed = parse_request_head(data, max_request_size=settings.max_request_size)
             if parsed is not None:
                 request, end = parsed
+                # Keep the head as received (``data`` itself when nothing follows it):
+                # ``ws.request`` parses it again if it is ever read. The parsed headers
+                # cost about 2 KiB per connection; the head, a few hundred bytes.
+                head = data if end == len(data) else data[:end]
                 if settings.process_request is None:
-                    # Keep the head as received (``data`` itself when nothing follows it):
-                    # ``ws.request`` parses it again if it is ever read.
-                    self._request = data if end == len(data) else data[:end]
+                    self._request = head
                     self._upgrade(request, data[end:])
                     return
-                self._handle_request(request, data[end:])
+                self._handle_request(request, data[end:], head)
                 return
             self._parser = RequestParser(max_request_size=settings.max_request_size)
         try:
@@ -238,10 +240,13 @@ class ServerConnection(WebSocketConnection):
         self._parser = None
         self._handle_request(message, leftover)
 
-    def _handle_request(self, request: Request, leftover: bytes) -> None:
-        """Answer a complete request: through ``process_request`` if set, else upgrade it."""
+    def _handle_request(self, request: Request, leftover: bytes, head: bytes | None = None) -> None:
+        """Answer a complete request: through ``process_request`` if set, else upgrade it.
+
+        ``head``: the request's bytes as received, kept instead of ``request`` when given.
+        """
         settings = self._server._settings
-        self._request = request
+        self._request = request if head is None else head
         if settings.process_request is not None:
             if settings.process_request_async:
                 self._pause_reading(PAUSE_HANDSHAKE)
@@ -253,16 +258,29 @@ class ServerConnection(WebSocketConnection):
                 logger.exception("process_request failed")
                 self._respond(Response.text(500, "Internal Server Error\n"))
                 return
+            if inspect.isawaitable(response):
+                # A plain hook that has to wait for this request returns an awaitable:
+                # only such requests pay for a Task (the hub's upgrades never do).
+                self._pause_reading(PAUSE_HANDSHAKE)
+                self._task = self._spawn(self._process_async(request, leftover, response))
+                return
             if response is not None:
-                self._respond(response)  # type: ignore[arg-type]
+                self._respond(response)
                 return
         self._upgrade(request, leftover)
 
-    async def _process_async(self, request: Request, leftover: bytes) -> None:
+    async def _process_async(
+        self,
+        request: Request,
+        leftover: bytes,
+        pending: Awaitable[Response | None] | None = None,
+    ) -> None:
         settings = self._server._settings
         assert settings.process_request is not None and self.transport is not None
         try:
-            response = await settings.process_request(self, request)  # type: ignore[misc]
+            if pending is None:
+                pending = settings.process_request(self, request)  # type: ignore[assignment]
+            response = await pending  # type: ignore[misc]
         except Exception:
             logger.exception("process_request failed")
             response = Response.text(500, "Internal Server Error\n")

@@ -11,6 +11,9 @@ is above its high-water mark, what it would write waits here instead. Two bounds
   whatever the namespaces say, so that no client can make the hub buffer without bound by
   subscribing to many busy channels or by sending commands whose replies it never reads.
 
+Both classes allocate their deques on first use and drop them when cleared: most
+connections never queue anything, and an empty deque costs about 760 bytes.
+
 Nothing here awaits or writes: the session asks for :meth:`Outbox.pop` when its
 connection can take more. A refusal (``None`` / ``False``) means "slow consumer": the
 session closes the connection with 4004.
@@ -39,18 +42,20 @@ class ChannelQueue:
     __slots__ = ("_items", "capacity", "policy", "size")
 
     def __init__(self, policy: str, capacity: int) -> None:
-        self._items: deque[tuple[int, str]] = deque()
+        self._items: deque[tuple[int, str]] | None = None
         self.policy = policy
         self.capacity = capacity
         #: Characters of JSON queued here.
         self.size = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return 0 if self._items is None else len(self._items)
 
     def _remove(self, index: int) -> None:
-        self.size -= len(self._items[index][1])
-        del self._items[index]
+        items = self._items
+        assert items is not None
+        self.size -= len(items[index][1])
+        del items[index]
 
     def push(self, kind: int, message: str) -> int | None:
         """Queue ``message``.
@@ -61,6 +66,8 @@ class ChannelQueue:
             policy is to disconnect.
         """
         items = self._items
+        if items is None:
+            items = self._items = deque()
         dropped = 0
         if self.policy == "latest" and kind == POS:
             # Conflation: at most one publication waits per channel, the newest.
@@ -86,12 +93,13 @@ class ChannelQueue:
 
     def pop(self) -> str:
         """The oldest queued message (the queue must not be empty)."""
+        assert self._items is not None
         message = self._items.popleft()[1]
         self.size -= len(message)
         return message
 
     def clear(self) -> None:
-        self._items.clear()
+        self._items = None
         self.size = 0
 
 
@@ -114,8 +122,8 @@ class Outbox:
     def __init__(self, *, max_pending_replies: int, max_queued_size: int | None) -> None:
         self.max_pending_replies = max_pending_replies
         self.max_queued_size = max_queued_size
-        self._replies: deque[str] = deque()
-        self._ready: deque[ChannelQueue] = deque()
+        self._replies: deque[str] | None = None
+        self._ready: deque[ChannelQueue] | None = None
         self.pending = 0
         self.size = 0
 
@@ -125,9 +133,12 @@ class Outbox:
 
     def add_reply(self, message: str) -> bool:
         """Queue a reply or control push; ``False``: over a bound (slow consumer)."""
-        if len(self._replies) >= self.max_pending_replies or not self._fits(message):
+        replies = self._replies
+        if replies is None:
+            replies = self._replies = deque()
+        if len(replies) >= self.max_pending_replies or not self._fits(message):
             return False
-        self._replies.append(message)
+        replies.append(message)
         self.pending += 1
         self.size += len(message)
         return True
@@ -150,6 +161,8 @@ class Outbox:
         self.pending += len(queue) - before_count
         self.size += queue.size - before_size
         if was_empty and queue:
+            if self._ready is None:
+                self._ready = deque()
             self._ready.append(queue)
         return dropped
 
@@ -159,12 +172,14 @@ class Outbox:
         if self._replies:
             message = self._replies.popleft()
         else:
+            ready = self._ready
+            assert ready is not None
             while True:
-                queue = self._ready.popleft()
+                queue = ready.popleft()
                 if queue:
                     message = queue.pop()
                     if queue:
-                        self._ready.append(queue)
+                        ready.append(queue)
                     break
         self.pending -= 1
         self.size -= len(message)
@@ -178,14 +193,14 @@ class Outbox:
 
     def take_replies(self) -> list[str]:
         """Remove and return the waiting replies, and forget every channel message."""
-        replies = list(self._replies)
+        replies = list(self._replies or ())
         self.clear()
         return replies
 
     def clear(self) -> None:
-        for queue in self._ready:
+        for queue in self._ready or ():
             queue.clear()
-        self._replies.clear()
-        self._ready.clear()
+        self._replies = None
+        self._ready = None
         self.pending = 0
         self.size = 0

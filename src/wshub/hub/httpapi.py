@@ -165,9 +165,17 @@ class HttpApi:
             "disconnect": ("POST", self._disconnect),
         }
 
+    @staticmethod
+    def owns(path: str) -> bool:
+        """Whether :meth:`handle` answers a request for ``path`` (it returns ``None`` for
+        every other): ``/healthz``, ``/api`` and what is under it."""
+        return path in ("/healthz", "/api") or path.startswith("/api/")
+
     async def handle(self, request: Request) -> Response | None:
         """Answer ``request`` if it is for the API, else return ``None``. Never raises."""
         path = urlsplit(request.path).path
+        if not self.owns(path):
+            return None
         if path == "/healthz":
             if request.method not in ("GET", "HEAD"):
                 return self._error(
@@ -182,8 +190,6 @@ class HttpApi:
                 # Load balancers probe with HEAD: same status and headers, no body.
                 return Response(health.status, headers=health.headers)
             return health
-        if path != "/api" and not path.startswith("/api/"):
-            return None
         try:
             return await self._dispatch(request, path)
         except _Refused as exc:

@@ -131,17 +131,39 @@ class HubServer:
         return f"ws://{host}:{self.port}{self.path}"
 
     async def process_request(self, connection: Any, request: Request) -> Response | None:
-        """The ``process_request`` hook: metrics, HTTP API, extra handlers, then the upgrade."""
+        """The ``process_request`` hook: metrics, HTTP API, extra handlers, then the upgrade.
+
+        ``None``: the request is for the WebSocket path, for the transport to upgrade.
+        """
+        response = self.route(connection, request)
+        if inspect.isawaitable(response):
+            return await response
+        return response
+
+    def route(
+        self, connection: Any, request: Request
+    ) -> Response | Awaitable[Response | None] | None:
+        """:meth:`process_request` without a coroutine when nothing has to wait.
+
+        What the server gives the transport as its hook: a WebSocket upgrade (every
+        connection) is decided here at once, so it needs no Task; the HTTP API and a
+        handler that returns an awaitable make this return an awaitable instead, which the
+        transport waits for in a Task.
+        """
         response = self.metrics(connection, request)
         if response is not None:
             return response
-        response = await self.api.handle(request)
-        if response is not None:
-            return response
-        for handler in self._handlers:
-            result = handler(connection, request)
+        if self.api.owns(urlsplit(request.path).path):
+            return self._then_handlers(connection, request, self.api.handle(request), 0)
+        return self._handlers_from(connection, request, 0)
+
+    def _handlers_from(
+        self, connection: Any, request: Request, start: int
+    ) -> Response | Awaitable[Response | None] | None:
+        for index in range(start, len(self._handlers)):
+            result = self._handlers[index](connection, request)
             if inspect.isawaitable(result):
-                result = await result
+                return self._then_handlers(connection, request, result, index + 1)
             if result is not None:
                 return result
         # The browser client is the hub's, whatever apps are mounted (an app may serve
@@ -160,6 +182,18 @@ class HubServer:
             return Response.text(503, "draining\n")
         return None
 
+    async def _then_handlers(
+        self, connection: Any, request: Request, pending: Awaitable[Any], start: int
+    ) -> Response | None:
+        """Await ``pending``; when it answers nothing, go on with the handlers from ``start``."""
+        result = await pending
+        if result is not None:
+            return result  # type: ignore[no-any-return]
+        rest = self._handlers_from(connection, request, start)
+        if inspect.isawaitable(rest):
+            return await rest
+        return rest
+
     async def handle(self, ws: ServerConnection) -> None:
         """The WebSocket handler: one hub session per connection."""
         if ws.subprotocol != SUBPROTOCOL:
@@ -168,8 +202,10 @@ class HubServer:
             return
         session = self.hub.session(ws)
         try:
-            async for message in ws:
-                await session.handle(message)
+            # recv() rather than ``async for``: an async generator per connection costs
+            # about 700 bytes (the generator, its frame and the loop's weak reference).
+            while True:
+                await session.handle(await ws.recv())
         except ConnectionClosed:
             pass
         finally:
@@ -511,7 +547,7 @@ async def _start(
             listen.host or None,
             listen.port,
             subprotocols=[SUBPROTOCOL],
-            process_request=hub_server.process_request,
+            process_request=hub_server.route,
             options=config.transport,
             origins=listen.origins,
             max_connections=listen.max_connections,

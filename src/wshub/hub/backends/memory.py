@@ -81,14 +81,22 @@ class MemoryBroker:
 # --- history ------------------------------------------------------------------------------
 
 
+#: The publications of a stream that has none yet, shared by all of them: an empty deque
+#: costs about 760 bytes, and a hub has one stream per channel subscribed to (a personal
+#: channel per connection), most never published to. ``maxlen=0``: never appended to;
+#: :meth:`MemoryHistory.append` gives a stream its own deque first.
+_NO_PUBS: deque[StoredPublication] = deque(maxlen=0)
+
+
 @dataclass(slots=True)
 class _Stream:
     epoch: str
     top: int = 0
     ttl: float | None = None
     updated: float = 0.0
-    pubs: deque[StoredPublication] = field(default_factory=deque)
-    dedupe: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
+    pubs: deque[StoredPublication] = field(default_factory=lambda: _NO_PUBS)
+    #: message ids seen (``None`` until the first publication with one)
+    dedupe: OrderedDict[str, tuple[int, float]] | None = None
 
 
 class MemoryHistory:
@@ -149,14 +157,17 @@ class MemoryHistory:
         check_limits(size)
         now = self._clock()
         stream = self._stream(channel)
+        dedupe = stream.dedupe
         if message_id is not None:
+            if dedupe is None:
+                dedupe = stream.dedupe = OrderedDict()
             cutoff = now - self._dedupe_window
-            while stream.dedupe:
-                oldest = next(iter(stream.dedupe.values()))
+            while dedupe:
+                oldest = next(iter(dedupe.values()))
                 if oldest[1] >= cutoff:
                     break
-                stream.dedupe.popitem(last=False)
-            seen = stream.dedupe.get(message_id)
+                dedupe.popitem(last=False)
+            seen = dedupe.get(message_id)
             if seen is not None:
                 return AppendResult(Position(seen[0], stream.epoch), None)
         stream.top += 1
@@ -164,14 +175,16 @@ class MemoryHistory:
         stream.ttl = ttl
         pub = StoredPublication(stream.top, now, data, info)
         if size > 0:
+            if stream.pubs is _NO_PUBS:
+                stream.pubs = deque()
             stream.pubs.append(pub)
         while len(stream.pubs) > size:
             stream.pubs.popleft()
         self._trim_age(stream, now)
-        if message_id is not None:
-            stream.dedupe[message_id] = (stream.top, now)
-            if len(stream.dedupe) > self._max_dedupe:
-                stream.dedupe.popitem(last=False)
+        if dedupe is not None and message_id is not None:
+            dedupe[message_id] = (stream.top, now)
+            if len(dedupe) > self._max_dedupe:
+                dedupe.popitem(last=False)
         return AppendResult(Position(stream.top, stream.epoch), pub)
 
     async def since(self, channel: str, offset: int, epoch: str, *, limit: int) -> Recovery:
