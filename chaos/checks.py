@@ -188,13 +188,32 @@ def compare_histories(histories: Mapping[str, Sequence[tuple[int, str]]]) -> lis
 
 
 def missing_from_history(
-    acks: Iterable[Ack], history: Iterable[tuple[int, str]], gapped: Sequence[set[str]]
+    acks: Iterable[Ack],
+    history: Iterable[tuple[int, str]],
+    gapped: Sequence[set[str]],
+    *,
+    superseded: Sequence[Mapping[str, str]] = (),
+    epoch: str | None = None,
 ) -> list[str]:
     """The acknowledged publications that ``history`` (``[(offset, message_id), ...]``) does
     not hold at their acknowledged offset, except those that every subscription of the channel
-    (``gapped``: the message ids each one was told it missed) reported as a gap."""
+    (``gapped``: the message ids each one was told it missed) reported as a gap.
+
+    A stream Redis lost and the hub replaced by a new ``epoch`` (a failover that dropped
+    unreplicated writes) no longer holds its publications; anyone resuming from them is told
+    (error 116). Such a publication is excused too when every subscription either was told it
+    missed it or received it in an epoch other than the history's current ``epoch``
+    (``superseded``: per subscription, message id -> epoch it was delivered in). In the same
+    epoch, a missing publication is never excused by having been delivered.
+    """
     stored = set(history)
     excused = set.intersection(*gapped) if gapped else set()
+    if superseded and epoch is not None and len(superseded) == len(gapped):
+        told_or_older = [
+            told | {mid for mid, seen in got.items() if seen != epoch}
+            for told, got in zip(gapped, superseded, strict=True)
+        ]
+        excused |= set.intersection(*told_or_older)
     return [
         ack.message_id
         for ack in acks

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chaos.checks import check_subscription, compare_histories, missing_from_history
+from chaos.checks import Delivery, check_subscription, compare_histories, missing_from_history
 from chaos.cluster import Cluster, Node, environment, redis_command, sigterm
 from chaos.workload import Workload, WorkloadSize
 
@@ -238,6 +238,7 @@ async def check(cluster: Cluster, workload: Workload, outcome: Outcome) -> None:
         )
     # per subscription: lost, duplicated, order, offsets, explicit gaps
     gapped_by: dict[str, list[set[str]]] = {channel: [] for channel in workload.channels}
+    delivered_by: dict[str, list[dict[str, str]]] = {channel: [] for channel in workload.channels}
     for name, channel, events, subscription in workload.subscriptions():
         report = check_subscription(events, workload.acks[channel])
         outcome.deliveries += report.deliveries
@@ -246,6 +247,9 @@ async def check(cluster: Cluster, workload: Workload, outcome: Outcome) -> None:
         outcome.duplicated += len(report.duplicated)
         outcome.problems += [f"{name} {channel}: {line}" for line in report.problems()]
         gapped_by[channel].append(set(report.gapped))
+        delivered_by[channel].append(
+            {e.message_id: e.epoch for e in events if isinstance(e, Delivery)}
+        )
         if subscription.ended:
             outcome.problems.append(f"{name} {channel}: the subscription ended")
     for subscriber in workload.subscribers:
@@ -253,10 +257,16 @@ async def check(cluster: Cluster, workload: Workload, outcome: Outcome) -> None:
     # history identical on every node, and holding every acknowledged publication but those
     # every subscriber of the channel was told it missed (a stream Redis lost)
     for channel in workload.channels:
-        histories = {node.name: await _history(node, channel) for node in cluster.nodes}
+        read = {node.name: await _history(node, channel) for node in cluster.nodes}
+        histories = {name: entries for name, (_, entries) in read.items()}
         outcome.problems += [f"history of {channel}: {p}" for p in compare_histories(histories)]
+        epoch, entries = next(iter(read.values()))
         missing = missing_from_history(
-            workload.acks[channel], next(iter(histories.values())), gapped_by[channel]
+            workload.acks[channel],
+            entries,
+            gapped_by[channel],
+            superseded=delivered_by[channel],
+            epoch=epoch,
         )
         if missing:
             outcome.problems.append(
@@ -277,18 +287,18 @@ async def check(cluster: Cluster, workload: Workload, outcome: Outcome) -> None:
             outcome.problems.append(f"{node.name}: /healthz is not 200")
 
 
-async def _history(node: Node, channel: str) -> list[tuple[int, str]]:
-    """The whole history of ``channel`` read through ``node``'s HTTP API."""
+async def _history(node: Node, channel: str) -> tuple[str | None, list[tuple[int, str]]]:
+    """The epoch and the whole history of ``channel`` read through ``node``'s HTTP API."""
     entries: list[tuple[int, str]] = []
     query = "limit=1000"
     while True:
         status, body = await asyncio.to_thread(node.get, f"/api/history/{channel}?{query}")
         if status != 200 or not isinstance(body, dict):
-            return [(-1, f"HTTP {status}")]
+            return None, [(-1, f"HTTP {status}")]
         pubs = body.get("publications", [])
         entries += [(int(p["offset"]), str(p["data"].get("mid"))) for p in pubs]
         if len(pubs) < 1000:
-            return entries
+            return str(body.get("epoch")), entries
         query = f"limit=1000&since_offset={pubs[-1]['offset']}&since_epoch={body['epoch']}"
 
 

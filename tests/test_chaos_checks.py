@@ -232,3 +232,32 @@ def test_the_balancer_accepts_the_configs(tmp_path: Path, balancer: str, derived
     command = _check_command(balancer, config, tmp_path)
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_stream_replaced_by_a_new_epoch_excuses_what_every_subscriber_had() -> None:
+    """A failover that lost unreplicated writes: the history is a new epoch; a publication
+    it lacks is excused only if every subscription received it in an older epoch or was
+    told it missed it, never because it was delivered in the history's own epoch."""
+    history = [(1, "m3")]
+    got_old = {"m1": "e1", "m2": "e1"}
+    assert (
+        missing_from_history(
+            acks(2), history, [set(), set()], superseded=[got_old, got_old], epoch="e2"
+        )
+        == []
+    )
+    # one subscriber was told of m2 instead of receiving it: still accounted for
+    assert (
+        missing_from_history(
+            acks(2), history, [set(), {"m2"}], superseded=[got_old, {"m1": "e1"}], epoch="e2"
+        )
+        == []
+    )
+    # one subscriber neither received m2 nor was told: reported
+    assert missing_from_history(
+        acks(2), history, [set(), set()], superseded=[got_old, {"m1": "e1"}], epoch="e2"
+    ) == ["m2"]
+    # same epoch: a hole in the history is a loss even if everybody got it live
+    assert missing_from_history(
+        acks(2), history, [set(), set()], superseded=[got_old, got_old], epoch="e1"
+    ) == ["m1", "m2"]
