@@ -34,7 +34,7 @@ import orjson
 
 from wshub.exceptions import HubError, InvalidState
 from wshub.hub._drain import drain_sessions
-from wshub.hub._fanout import Fanout
+from wshub.hub._fanout import CaughtUp, Fanout
 from wshub.hub._outbox import EPH, EVT, POS
 from wshub.hub.auth import Authenticator
 from wshub.hub.backends import (
@@ -131,7 +131,9 @@ class Hub:
         self.broker = broker
         self.presence_store = presence
         self._expire_interval = expire_interval
-        self._fanout: Fanout[SessionSubscription] = Fanout(broker, spawn=self.spawn)
+        self._fanout: Fanout[SessionSubscription] = Fanout(
+            broker, spawn=self.spawn, catch_up=self._catch_up
+        )
         self._publish_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sessions: set[Session] = set()
         self._users: dict[str, int] = {}
@@ -378,6 +380,26 @@ class Hub:
             push = PublicationPush(channel, epoch, pub).serialize()
             await self._fanout.publish(channel, POS, pub.offset, epoch, push)
         return result
+
+    async def _catch_up(self, channel: str, offset: int, epoch: str) -> CaughtUp:
+        """The publications of ``channel`` after ``offset`` in ``epoch``, for the fan-out
+        after the broker missed some; only the latest when history cannot fill the gap (a
+        new epoch, or too many), so that subscribers see the gap and report it."""
+        store = self._store(self.registry.options(channel))
+        try:
+            recovery = await store.since(channel, offset, epoch, limit=self.limits.max_recovery)
+            if recovery.complete:
+                pubs, position = recovery.publications, recovery.position
+            else:
+                pubs, position = await store.latest(channel, limit=1)
+        except HubError as exc:
+            logger.warning("catching up %s after a broker reconnection failed: %s", channel, exc)
+            return []
+        now = position.epoch
+        return [
+            (pub.offset, now, PublicationPush(channel, now, pub).serialize().decode())
+            for pub in pubs
+        ]
 
     async def publish_ephemeral_encoded(
         self, channel: str, data: bytes, info: bytes | None
