@@ -16,13 +16,20 @@ Two nodes publishing to one channel through Redis can deliver offsets out of ord
 publication that arrives ahead of its predecessor waits up to :data:`REORDER_WINDOW`
 seconds (at most :data:`REORDER_MAX_HELD` of them) to be put back in order; after that the
 held ones go on and clients see, and fill, the gap (docs/protocol.md §5.1).
+
+A broker that may have missed publications (its connection to Redis broke, or Redis failed
+over) says so with an empty payload once the channel is delivered again; the fan-out then
+asks ``catch_up`` for what was published after the last position it delivered and feeds
+it through the same ordering, so that a publication acknowledged meanwhile is delivered,
+or, when history no longer has it, the latest one shows subscribers the gap. Without that
+a quiet channel would never tell its subscribers: a gap is only seen at a next publication.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from wshub.exceptions import InvalidState
@@ -45,6 +52,9 @@ REORDER_WINDOW = 0.1
 REORDER_MAX_HELD = 64
 
 _Args = tuple[int, int, str, str]
+#: What ``catch_up`` returns: ``(offset, epoch, push)`` of positioned publications.
+CaughtUp = Sequence[tuple[int, str, str]]
+CatchUp = Callable[[str, int, str], Awaitable[CaughtUp]]
 
 
 class Subscriber(Protocol):
@@ -178,6 +188,11 @@ class Fanout(Generic[S]):
         spawn: runs a coroutine in the background (the owner keeps track of it).
         feed_many: gives one publication to all the local subscribers of a channel; by
             default each one's ``feed`` (the hub batches the writes of those that keep up).
+        catch_up: ``catch_up(channel, offset, epoch)`` reads the positioned publications
+            after that position (all of them, or only the latest when history cannot fill
+            the gap), each as ``(offset, epoch, push)``; called when the broker may have
+            missed some. ``None``: missed publications are only noticed by clients at the
+            next one.
     """
 
     def __init__(
@@ -186,10 +201,12 @@ class Fanout(Generic[S]):
         *,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         feed_many: FeedMany[S] = feed_each,
+        catch_up: CatchUp | None = None,
     ) -> None:
         self.broker = broker
         self._feed_many = feed_many
         self._spawn = spawn
+        self._catch_up = catch_up
         self._channels: dict[str, _Channel[S]] = {}
         self._deliver_cb = self.deliver
 
@@ -264,6 +281,11 @@ class Fanout(Generic[S]):
         state = self._channels.get(channel)
         if state is None or not state.subs:
             return
+        if not payload:
+            # The broker may have missed publications: catch up from where we are.
+            if self._catch_up is not None and state.epoch is not None:
+                self._spawn(self._resync(state, self._catch_up, state.offset, state.epoch))
+            return
         header, _, body = payload.partition(b"\n")
         kind, offset, epoch = header.split(b" ")
         args = (int(kind), int(offset), epoch.decode(), body.decode())
@@ -271,3 +293,13 @@ class Fanout(Generic[S]):
             state.positioned(args)
         else:
             state.fan_out(args)
+
+    async def _resync(self, state: _Channel[S], catch_up: CatchUp, offset: int, epoch: str) -> None:
+        """Feed what was published after ``offset`` in ``epoch`` and not delivered since."""
+        caught = await catch_up(state.name, offset, epoch)
+        if self._channels.get(state.name) is not state:
+            return
+        for pub_offset, pub_epoch, push in caught:
+            if pub_epoch == state.epoch and pub_offset <= state.offset:
+                continue  # delivered live meanwhile
+            state.positioned((POS, pub_offset, pub_epoch, push))

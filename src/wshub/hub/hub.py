@@ -33,8 +33,9 @@ from typing import Any
 import orjson
 
 from wshub.exceptions import HubError, InvalidState
+from wshub.hub._catch_up import read_missed
 from wshub.hub._drain import drain_sessions
-from wshub.hub._fanout import Fanout
+from wshub.hub._fanout import CaughtUp, Fanout
 from wshub.hub._outbox import EPH, POS
 from wshub.hub._presence import JoinLeave
 from wshub.hub.auth import Authenticator
@@ -48,7 +49,7 @@ from wshub.hub.backends import (
     PresenceStore,
 )
 from wshub.hub.channels import ChannelRegistry, NamespaceOptions
-from wshub.hub.limits import HubLimits
+from wshub.hub.limits import HubLimits, UserCounts
 from wshub.hub.session import Peer, Session
 from wshub.hub.stats import HubStats
 from wshub.hub.subscription import SessionSubscription
@@ -132,12 +133,15 @@ class Hub:
         self.presence_store = presence
         self._expire_interval = expire_interval
         self._fanout: Fanout[SessionSubscription] = Fanout(
-            broker, spawn=self.spawn, feed_many=SessionSubscription.feed_many
+            broker,
+            spawn=self.spawn,
+            feed_many=SessionSubscription.feed_many,
+            catch_up=self._catch_up,
         )
         self._join_leave = JoinLeave(self._fanout.publish, spawn=self.spawn, stats=self.stats)
         self._publish_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sessions: set[Session] = set()
-        self._users: dict[str, int] = {}
+        self._users = UserCounts()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expirer: asyncio.Task[None] | None = None
         self._closed = False
@@ -264,19 +268,12 @@ class Hub:
         Raises:
             HubError: 112, over ``limits.max_connections_per_user``.
         """
-        limit = self.limits.max_connections_per_user
-        count = self._users.get(user, 0)
-        if limit is not None and count >= limit:
+        if not self._users.add(user, self.limits.max_connections_per_user):
             raise HubError(ErrorCode.LIMIT_EXCEEDED, ErrorCode.LIMIT_EXCEEDED.message)
-        self._users[user] = count + 1
 
     def release_user(self, user: str) -> None:
         """Count one connection of ``user`` less (session host)."""
-        count = self._users.get(user, 0) - 1
-        if count > 0:
-            self._users[user] = count
-        else:
-            self._users.pop(user, None)
+        self._users.release(user)
 
     def _store(self, options: NamespaceOptions) -> HistoryStore:
         return self.history_store if options.persistent else self._volatile
@@ -382,6 +379,11 @@ class Hub:
             push = PublicationPush(channel, epoch, pub).serialize()
             await self._fanout.publish(channel, POS, pub.offset, epoch, push)
         return result
+
+    async def _catch_up(self, channel: str, offset: int, epoch: str) -> CaughtUp:
+        """What the broker may have missed of ``channel`` (:func:`read_missed`)."""
+        store = self._store(self.registry.options(channel))
+        return await read_missed(store, channel, offset, epoch, limit=self.limits.max_recovery)
 
     async def publish_ephemeral_encoded(
         self, channel: str, data: bytes, info: bytes | None
@@ -507,8 +509,7 @@ class Hub:
     async def channels(self, *, also: Iterable[str] = ()) -> list[dict[str, Any]]:
         """The channels that exist now: with local subscribers or stored history.
 
-        Each is ``{"channel", "subscribers" (on this node), "offset", "epoch"}``, the offset
-        being the channel's last one.
+        Each is ``{"channel", "subscribers" (on this node), "offset" (its last), "epoch"}``.
 
         Args:
             also: more channel names to list (subscribed on other nodes); invalid names and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HubLimits"]
+__all__ = ["HubLimits", "UserCounts"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,3 +53,29 @@ class HubLimits:
     max_history_limit: int = 1000
     max_pending_replies: int = 256
     max_queued_size: int | None = 4 * 2**20
+
+
+class UserCounts:
+    """The open connections of each authenticated user on this node, against
+    ``max_connections_per_user``."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def add(self, user: str, limit: int | None) -> bool:
+        """Count one more connection of ``user``; ``False`` (not counted) at ``limit``."""
+        count = self._counts.get(user, 0)
+        if limit is not None and count >= limit:
+            return False
+        self._counts[user] = count + 1
+        return True
+
+    def release(self, user: str) -> None:
+        """Count one connection of ``user`` less."""
+        count = self._counts.get(user, 0) - 1
+        if count > 0:
+            self._counts[user] = count
+        else:
+            self._counts.pop(user, None)

@@ -248,6 +248,10 @@ class Broker(Protocol):
     * subscribing the same callback twice to a channel is a no-op, and so is unsubscribing
       one that is not subscribed;
     * a callback that raises is logged and does not stop delivery to the others;
+    * a broker that can miss publications (a subscriber connection to a server that broke
+      or failed over) calls each callback of a channel with an **empty** payload once
+      delivery is active again: what was published meanwhile may never arrive, and the
+      hub then catches up from history (an empty payload is never published);
     * after :meth:`close`, publish and subscribe raise :class:`~wshub.exceptions.InvalidState`.
 
     Callbacks are plain functions, called on the event loop; they must not block.

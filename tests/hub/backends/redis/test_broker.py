@@ -90,6 +90,27 @@ async def test_reconnects_and_resubscribes_after_the_connection_drops(
         await broker.close()
 
 
+async def test_a_reconnection_tells_the_callbacks_they_may_have_missed_publications(
+    proxy: RedisProxy, publisher: RedisBroker, prefix: str
+) -> None:
+    """Once a channel is delivered again after a cut, its callbacks get one empty payload
+    (the Broker contract's "catch up" signal), before anything published after it; a
+    first subscription gets none."""
+    broker = RedisBroker(proxy.url, prefix=prefix, **FAST)
+    try:
+        inbox = Inbox()
+        await broker.subscribe("c:a", inbox)
+        await deliver(publisher, "c:a", inbox, b"1")
+        assert ("c:a", b"") not in inbox.received
+        proxy.cut()
+        await wait_until_connected(broker, reconnects=1)
+        await deliver(publisher, "c:a", inbox, b"2")
+        assert inbox.received.count(("c:a", b"")) == 1
+        assert inbox.received.index(("c:a", b"")) < inbox.received.index(("c:a", b"2"))
+    finally:
+        await broker.close()
+
+
 async def test_subscribe_while_redis_is_down_waits_for_the_reconnection(
     proxy: RedisProxy, publisher: RedisBroker, prefix: str
 ) -> None:

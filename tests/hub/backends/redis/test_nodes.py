@@ -165,6 +165,31 @@ async def test_in_memory_namespaces_are_shared_too(nodes: list[HubServer]) -> No
     assert (first.position.offset, second.position.offset) == (1, 2)
 
 
+async def test_a_publication_made_while_a_node_resubscribes_reaches_its_subscribers(
+    start_node: StartNode, redis: RedisServer
+) -> None:
+    """What a Sentinel kill -9 failover showed: another node's publish succeeds while this
+    node's subscriber connection is still coming back, and no publication follows. The node
+    catches up from history once subscribed again: the last publication is not lost."""
+    async with redis_proxy(redis.port) as proxy:
+        a, b = await start_node(proxy.url), await start_node(redis.url)
+        broker = a.hub.broker
+        assert isinstance(broker, RedisBroker)
+        async with client(a) as reader:
+            sub = await reader.subscribe("room:x")
+            await b.hub.publish("room:x", "before")
+            assert await read(sub, 1) == [(1, "before")]
+            proxy.point_to(None)  # node a loses Redis, node b does not
+            proxy.cut()
+            while broker.connected:
+                await asyncio.sleep(0.005)
+            await b.hub.publish("room:x", "meanwhile")  # acknowledged, never heard by a
+            await b.hub.publish("room:x", "last")
+            proxy.point_to(redis.port)
+            assert await read(sub, 2) == [(2, "meanwhile"), (3, "last")]
+            assert broker.statistics().reconnects >= 1
+
+
 async def test_a_redis_restart_is_a_new_epoch_never_a_silent_gap(
     start_node: StartNode,
 ) -> None:

@@ -284,18 +284,7 @@ async def wait_for(condition: Callable[[], bool], seconds: float) -> None:
     "how",
     [
         "sentinel failover",
-        pytest.param(
-            "kill -9 of the master",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="found by this test, not fixed yet: after a kill -9 failover the "
-                "subscriber on the other node often receives nothing more (half of the runs, "
-                "every run since the fan-out merge): that node's subscriber connection is "
-                "subscribed again on the new master (CLIENT LIST) and its reader task runs, "
-                "yet its fan-out sees no "
-                "publication of the channel; no 116 either, so the check fails",
-            ),
-        ),
+        "kill -9 of the master",
     ],
 )
 async def test_acknowledged_publications_survive_a_failover_or_are_reported_lost(

@@ -24,7 +24,11 @@ silent for ``ping_interval + ping_timeout`` seconds, or, with Sentinel, is found
 after a failover the old master stays one for a few seconds) the task reconnects with exponential
 backoff and full jitter, subscribes again to every channel with local subscribers, and
 carries on; :meth:`RedisBroker.subscribe` calls made meanwhile wait (at most
-``subscribe_timeout``) until their channel is subscribed again.
+``subscribe_timeout``) until their channel is subscribed again. Publications made while
+the connection was down never arrive (another node's pooled connection, or the new master
+after a failover, can accept them well before this node is subscribed again): once Redis
+confirms a channel on the new connection, its callbacks get an empty payload, the
+:class:`~wshub.hub.backends.base.Broker` signal that the hub must catch up from history.
 
 Nothing here blocks the event loop: callbacks run on the reader task as messages arrive,
 every command has a timeout, and the connection pool is bounded.
@@ -145,6 +149,9 @@ class RedisBroker:
         self._inflight: dict[bytes, int] = {}
         # The channels a new connection subscribed to and Redis has not confirmed yet.
         self._resubscribing: set[bytes] = set()
+        # Channels that were delivered on a connection that broke: their callbacks are told
+        # (an empty payload) once they are delivered again.
+        self._missed: set[bytes] = set()
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connected = False
@@ -228,6 +235,7 @@ class RedisBroker:
         del state.callbacks[callback]
         if not state.callbacks:
             del self._channels[key]
+            self._missed.discard(key)
             await self._send("UNSUBSCRIBE", key)
 
     async def close(self) -> None:
@@ -310,7 +318,9 @@ class RedisBroker:
         self._connected = False
         self._inflight.clear()
         self._resubscribing.clear()
-        for state in self._channels.values():
+        for key, state in self._channels.items():
+            if state.ready.is_set():
+                self._missed.add(key)
             state.ready.clear()
 
     async def _read(self, pubsub: PubSub) -> None:
@@ -354,14 +364,22 @@ class RedisBroker:
         self._inflight.pop(key, None)
         # A channel that still has subscribers was last sent a SUBSCRIBE: it is live now.
         state = self._channels.get(key)
-        if state is not None:
-            state.ready.set()
+        if state is None:
+            self._missed.discard(key)
+            return
+        state.ready.set()
+        if key in self._missed:
+            self._missed.discard(key)
+            self._call(state, b"")
 
     def _deliver(self, key: bytes, payload: Any) -> None:
         state = self._channels.get(key)
         if state is None:
             return
         self._delivered += 1
+        self._call(state, payload)
+
+    def _call(self, state: _Channel, payload: Any) -> None:
         channel = state.name
         # Copy: a callback may subscribe or unsubscribe while we iterate.
         for callback in list(state.callbacks):
