@@ -32,9 +32,9 @@ TIMES = "\N{MULTIPLICATION SIGN}"
 PEERS = {
     "wshub": "`wshub serve` with the demo's `chat` namespace, publish and command rate limits "
     "lifted. Does more than the others: every publication goes to the channel history and gets "
-    "an offset, each publish gets a reply, presence is kept, and every subscribe sends a `join` "
-    "push to the room's members (so room set-up is quadratic in pushes). The publisher must be "
-    "a subscriber, so it receives its own copies too (not counted).",
+    "an offset, each publish gets a reply, presence is kept, and joins and leaves reach the "
+    "room's members as one `presence_diff` push per member every 0.5 s (`join_leave_interval`). "
+    "The publisher must be a subscriber, so it receives its own copies too (not counted).",
     "centrifuge": "A Go server on the Centrifuge library (Debian's 2021 sources, protocol v1 "
     "JSON, not the current release): anonymous connect, any channel, in-memory broker. No "
     "history, no presence, no join/leave; publishes are acknowledged with an empty result.",
