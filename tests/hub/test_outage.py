@@ -446,3 +446,29 @@ async def test_the_http_api_answers_503_with_retry_after_while_redis_is_down(
         assert answer[0] == 200 and answer[2]["offset"] == 1
         status, _, again = await http(server, "POST", "/api/publish", body)
         assert status == 200 and again["offset"] == 1
+
+
+async def test_a_subscribe_retried_during_the_handshake_is_not_sent_twice(
+    proxy: tuple[RedisProxy, contextlib.ExitStack, RedisServer],
+) -> None:
+    """A retry timer that fires while the reconnection still waits for other subscribe
+    replies sends that subscribe; the handshake must not send it again (the hub would say
+    109 ``already subscribed`` and the client end the subscription for good)."""
+    relay, _, first = proxy
+    channels = [f"room:r{n}" for n in range(4)]
+    async with node(relay.url) as server:
+        client = HubClient(server.url(), backoff_initial=0.001, max_delay=0.005, compression=None)
+        async with client:
+            subs = [await client.subscribe(channel) for channel in channels]
+            down(relay)
+            for _ in range(3):
+                kill_connection(client)
+                await until(lambda: client.state is ClientState.CONNECTED)
+                await asyncio.sleep(0.3)  # refusals retried every few ms meanwhile
+            relay.point_to(first.port)
+            await until(lambda: all(sub.active or sub.ended for sub in subs))
+            assert [sub.ended for sub in subs] == [False] * len(subs)
+            for n, channel in enumerate(channels):
+                await server.hub.publish(channel, n)
+            for n, sub in enumerate(subs):
+                assert [data for _, data in await read(sub, 1)] == [n]

@@ -109,6 +109,8 @@ class Subscription:
         # A subscribe the hub refused for now: the backoff of its retries, the timer.
         self._retry_backoff: Backoff | None = None
         self._retry: asyncio.TimerHandle | None = None
+        # A subscribe sent on this connection and not answered yet (not to be sent twice).
+        self._in_flight = False
         self._unrecovered_count = self._subscribes = 0
         if callback is not None and not self._inline:
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
@@ -142,7 +144,7 @@ class Subscription:
     def waiting(self) -> bool:
         """Whether a connection's handshake should subscribe it now: neither delivered nor
         waiting to retry a temporary refusal."""
-        return not self._active and self._retry is None
+        return not self._active and self._retry is None and not self._in_flight
 
     @property
     def ended(self) -> bool:
@@ -243,6 +245,7 @@ class Subscription:
     def subscribe_command(self, id: int) -> tuple[SubscribeCommand, Position | None]:
         """The ``subscribe`` command to send now, and the position it resumes from."""
         since = self._position or self._since
+        self._in_flight = True
         return SubscribeCommand(id, self.channel, since, self._recent), since
 
     def read_reply(self, obj: Mapping[str, Any]) -> SubscribeReply:
@@ -261,6 +264,7 @@ class Subscription:
         """The hub refused the subscribe for now (a temporary error, e.g. its broker is
         down): returns the delay before the next try (``backoff`` is used from the first
         refusal until the next success). The position is kept for the recovery."""
+        self._in_flight = False
         if self._retry_backoff is None:
             self._retry_backoff = backoff
             logger.warning("subscription to %s refused for now, retrying: %s", self.channel, error)
@@ -285,6 +289,7 @@ class Subscription:
     def subscribed(self, reply: SubscribeReply, since: Position | None) -> None:
         """Apply a subscribe reply: recover from ``since`` or start at the channel's position."""
         result, publications = reply
+        self._in_flight = False
         if self._retry_backoff is not None:
             self._retry_backoff = None
             logger.info("subscription to %s restored", self.channel)
@@ -475,7 +480,7 @@ class Subscription:
 
     def suspend(self) -> None:
         """The connection was lost: the hub no longer delivers until the next subscribe."""
-        self._active = False
+        self._active = self._in_flight = False
         self._cancel_retry()  # the next connection subscribes it at once
 
     async def wait_live(self) -> None:
@@ -499,7 +504,7 @@ class Subscription:
         if self._ended:
             return
         self._ended = True
-        self._active = False
+        self._active = self._in_flight = False
         self._error = error
         self._cancel_retry()
         self._stop_repair()

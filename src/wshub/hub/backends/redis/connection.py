@@ -24,6 +24,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
     MasterNotFoundError,
@@ -53,7 +54,56 @@ __all__ = [
 ]
 
 
-class _SentinelConnection(SentinelManagedConnection):
+class _OneConnectAtATime:
+    """A connection that opens one socket at a time.
+
+    redis-py lets two tasks connect the same connection object at once: a ``PubSub``
+    command that fails reconnects the subscriber connection from the caller's task while
+    the broker's reader reconnects it too. Both open a socket, the second replaces the
+    first, and the first is never closed (a leaked socket and transport, reported when it
+    is collected). Here a second connect waits for the first, then finds it connected.
+    """
+
+    _connect_lock: asyncio.Lock | None = None
+    _connect_owner: asyncio.Task[Any] | None = None
+
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        parent = cast(Any, super())  # redis-py's connection class, next in the MRO
+        task = asyncio.current_task()
+        if task is not None and task is self._connect_owner:
+            # Connecting already (e.g. a re-subscribe that fails inside the connect).
+            await parent.connect_check_health(*args, **kwargs)
+            return
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            self._connect_owner = task
+            try:
+                await parent.connect_check_health(*args, **kwargs)
+            finally:
+                self._connect_owner = None
+
+
+class _TCPConnection(_OneConnectAtATime, Connection):
+    """A TCP connection, one connect at a time."""
+
+
+class _SSLConnection(_OneConnectAtATime, SSLConnection):
+    """A TLS connection, one connect at a time."""
+
+
+class _UnixConnection(_OneConnectAtATime, UnixDomainSocketConnection):
+    """A Unix socket connection, one connect at a time."""
+
+
+_ONE_AT_A_TIME: dict[type[Any], type[Any]] = {
+    Connection: _TCPConnection,
+    SSLConnection: _SSLConnection,
+    UnixDomainSocketConnection: _UnixConnection,
+}
+
+
+class _SentinelConnection(_OneConnectAtATime, SentinelManagedConnection):
     """A connection to the master Sentinel names, dropped when that master refuses writes
     for lack of replicas (``NOREPLICAS``, with ``min-replicas-to-write``).
 
@@ -123,7 +173,9 @@ def redis_client(
     if not is_sentinel_url(url):
         if sentinel_password is not None:
             raise ValueError("sentinel_password: only for a redis+sentinel:// URL")
-        return Redis(connection_pool=BlockingConnectionPool.from_url(url, **options))
+        plain = BlockingConnectionPool.from_url(url, **options)
+        plain.connection_class = _ONE_AT_A_TIME[plain.connection_class]
+        return Redis(connection_pool=plain)
     parsed = SentinelURL.parse(url)
     sentinels = Sentinel(
         parsed.sentinels,
