@@ -472,3 +472,33 @@ async def test_a_subscribe_retried_during_the_handshake_is_not_sent_twice(
                 await server.hub.publish(channel, n)
             for n, sub in enumerate(subs):
                 assert [data for _, data in await read(sub, 1)] == [n]
+
+
+async def test_the_history_expiry_sweep_logs_an_outage_once(
+    proxy: tuple[RedisProxy, contextlib.ExitStack, RedisServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sweep runs every ``expire_interval``: during an outage it fails each time, but
+    says so once (a warning, no traceback), and again only after it worked in between."""
+    relay, _, first = proxy
+    client = redis_client(relay.url, connect_timeout=0.2, command_timeout=0.2)
+    history = RedisHistory(client, prefix="expiry")
+    hub = Hub(history=history, expire_interval=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, logger="wshub.hub"):
+            async with hub:
+                await asyncio.sleep(0.2)  # a few sweeps that work
+                down(relay)
+                await asyncio.sleep(1.0)  # several sweeps that fail
+                failed = [r for r in caplog.records if "history expiry failed" in r.message]
+                assert len(failed) == 1
+                assert failed[0].levelno == logging.WARNING and failed[0].exc_info is None
+                relay.point_to(first.port)
+                await asyncio.sleep(0.5)  # works again
+                down(relay)
+                await asyncio.sleep(0.5)
+                failed = [r for r in caplog.records if "history expiry failed" in r.message]
+                assert len(failed) == 2
+    finally:
+        await history.close()
+        await close_client(client)

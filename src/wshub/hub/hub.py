@@ -144,8 +144,7 @@ class Hub:
         self._users = UserCounts()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expirer: asyncio.Task[None] | None = None
-        self._closed = False
-        self._draining = False
+        self._closed = self._draining = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -163,12 +162,16 @@ class Hub:
 
     async def _expire_loop(self) -> None:
         assert self._expire_interval is not None
+        failing = False  # log once per outage, not at every interval
         while not self._closed:  # not cancel() alone: redis-py may swallow it (Python 3.11)
             await asyncio.sleep(self._expire_interval)
             try:
                 await self.expire()
-            except Exception:
-                logger.exception("history expiry failed")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    logger.warning("history expiry failed, retried every interval: %r", exc)
+                failing = True
 
     async def expire(self) -> int:
         """Drop expired history now; returns how many publications were dropped."""
@@ -263,11 +266,8 @@ class Hub:
             self.stats.connections -= 1
 
     def count_user(self, user: str) -> None:
-        """Count one more connection of ``user`` (session host).
-
-        Raises:
-            HubError: 112, over ``limits.max_connections_per_user``.
-        """
+        """Count one more connection of ``user`` (session host); :class:`HubError` 112 over
+        ``limits.max_connections_per_user``."""
         if not self._users.add(user, self.limits.max_connections_per_user):
             raise HubError(ErrorCode.LIMIT_EXCEEDED, ErrorCode.LIMIT_EXCEEDED.message)
 

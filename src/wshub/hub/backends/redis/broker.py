@@ -298,7 +298,7 @@ class RedisBroker:
                 self._lost()
                 with contextlib.suppress(Exception):
                     await cast(Any, pubsub).aclose()  # untyped in redis-py
-            bound = min(self._backoff_max, self._backoff_initial * 2 ** (failures - 1))
+            bound = min(self._backoff_max, self._backoff_initial * 2 ** min(failures - 1, 30))
             await asyncio.sleep(random.uniform(0, bound))
 
     async def _open(self, pubsub: PubSub) -> None:
