@@ -146,3 +146,24 @@ async def test_unreachable_redis_is_error_100(clock: Clock) -> None:
         assert caught.value.code == 100
     finally:
         await history.close()
+
+
+async def test_a_stream_rewound_below_an_acknowledged_offset_starts_an_empty_epoch(
+    nodes: list[HistoryStore], client: Redis, prefix: str
+) -> None:
+    """A failover to a replica that missed the last acknowledged publications: the next
+    append starts a new epoch that holds only what comes after, from offset 1 (the old
+    stream's publications belong to the lost epoch; reading the new one from its start must
+    not return them a second time)."""
+    a, _ = nodes
+    await append(a, "c:x", 5)
+    old = await a.position("c:x")
+    # what the promoted replica has: offsets 1..3, the meta's top at 3
+    await client.xdel(f"{prefix}:stream:c:x", "4-0", "5-0")
+    await client.hset(f"{prefix}:meta:c:x", "top", 3)
+    fresh = await a.append("c:x", b"after", size=10, ttl=None)
+    assert fresh.position.epoch != old.epoch and fresh.position.offset == 1
+    recovery = await a.since("c:x", 0, fresh.position.epoch, limit=10)
+    assert recovery.complete
+    assert [p.data for p in recovery.publications] == [b"after"]
+    assert not (await a.since("c:x", old.offset, old.epoch, limit=10)).recovered

@@ -8,8 +8,12 @@ local epoch = open_stream()
 if ARGV[12] == epoch and tonumber(redis.call('HGET', meta, 'top')) < tonumber(ARGV[13]) then
   -- Redis lost publications the hub acknowledged (a failover to a replica that had not
   -- received them): a new epoch, so that their offsets are not given to others silently.
+  -- What is left of the stream belongs to the lost epoch (subscribers already had it): the
+  -- new epoch starts empty at offset 1, as after a restart without persistence, so that a
+  -- client reading the new epoch from its start does not get those publications twice.
   epoch = ARGV[2]
-  redis.call('HSET', meta, 'epoch', epoch)
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
 end
 local dedupe = KEYS[4]
 if dedupe then
