@@ -32,7 +32,7 @@ How the recovery contract of docs/protocol.md survives Redis:
   asynchronous) loses publications the hub acknowledged, and the new master would give
   their offsets to other publications. Each node remembers the last position it
   acknowledged per channel; an append that finds the stream of that epoch below it
-  changes the channel's epoch (the stream is kept), so subscribers are told (116,
+  starts a new, empty epoch at offset 1, so subscribers are told (116,
   ``recovered: false``) instead of seeing one offset stand for two publications.
 * Recovery is decided on what the stream actually holds, not on counters: ``since``
   succeeds only if the entry right after the client's offset is there and young enough. A
